@@ -1,0 +1,248 @@
+package etcdstore
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// maxAttempts bounds the optimistic retries of one Update or Delete.
+const maxAttempts = 8
+
+// Selector picks one record: by name, or by one of the secrets that index it.
+type Selector struct {
+	kind  selectorKind
+	value string
+}
+
+type selectorKind int
+
+const (
+	byName selectorKind = iota
+	byToken
+	byReclamationToken
+	byVerificationID
+)
+
+// ByName selects the record of a name.
+func ByName(name string) Selector { return Selector{byName, name} }
+
+// ByToken selects the record whose API token is token.
+func ByToken(token string) Selector { return Selector{byToken, token} }
+
+// ByReclamationToken selects the record with that pending reclamation token.
+func ByReclamationToken(rt string) Selector { return Selector{byReclamationToken, rt} }
+
+// ByVerificationID selects the record with that pending email verification id.
+func ByVerificationID(id string) Selector { return Selector{byVerificationID, id} }
+
+// indexKey is the index entry the selector goes through, or "" for a name.
+func (s Selector) indexKey(k keys) string {
+	switch s.kind {
+	case byToken:
+		return k.token(s.value)
+	case byReclamationToken:
+		return k.reclaim(s.value)
+	case byVerificationID:
+		return k.verify(s.value)
+	}
+	return ""
+}
+
+// matches re-checks the secret against the record itself, in constant time, so that a
+// record reached through an index is only returned if it still carries that secret.
+func (s Selector) matches(d *Domain) bool {
+	var have, want string
+	switch s.kind {
+	case byName:
+		return d.Name == s.value
+	case byToken:
+		have, want = d.Token, s.value
+	case byReclamationToken:
+		have, want = d.ReclaimHash, hashSecret(s.value)
+	case byVerificationID:
+		have, want = d.VerifyHash, hashSecret(s.value)
+	}
+	return have != "" && subtle.ConstantTimeCompare([]byte(have), []byte(want)) == 1
+}
+
+// Get returns the selected record.
+func (s *Store) Get(ctx context.Context, sel Selector) (Domain, error) {
+	d, _, err := s.read(ctx, sel)
+	return d, err
+}
+
+// read returns the selected record and its mod revision, for a later compare.
+func (s *Store) read(ctx context.Context, sel Selector) (Domain, int64, error) {
+	if sel.value == "" {
+		return Domain{}, 0, ErrNotFound
+	}
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	name := sel.value
+	if ik := sel.indexKey(s.keys); ik != "" {
+		resp, err := s.cli.Get(ctx, ik)
+		if err := observe("get", err); err != nil {
+			return Domain{}, 0, err
+		}
+		if len(resp.Kvs) == 0 {
+			return Domain{}, 0, ErrNotFound
+		}
+		name = string(resp.Kvs[0].Value)
+	}
+	resp, err := s.cli.Get(ctx, s.keys.name(name))
+	if err := observe("get", err); err != nil {
+		return Domain{}, 0, err
+	}
+	if len(resp.Kvs) == 0 {
+		return Domain{}, 0, ErrNotFound
+	}
+	var d Domain
+	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
+		return Domain{}, 0, fmt.Errorf("record %s: %w", name, err)
+	}
+	if !sel.matches(&d) {
+		return Domain{}, 0, ErrNotFound
+	}
+	return d, resp.Kvs[0].ModRevision, nil
+}
+
+// Create stores d if no record of its name exists, or returns ErrNameTaken.
+func (s *Store) Create(ctx context.Context, d Domain) error {
+	ok, err := s.write(ctx, nil, 0, &d)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return ErrNameTaken
+	}
+	return nil
+}
+
+// Update applies fn to the selected record and stores the result in one transaction that
+// also moves every index whose secret fn changed. If fn returns an error nothing is written
+// and Update returns that error. The record is re-read and fn re-run if another writer got
+// in between; fn must therefore have no side effects.
+func (s *Store) Update(ctx context.Context, sel Selector, fn func(*Domain) error) (Domain, error) {
+	return s.change(ctx, sel, func(d *Domain) (*Domain, error) {
+		if err := fn(d); err != nil {
+			return nil, err
+		}
+		return d, nil
+	})
+}
+
+// Delete removes the selected record and every index pointing at it, after check (if not
+// nil) accepted it. It returns the record as it was.
+func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Domain) error) (Domain, error) {
+	var deleted Domain
+	_, err := s.change(ctx, sel, func(d *Domain) (*Domain, error) {
+		if check != nil {
+			if err := check(d); err != nil {
+				return nil, err
+			}
+		}
+		deleted = *d
+		return nil, nil
+	})
+	return deleted, err
+}
+
+// change is the optimistic read-modify-write loop behind Update and Delete; fn returns the
+// new record, or nil to delete it.
+func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Domain, error)) (Domain, error) {
+	for range maxAttempts {
+		old, rev, err := s.read(ctx, sel)
+		if err != nil {
+			return Domain{}, err
+		}
+		cur := old
+		cur.Challenges = append([]Challenge(nil), old.Challenges...)
+		next, err := fn(&cur)
+		if err != nil {
+			return Domain{}, err
+		}
+		ok, err := s.write(ctx, &old, rev, next)
+		if err != nil {
+			return Domain{}, err
+		}
+		if ok {
+			if next == nil {
+				return Domain{}, nil
+			}
+			return *next, nil
+		}
+	}
+	return Domain{}, ErrConflict
+}
+
+// write replaces old (nil: absent) with next (nil: delete) in one transaction, guarded by
+// old's mod revision, and moves the indexes whose secrets differ. It reports false if the
+// guard failed. On success it waits until the local View shows the change.
+func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Domain) (bool, error) {
+	var name string
+	var o, n Domain
+	if old != nil {
+		name, o = old.Name, *old
+	}
+	if next != nil {
+		name, n = next.Name, *next
+	}
+	nameKey := s.keys.name(name)
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	if old == nil {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(nameKey), "=", 0))
+	} else {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(nameKey), "=", oldRev))
+	}
+	if next == nil {
+		ops = append(ops, clientv3.OpDelete(nameKey))
+	} else {
+		val, err := json.Marshal(next)
+		if err != nil {
+			return false, err
+		}
+		ops = append(ops, clientv3.OpPut(nameKey, string(val)))
+	}
+	for _, ix := range []struct{ dir, was, is string }{
+		{tokensDir, tokenHash(o.Token), tokenHash(n.Token)},
+		{reclaimDir, o.ReclaimHash, n.ReclaimHash},
+		{verifyDir, o.VerifyHash, n.VerifyHash},
+	} {
+		if ix.was == ix.is {
+			continue
+		}
+		if ix.was != "" {
+			ops = append(ops, clientv3.OpDelete(s.keys.hashedKey(ix.dir, ix.was)))
+		}
+		if ix.is != "" {
+			k := s.keys.hashedKey(ix.dir, ix.is)
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+			ops = append(ops, clientv3.OpPut(k, name))
+		}
+	}
+	tctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
+	if err := observe("txn", err); err != nil {
+		return false, err
+	}
+	if !resp.Succeeded {
+		return false, nil
+	}
+	if err := s.view.WaitRevision(tctx, resp.Header.Revision); err != nil {
+		return true, fmt.Errorf("change stored at revision %d but not yet visible here: %w", resp.Header.Revision, err)
+	}
+	return true, nil
+}
+
+func tokenHash(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return hashSecret(tok)
+}

@@ -1,0 +1,90 @@
+package etcdstore
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Embedded is an etcd server running inside this process, for single-machine setups and tests.
+type Embedded struct {
+	etcd *embed.Etcd
+}
+
+// EmbeddedConfig says where the embedded etcd keeps its data and listens.
+type EmbeddedConfig struct {
+	Dir string
+	// ClientURL and PeerURL are the loopback URLs it listens on, e.g. http://127.0.0.1:23790;
+	// port 0 picks a free one.
+	ClientURL, PeerURL string
+	// Fast shortens heartbeats and elections and skips fsync: for tests only.
+	Fast bool
+}
+
+// Default URLs of the embedded etcd: fixed, so a restart finds its own data and peers.
+const (
+	DefaultEmbeddedClientURL = "http://127.0.0.1:23790"
+	DefaultEmbeddedPeerURL   = "http://127.0.0.1:23800"
+)
+
+// StartEmbedded starts an etcd server and waits until it serves.
+func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
+	if c.ClientURL == "" {
+		c.ClientURL = DefaultEmbeddedClientURL
+	}
+	if c.PeerURL == "" {
+		c.PeerURL = DefaultEmbeddedPeerURL
+	}
+	curl, err := url.Parse(c.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd client url: %w", err)
+	}
+	purl, err := url.Parse(c.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd peer url: %w", err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "registry"
+	cfg.Dir = c.Dir
+	cfg.ListenClientUrls = []url.URL{*curl}
+	cfg.AdvertiseClientUrls = []url.URL{*curl}
+	cfg.ListenPeerUrls = []url.URL{*purl}
+	cfg.AdvertisePeerUrls = []url.URL{*purl}
+	cfg.InitialCluster = cfg.Name + "=" + purl.String()
+	cfg.LogLevel = "error"
+	// Keep a day of history for watches that fall behind; older revisions are compacted.
+	cfg.AutoCompactionMode = "periodic"
+	cfg.AutoCompactionRetention = "24h"
+	if c.Fast {
+		cfg.TickMs, cfg.ElectionMs = 10, 50
+		cfg.UnsafeNoFsync = true
+	}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd in %s: %w", c.Dir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s did not become ready in 30s", c.Dir)
+	}
+	return &Embedded{etcd: e}, nil
+}
+
+// Endpoints are the client URLs to give Open.
+func (e *Embedded) Endpoints() []string {
+	var out []string
+	for _, l := range e.etcd.Clients {
+		out = append(out, "http://"+l.Addr().String())
+	}
+	return out
+}
+
+// Close stops the server.
+func (e *Embedded) Close() { e.etcd.Close() }

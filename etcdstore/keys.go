@@ -1,0 +1,55 @@
+package etcdstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
+// Key layout, relative to the configured prefix (default DefaultPrefix):
+//
+//	names/<name>          the Domain record, JSON; the only keys the View watches
+//	tokens/<sha256(tok)>  index: the name whose API token hashes to this
+//	reclaim/<sha256(rt)>  index: the name whose pending reclamation token hashes to this
+//	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this
+//
+// Every index entry is written and removed in the same transaction as the record it points at,
+// so an index never dangles. Index keys hold hashes, never raw secrets.
+const (
+	// DefaultPrefix is the key prefix used when the Corefile sets none.
+	DefaultPrefix = "/regdns/"
+
+	namesDir   = "names/"
+	tokensDir  = "tokens/"
+	reclaimDir = "reclaim/"
+	verifyDir  = "verify/"
+)
+
+// keys builds the keys of one store; prefix always ends in "/".
+type keys struct{ prefix string }
+
+func newKeys(prefix string) keys {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	return keys{prefix: prefix}
+}
+
+func (k keys) names() string                  { return k.prefix + namesDir }
+func (k keys) name(name string) string        { return k.prefix + namesDir + name }
+func (k keys) token(tok string) string        { return k.prefix + tokensDir + hashSecret(tok) }
+func (k keys) reclaim(rt string) string       { return k.prefix + reclaimDir + hashSecret(rt) }
+func (k keys) verify(id string) string        { return k.prefix + verifyDir + hashSecret(id) }
+func (k keys) nameOf(key string) string       { return strings.TrimPrefix(key, k.names()) }
+func (k keys) dirs() []string                 { return []string{namesDir, tokensDir, reclaimDir, verifyDir} }
+func (k keys) dir(d string) string            { return k.prefix + d }
+func (k keys) hashedKey(dir, h string) string { return k.prefix + dir + h }
+
+// hashSecret is the index form of a secret: its SHA-256 in hex.
+func hashSecret(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,46 @@
+package etcdstore
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	etcdOps = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_operations_total",
+		Help:      "Counter of etcd operations by type (get, txn, range, watch) and result (ok, error).",
+	}, []string{"op", "result"})
+
+	viewNames = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "view_names",
+		Help:      "Number of registered names in the in-memory view.",
+	})
+
+	viewRevision = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "view_revision",
+		Help:      "etcd revision the in-memory view has applied.",
+	})
+
+	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "view_reloads_total",
+		Help:      "Counter of full reloads of the view from etcd (start, compaction, broken watch).",
+	})
+)
+
+// observe counts one etcd operation and passes its error through.
+func observe(op string, err error) error {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	etcdOps.WithLabelValues(op, result).Inc()
+	return err
+}

@@ -1,0 +1,121 @@
+package etcdstore
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Errors a caller can act on; any other error means etcd could not be reached or answered badly.
+var (
+	// ErrNotFound: no record matches the name or secret.
+	ErrNotFound = errors.New("not found")
+	// ErrNameTaken: Create lost to an existing record of that name.
+	ErrNameTaken = errors.New("name taken")
+	// ErrConflict: the record kept changing under an Update; nothing was written.
+	ErrConflict = errors.New("too many concurrent changes")
+)
+
+// DefaultTimeout bounds every etcd call when the Corefile sets no timeout.
+const DefaultTimeout = 2 * time.Second
+
+// Config says how to reach etcd.
+type Config struct {
+	Endpoints []string
+	Username  string
+	Password  string
+	// CertFile, KeyFile and CAFile enable TLS to etcd; any may be empty.
+	CertFile, KeyFile, CAFile string
+	Prefix                    string
+	Timeout                   time.Duration
+}
+
+// Store reads and writes registry data in etcd and keeps a View of the zone current.
+type Store struct {
+	cli     *clientv3.Client
+	keys    keys
+	timeout time.Duration
+	view    *View
+}
+
+// Open connects to etcd, loads the View and starts following changes. It returns once the
+// View holds the whole zone, or with an error if etcd cannot be read within the timeout.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	tlsCfg, err := cfg.tls()
+	if err != nil {
+		return nil, err
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		TLS:                  tlsCfg,
+		DialTimeout:          cfg.Timeout,
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: cfg.Timeout,
+		Logger:               zap.NewNop(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
+	s.view = newView(cli, s.keys, cfg.Timeout)
+	if err := s.view.start(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (cfg Config) tls() (*tls.Config, error) {
+	if cfg.CertFile == "" && cfg.KeyFile == "" && cfg.CAFile == "" {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CertFile != "" || cfg.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("etcd CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("etcd CA %s: no certificate found", cfg.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	return t, nil
+}
+
+// View is the in-memory copy of the zone that DNS answers from.
+func (s *Store) View() *View { return s.view }
+
+// Client is the etcd client, for tools such as the consistency checker.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Close stops following changes and closes the client. The View keeps answering from the
+// state it last had.
+func (s *Store) Close() error {
+	s.view.stop()
+	return s.cli.Close()
+}
+
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.timeout)
+}

@@ -1,0 +1,214 @@
+package etcdstore
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// pageSize is how many records one range read of the initial load returns.
+const pageSize = 1000
+
+// View is the in-memory copy of every registered name, loaded by paged range reads and kept
+// current by a watch from the load's revision. Records handed out are never modified.
+// After the watch stops (etcd gone, store closed) the View keeps its last state.
+type View struct {
+	cli     *clientv3.Client
+	keys    keys
+	timeout time.Duration
+
+	mu       sync.RWMutex
+	domains  map[string]*Domain
+	rev      int64
+	advanced chan struct{} // closed and replaced whenever rev moves
+
+	loaded atomic.Bool
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
+	return &View{
+		cli: cli, keys: k, timeout: timeout,
+		domains:  map[string]*Domain{},
+		advanced: make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+}
+
+// Lookup returns the record of name (lower case, no zone), or false.
+func (v *View) Lookup(name string) (*Domain, bool) {
+	v.mu.RLock()
+	d, ok := v.domains[name]
+	v.mu.RUnlock()
+	return d, ok
+}
+
+// Len is the number of names in the view.
+func (v *View) Len() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.domains)
+}
+
+// Revision is the etcd revision the view has applied.
+func (v *View) Revision() int64 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.rev
+}
+
+// Loaded reports whether the view holds the whole zone at least once.
+func (v *View) Loaded() bool { return v.loaded.Load() }
+
+// WaitRevision returns once the view has applied rev, or with ctx's error.
+func (v *View) WaitRevision(ctx context.Context, rev int64) error {
+	for {
+		v.mu.RLock()
+		cur, ch := v.rev, v.advanced
+		v.mu.RUnlock()
+		if cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// WaitLoaded returns once the view is loaded, or with ctx's error.
+func (v *View) WaitLoaded(ctx context.Context) error {
+	for !v.Loaded() {
+		if err := v.WaitRevision(ctx, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *View) start(ctx context.Context) error {
+	ctx, v.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go v.run(ctx)
+	return nil
+}
+
+func (v *View) stop() {
+	v.cancel()
+	<-v.done
+}
+
+// run loads the zone and follows the watch; any break in the watch (compaction, lost
+// leader, closed channel) leads to a fresh load, with a growing pause while etcd fails.
+func (v *View) run(ctx context.Context) {
+	defer close(v.done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		rev, err := v.load(ctx)
+		if err == nil {
+			backoff = 50 * time.Millisecond
+			v.follow(ctx, rev)
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// load reads every record at one revision and replaces the view's content with it.
+func (v *View) load(ctx context.Context) (int64, error) {
+	key, end := v.keys.names(), clientv3.GetPrefixRangeEnd(v.keys.names())
+	fresh := make(map[string]*Domain, v.Len())
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		rctx, cancel := context.WithTimeout(ctx, v.timeout)
+		resp, err := v.cli.Get(rctx, key, opts...)
+		cancel()
+		if err := observe("range", err); err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			if d := decode(kv.Value); d != nil {
+				fresh[v.keys.nameOf(string(kv.Key))] = d
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	viewReloads.Inc()
+	v.mu.Lock()
+	v.domains = fresh
+	v.loaded.Store(true)
+	v.advance(rev)
+	v.mu.Unlock()
+	return rev, nil
+}
+
+// follow applies watch events after rev until the watch breaks.
+func (v *View) follow(ctx context.Context, rev int64) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	for resp := range wch {
+		if resp.Canceled || resp.CompactRevision != 0 || resp.Err() != nil {
+			observe("watch", resp.Err())
+			return
+		}
+		v.mu.Lock()
+		for _, ev := range resp.Events {
+			name := v.keys.nameOf(string(ev.Kv.Key))
+			switch ev.Type {
+			case clientv3.EventTypePut:
+				if d := decode(ev.Kv.Value); d != nil {
+					v.domains[name] = d
+				}
+			case clientv3.EventTypeDelete:
+				delete(v.domains, name)
+			}
+			v.advance(ev.Kv.ModRevision)
+		}
+		if resp.IsProgressNotify() {
+			v.advance(resp.Header.Revision)
+		}
+		v.mu.Unlock()
+	}
+}
+
+// advance moves rev forward and wakes the waiters; v.mu must be held.
+func (v *View) advance(rev int64) {
+	if rev <= v.rev {
+		return
+	}
+	v.rev = rev
+	close(v.advanced)
+	v.advanced = make(chan struct{})
+	viewRevision.Set(float64(rev))
+	viewNames.Set(float64(len(v.domains)))
+}
+
+// decode parses a stored record; a record that does not parse is left out of the view
+// rather than stopping it, and shows up in the consistency check.
+func decode(b []byte) *Domain {
+	d := new(Domain)
+	if err := json.Unmarshal(b, d); err != nil {
+		return nil
+	}
+	return d
+}
