@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Embedded is an etcd server running inside this process, for single-machine setups and tests.
@@ -60,6 +61,8 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	if c.Fast {
 		cfg.TickMs, cfg.ElectionMs = 10, 50
 		cfg.UnsafeNoFsync = true
+		// Tests stop and start etcd on purpose; its shutdown errors are noise there.
+		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

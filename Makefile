@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything they need is built
+# or installed from here (Go itself is expected on PATH).
+GO       ?= go
+BINARY   := coredns
+COREFILE ?= Corefile.example
+GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
+
+.PHONY: all build generate run test test-deps vet fmt bench clean
+
+all: build
+
+build: $(BINARY)
+
+$(BINARY): build/zplugins.go $(GOFILES) go.mod go.sum
+	$(GO) build -o $(BINARY) ./build
+
+# build/zplugins.go is generated from plugin.cfg (and committed, so `go build ./...` works).
+build/zplugins.go: plugin.cfg build/gen/main.go
+	$(GO) generate ./build
+
+generate: build/zplugins.go
+
+run: build
+	@echo "Serving $(COREFILE): DNS on 127.0.0.1:5300 (UDP and TCP), API on http://127.0.0.1:8081, etcd data in ./data"
+	@echo "Try: dig @127.0.0.1 -p 5300 mydomain.org SOA   and   curl 'http://127.0.0.1:8081/subscribe?name=demo'"
+	./$(BINARY) -conf $(COREFILE)
+
+# The end-to-end tests run ./coredns and open mailed links in headless Chromium.
+test: build test-deps
+	$(GO) vet ./...
+	COREDNS_BINARY=$(CURDIR)/$(BINARY) $(GO) test -count=1 -timeout 15m ./...
+
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./plugin/... ./etcdstore/...
+
+clean:
+	rm -f $(BINARY)

@@ -1,0 +1,63 @@
+package registry
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/coredns/coredns/plugin/pkg/fall"
+
+	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+// Config is everything the Corefile says about one registry block.
+type Config struct {
+	Zones   []string
+	APIAddr string
+	// DataDir holds the embedded etcd (DataDir/etcd) and, without SMTP, the unsent mail (DataDir/mail).
+	DataDir string
+
+	// Etcd reaches an external cluster when Endpoints is set; otherwise an embedded etcd
+	// listening on EmbeddedClientURL and EmbeddedPeerURL is started.
+	Etcd                               etcdstore.Config
+	EmbeddedClientURL, EmbeddedPeerURL string
+
+	SOA SOA
+	NS  []NameServer
+	// TTL is for the apex records; AddressTTL for a name's A/AAAA; ChallengeTTL for ACME TXT.
+	TTL, AddressTTL, ChallengeTTL uint32
+	// ChallengeExpiry is how long a challenge value is served after it was set.
+	ChallengeExpiry time.Duration
+	// Tunnels are the addresses tunnel-mode names resolve to, by continent ("" is the default).
+	Tunnels map[string][]netip.Addr
+
+	GeoIP string
+	SMTP  api.SMTPMailer
+	API   api.Config
+	Fall  fall.F
+}
+
+// SOA holds the zone's SOA fields; the serial is the etcd revision of the view.
+type SOA struct {
+	Mname, Rname                    string
+	Refresh, Retry, Expire, Minimum uint32
+}
+
+// NameServer is one NS of the zone, with its addresses for glue.
+type NameServer struct {
+	Name  string
+	Addrs []netip.Addr
+}
+
+func defaultConfig() Config {
+	return Config{
+		APIAddr:         "127.0.0.1:8081",
+		DataDir:         "data",
+		SOA:             SOA{Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60},
+		TTL:             3600,
+		AddressTTL:      60,
+		ChallengeTTL:    30,
+		ChallengeExpiry: 24 * time.Hour,
+		Tunnels:         map[string][]netip.Addr{},
+	}
+}

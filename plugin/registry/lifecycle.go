@@ -1,0 +1,201 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+// loadWait is how long startup waits for the zone to load before serving SERVFAIL meanwhile.
+const loadWait = 10 * time.Second
+
+var (
+	embeds    shared[*etcdstore.Embedded]
+	stores    shared[*etcdstore.Store]
+	listeners shared[*apiListener]
+)
+
+// running is what start acquired and stop gives back.
+type running struct {
+	storeKey string
+	apiKey   string
+	geo      *api.GeoIP
+	api      http.Handler
+}
+
+// start runs at OnStartup: it acquires etcd and the view (kept across reloads), then puts
+// this instance's API behind the shared listener.
+func (r *Registry) start() error {
+	run := &running{storeKey: r.cfg.storeKey(), apiKey: r.cfg.APIAddr}
+	store, err := stores.acquire(run.storeKey, r.openStore)
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			stores.release(run.storeKey)
+			if run.geo != nil {
+				run.geo.Close()
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), loadWait)
+	defer cancel()
+	if err := store.View().WaitLoaded(ctx); err != nil {
+		log.Warningf("zone not loaded from etcd within %s; answering SERVFAIL until it is", loadWait)
+	}
+	r.view.Store(store.View())
+
+	apiCfg := r.cfg.API
+	if apiCfg.Mailer, err = r.mailer(); err != nil {
+		return err
+	}
+	if r.cfg.GeoIP != "" {
+		if run.geo, err = api.OpenGeoIP(r.cfg.GeoIP); err != nil {
+			return fmt.Errorf("geoip: %w", err)
+		}
+		apiCfg.Locator = run.geo
+	}
+	if run.api, err = api.New(store, apiCfg); err != nil {
+		return err
+	}
+	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(run.apiKey) })
+	if err != nil {
+		return fmt.Errorf("api listener: %w", err)
+	}
+	ln.serve(run.api)
+	log.Infof("API listening on http://%s", ln.addr)
+	r.run, ok = run, true
+	return nil
+}
+
+// restartFailed puts this instance's API back after a reload that started and then failed.
+func (r *Registry) restartFailed() error {
+	if r.run == nil {
+		return nil
+	}
+	ln, err := listeners.acquire(r.run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.run.apiKey) })
+	if err != nil {
+		return err
+	}
+	defer listeners.release(r.run.apiKey)
+	ln.serve(r.run.api)
+	return nil
+}
+
+// stop runs at OnShutdown (after a reload's new instance started, or at exit). The view
+// stays readable, so queries still in flight are answered from its last state.
+func (r *Registry) stop() error {
+	if r.run == nil {
+		return nil
+	}
+	listeners.release(r.run.apiKey)
+	stores.release(r.run.storeKey)
+	if r.run.geo != nil {
+		r.run.geo.Close()
+	}
+	r.run = nil
+	return nil
+}
+
+// storeKey identifies the etcd and prefix this block reads, to share them across blocks and reloads.
+func (c Config) storeKey() string {
+	e := c.Etcd
+	if len(e.Endpoints) == 0 {
+		return strings.Join([]string{"embedded", c.DataDir, c.EmbeddedClientURL, c.EmbeddedPeerURL, e.Prefix}, "|")
+	}
+	return strings.Join([]string{strings.Join(e.Endpoints, ","), e.Prefix, e.Username, e.Password, e.CertFile, e.KeyFile, e.CAFile, e.Timeout.String()}, "|")
+}
+
+func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
+	ecfg := r.cfg.Etcd
+	release := func() {}
+	if len(ecfg.Endpoints) == 0 {
+		dir := filepath.Join(r.cfg.DataDir, "etcd")
+		key := strings.Join([]string{dir, r.cfg.EmbeddedClientURL, r.cfg.EmbeddedPeerURL}, "|")
+		e, err := embeds.acquire(key, func() (*etcdstore.Embedded, func(), error) {
+			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
+				return nil, nil, err
+			}
+			e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: dir, ClientURL: r.cfg.EmbeddedClientURL, PeerURL: r.cfg.EmbeddedPeerURL})
+			if err != nil {
+				return nil, nil, err
+			}
+			log.Infof("embedded etcd serving %s with data in %s", strings.Join(e.Endpoints(), ","), dir)
+			return e, e.Close, nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		ecfg.Endpoints = e.Endpoints()
+		release = func() { embeds.release(key) }
+	}
+	s, err := etcdstore.Open(context.Background(), ecfg)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return s, func() { s.Close(); release() }, nil
+}
+
+func (r *Registry) mailer() (api.Mailer, error) {
+	if r.cfg.SMTP.Addr != "" {
+		m := r.cfg.SMTP
+		return &m, nil
+	}
+	dir := filepath.Join(r.cfg.DataDir, "mail")
+	log.Warningf("no smtp server configured: mail is NOT sent, each message is written to %s", dir)
+	return &api.DirMailer{Dir: dir}, nil
+}
+
+// apiListener is one HTTP listener; reloads swap the handler behind it instead of closing
+// it, so no request is refused while the Corefile is reloaded.
+type apiListener struct {
+	addr    net.Addr
+	srv     *http.Server
+	handler atomic.Pointer[http.Handler]
+}
+
+func listenAPI(addr string) (*apiListener, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	l := &apiListener{addr: ln.Addr()}
+	l.srv = &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Errorf("API server on %s: %v", addr, err)
+		}
+	}()
+	closeFn := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.srv.Shutdown(ctx)
+	}
+	return l, closeFn, nil
+}
+
+func (l *apiListener) serve(h http.Handler) { l.handler.Store(&h) }
+
+func (l *apiListener) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	(*l.handler.Load()).ServeHTTP(w, req)
+}

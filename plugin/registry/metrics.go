@@ -1,0 +1,13 @@
+package registry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var responses = promauto.NewCounterVec(prometheus.CounterOpts{
+	Namespace: "coredns",
+	Subsystem: "registry",
+	Name:      "responses_total",
+	Help:      "Counter of DNS responses by zone and result (answer, nodata, nxdomain, refused, notimp, servfail).",
+}, []string{"zone", "result"})

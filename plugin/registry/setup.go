@@ -1,0 +1,339 @@
+package registry
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+const name = "registry"
+
+var log = clog.NewWithPlugin(name)
+
+func init() { plugin.Register(name, setup) }
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error(name, err)
+	}
+	r := New(cfg)
+	c.OnStartup(r.start)
+	c.OnRestartFailed(r.restartFailed)
+	c.OnShutdown(r.stop)
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		r.Next = next
+		return r
+	})
+	return nil
+}
+
+// continents are the codes GeoIP databases give for continent.code.
+var continents = map[string]bool{"AF": true, "AN": true, "AS": true, "EU": true, "NA": true, "OC": true, "SA": true}
+
+// templateFields maps the `template` property's kinds to the API's template fields.
+var templateFields = map[string]func(*api.Templates) *string{
+	"verify_subject":  func(t *api.Templates) *string { return &t.VerifySubject },
+	"verify_body":     func(t *api.Templates) *string { return &t.VerifyBody },
+	"reclaim_subject": func(t *api.Templates) *string { return &t.ReclaimSubject },
+	"reclaim_body":    func(t *api.Templates) *string { return &t.ReclaimBody },
+	"success_page":    func(t *api.Templates) *string { return &t.SuccessPage },
+	"error_page":      func(t *api.Templates) *string { return &t.ErrorPage },
+}
+
+func parse(c *caddy.Controller) (Config, error) {
+	cfg := defaultConfig()
+	seen := false
+	for c.Next() {
+		if seen {
+			return cfg, plugin.ErrOnce
+		}
+		seen = true
+		cfg.Zones = plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		for c.NextBlock() {
+			if err := parseProperty(c, &cfg); err != nil {
+				return cfg, err
+			}
+		}
+	}
+	return cfg, cfg.finish()
+}
+
+func parseProperty(c *caddy.Controller, cfg *Config) error {
+	prop := c.Val()
+	args := c.RemainingArgs()
+	need := func(min, max int) error {
+		if len(args) < min || (max >= 0 && len(args) > max) {
+			return c.ArgErr()
+		}
+		return nil
+	}
+	var err error
+	switch prop {
+	case "api":
+		if err = need(1, 1); err == nil {
+			_, _, err = net.SplitHostPort(args[0])
+			cfg.APIAddr = args[0]
+		}
+	case "data":
+		if err = need(1, 1); err == nil {
+			cfg.DataDir = args[0]
+		}
+	case "etcd":
+		if err = need(1, -1); err == nil {
+			for _, e := range args {
+				if _, perr := url.Parse(e); perr != nil || !strings.Contains(e, "://") {
+					return c.Errf("etcd endpoint %q is not a URL like http://host:2379", e)
+				}
+			}
+			cfg.Etcd.Endpoints = args
+		}
+	case "etcd_listen":
+		if err = need(2, 2); err == nil {
+			cfg.EmbeddedClientURL, cfg.EmbeddedPeerURL = args[0], args[1]
+		}
+	case "etcd_tls":
+		if err = need(3, 3); err == nil {
+			cfg.Etcd.CertFile, cfg.Etcd.KeyFile, cfg.Etcd.CAFile = args[0], args[1], args[2]
+		}
+	case "etcd_auth":
+		if err = need(2, 2); err == nil {
+			cfg.Etcd.Username, cfg.Etcd.Password = args[0], args[1]
+		}
+	case "etcd_prefix":
+		if err = need(1, 1); err == nil {
+			cfg.Etcd.Prefix = args[0]
+		}
+	case "etcd_timeout":
+		if err = need(1, 1); err == nil {
+			cfg.Etcd.Timeout, err = parseDuration(args[0])
+		}
+	case "soa":
+		if err = need(2, 6); err == nil && len(args) != 2 && len(args) != 6 {
+			err = c.Errf("soa takes MNAME RNAME or MNAME RNAME REFRESH RETRY EXPIRE MINIMUM")
+		}
+		if err == nil {
+			cfg.SOA.Mname, cfg.SOA.Rname = dns.Fqdn(args[0]), dns.Fqdn(args[1])
+			if len(args) == 6 {
+				for i, p := range []*uint32{&cfg.SOA.Refresh, &cfg.SOA.Retry, &cfg.SOA.Expire, &cfg.SOA.Minimum} {
+					if *p, err = parseSeconds(args[2+i]); err != nil {
+						break
+					}
+				}
+			}
+		}
+	case "ns":
+		if err = need(1, -1); err == nil {
+			ns := NameServer{Name: dns.Fqdn(strings.ToLower(args[0]))}
+			if ns.Addrs, err = parseAddrs(args[1:]); err == nil {
+				cfg.NS = append(cfg.NS, ns)
+			}
+		}
+	case "ttl":
+		if err = need(1, 1); err == nil {
+			cfg.TTL, err = parseSeconds(args[0])
+		}
+	case "address_ttl":
+		if err = need(1, 1); err == nil {
+			cfg.AddressTTL, err = parseSeconds(args[0])
+		}
+	case "challenge_ttl":
+		if err = need(1, 1); err == nil {
+			cfg.ChallengeTTL, err = parseSeconds(args[0])
+		}
+	case "challenge_keep":
+		if err = need(1, 1); err == nil {
+			cfg.API.ChallengeKeep, err = strconv.Atoi(args[0])
+			if err == nil && cfg.API.ChallengeKeep < 2 {
+				err = fmt.Errorf("challenge_keep must be at least 2 (a name and its wildcard validate together)")
+			}
+		}
+	case "challenge_expiry":
+		if err = need(1, 1); err == nil {
+			cfg.ChallengeExpiry, err = parseDuration(args[0])
+		}
+	case "tunnel":
+		if err = need(1, -1); err == nil {
+			continent := ""
+			if continents[strings.ToUpper(args[0])] {
+				continent, args = strings.ToUpper(args[0]), args[1:]
+				if len(args) == 0 {
+					return c.ArgErr()
+				}
+			}
+			var addrs []netip.Addr
+			if addrs, err = parseAddrs(args); err == nil {
+				cfg.Tunnels[continent] = append(cfg.Tunnels[continent], addrs...)
+			}
+		}
+	case "reserved":
+		if err = need(1, -1); err == nil {
+			for _, r := range args {
+				cfg.API.Reserved = append(cfg.API.Reserved, strings.ToLower(r))
+			}
+		}
+	case "trusted_proxy":
+		if err = need(1, -1); err == nil {
+			for _, a := range args {
+				p, perr := netip.ParsePrefix(a)
+				if perr != nil {
+					addr, aerr := netip.ParseAddr(a)
+					if aerr != nil {
+						return c.Errf("trusted_proxy %q is neither an address nor a CIDR prefix", a)
+					}
+					p = netip.PrefixFrom(addr, addr.BitLen())
+				}
+				cfg.API.TrustedProxies = append(cfg.API.TrustedProxies, p.Masked())
+			}
+		}
+	case "geoip":
+		if err = need(1, 1); err == nil {
+			cfg.GeoIP = args[0]
+		}
+	case "smtp":
+		if err = need(1, 2); err == nil {
+			if _, _, err = net.SplitHostPort(args[0]); err != nil {
+				break
+			}
+			cfg.SMTP.Addr, cfg.SMTP.Security = args[0], "starttls"
+			if len(args) == 2 {
+				switch args[1] {
+				case "starttls", "tls", "none":
+					cfg.SMTP.Security = args[1]
+				default:
+					err = c.Errf("smtp security %q: want starttls, tls or none", args[1])
+				}
+			}
+		}
+	case "smtp_auth":
+		if err = need(2, 2); err == nil {
+			cfg.SMTP.Username, cfg.SMTP.Password = args[0], args[1]
+		}
+	case "mail_from":
+		if err = need(1, 1); err == nil {
+			cfg.SMTP.From = args[0]
+		}
+	case "verify_url":
+		if err = need(1, 1); err == nil {
+			u, perr := url.Parse(args[0])
+			if perr != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return c.Errf("verify_url %q is not an http(s) URL", args[0])
+			}
+			cfg.API.VerifyURL = args[0]
+		}
+	case "verify_ttl":
+		if err = need(1, 1); err == nil {
+			cfg.API.VerifyTTL, err = parseDuration(args[0])
+		}
+	case "reclaim_ttl":
+		if err = need(1, 1); err == nil {
+			cfg.API.ReclaimTTL, err = parseDuration(args[0])
+		}
+	case "template":
+		if err = need(2, 2); err == nil {
+			field, ok := templateFields[args[0]]
+			if !ok {
+				return c.Errf("unknown template %q", args[0])
+			}
+			var b []byte
+			if b, err = os.ReadFile(args[1]); err == nil {
+				*field(&cfg.API.Templates) = string(b)
+			}
+		}
+	case "fallthrough":
+		cfg.Fall.SetZonesFromArgs(args)
+	default:
+		return c.Errf("unknown property '%s'", prop)
+	}
+	if err != nil {
+		return c.Errf("%s: %v", prop, err)
+	}
+	return nil
+}
+
+// finish fills what depends on other properties and checks the whole.
+func (cfg *Config) finish() error {
+	if len(cfg.Zones) == 0 {
+		return fmt.Errorf("no zone")
+	}
+	zone := cfg.Zones[0]
+	if len(cfg.NS) == 0 {
+		cfg.NS = []NameServer{{Name: "ns1." + zone}}
+	}
+	if cfg.SOA.Mname == "" {
+		cfg.SOA.Mname = cfg.NS[0].Name
+		cfg.SOA.Rname = "hostmaster." + zone
+	}
+	cfg.API.Zone = strings.TrimSuffix(zone, ".")
+	// A name registered over an in-zone NS host would hide it.
+	for _, ns := range cfg.NS {
+		if z := plugin.Zones(cfg.Zones).Matches(ns.Name); z != "" && ns.Name != z {
+			rel := strings.TrimSuffix(ns.Name, "."+z)
+			cfg.API.Reserved = append(cfg.API.Reserved, rel[strings.LastIndexByte(rel, '.')+1:])
+		}
+	}
+	if cfg.API.VerifyURL == "" {
+		cfg.API.VerifyURL = "https://api." + cfg.API.Zone + "/verifyemail"
+	}
+	if cfg.SMTP.Addr != "" && cfg.SMTP.From == "" {
+		cfg.SMTP.From = "noreply@" + cfg.API.Zone
+	}
+	if cfg.SMTP.Addr == "" && (cfg.SMTP.Username != "" || cfg.SMTP.From != "") {
+		return fmt.Errorf("smtp_auth and mail_from need an smtp server")
+	}
+	if len(cfg.Etcd.Endpoints) == 0 && (cfg.Etcd.Username != "" || cfg.Etcd.CAFile != "") {
+		return fmt.Errorf("etcd_auth and etcd_tls are for an external etcd: add etcd ENDPOINT")
+	}
+	if len(cfg.Etcd.Endpoints) > 0 && cfg.EmbeddedClientURL != "" {
+		return fmt.Errorf("etcd_listen configures the embedded etcd and cannot be combined with etcd ENDPOINT")
+	}
+	if cfg.EmbeddedClientURL == "" {
+		cfg.EmbeddedClientURL = etcdstore.DefaultEmbeddedClientURL
+		cfg.EmbeddedPeerURL = etcdstore.DefaultEmbeddedPeerURL
+	}
+	cfg.DataDir = filepath.Clean(cfg.DataDir)
+	return nil
+}
+
+func parseAddrs(args []string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, a := range args {
+		addr, err := netip.ParseAddr(a)
+		if err != nil || addr.Zone() != "" {
+			return nil, fmt.Errorf("%q is not an IP address", a)
+		}
+		out = append(out, addr.Unmap())
+	}
+	return out, nil
+}
+
+func parseSeconds(s string) (uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number of seconds", s)
+	}
+	return uint32(n), nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration like 2s or 24h", s)
+	}
+	return d, nil
+}

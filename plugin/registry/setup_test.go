@@ -1,0 +1,134 @@
+package registry
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coredns/caddy"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		input   string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "defaults", input: `registry`, check: func(t *testing.T, c Config) {
+			if c.APIAddr != "127.0.0.1:8081" || c.DataDir != "data" || len(c.Etcd.Endpoints) != 0 {
+				t.Errorf("api %q data %q etcd %v", c.APIAddr, c.DataDir, c.Etcd.Endpoints)
+			}
+			if len(c.NS) != 1 || c.NS[0].Name != "ns1.example.org." || c.SOA.Mname != "ns1.example.org." || c.SOA.Rname != "hostmaster.example.org." {
+				t.Errorf("NS %v SOA %v", c.NS, c.SOA)
+			}
+			if c.TTL != 3600 || c.AddressTTL != 60 || c.ChallengeTTL != 30 || c.SOA.Minimum != 60 || c.ChallengeExpiry != 24*time.Hour {
+				t.Errorf("ttls %d %d %d min %d expiry %s", c.TTL, c.AddressTTL, c.ChallengeTTL, c.SOA.Minimum, c.ChallengeExpiry)
+			}
+			if c.API.Zone != "example.org" || c.API.VerifyURL != "https://api.example.org/verifyemail" {
+				t.Errorf("api zone %q verify %q", c.API.Zone, c.API.VerifyURL)
+			}
+			if c.EmbeddedClientURL != "http://127.0.0.1:23790" {
+				t.Errorf("embedded client url %q", c.EmbeddedClientURL)
+			}
+		}},
+		{name: "everything", input: `registry {
+			api 0.0.0.0:80
+			data /var/lib/registry
+			etcd https://10.0.0.1:2379 https://10.0.0.2:2379
+			etcd_tls c.pem k.pem ca.pem
+			etcd_auth user secret
+			etcd_prefix /reg/
+			etcd_timeout 3s
+			soa a.example.org. h.example.org. 1 2 3 4
+			ns a.example.org 192.0.2.1 2001:db8::1
+			ttl 100
+			address_ttl 10
+			challenge_ttl 5
+			challenge_keep 4
+			challenge_expiry 2h
+			tunnel 192.0.2.7
+			tunnel eu 192.0.2.8 2001:db8::8
+			reserved Admin mail
+			trusted_proxy 10.0.0.0/8 192.0.2.9
+			smtp smtp.example.net:465 tls
+			smtp_auth u p
+			mail_from reg@example.org
+			verify_url https://reg.example.org/verifyemail
+			verify_ttl 1h
+			reclaim_ttl 30m
+			fallthrough
+		}`, check: func(t *testing.T, c Config) {
+			if c.APIAddr != "0.0.0.0:80" || c.DataDir != "/var/lib/registry" || len(c.Etcd.Endpoints) != 2 ||
+				c.Etcd.CAFile != "ca.pem" || c.Etcd.Password != "secret" || c.Etcd.Prefix != "/reg/" || c.Etcd.Timeout != 3*time.Second {
+				t.Errorf("connection settings %+v", c)
+			}
+			if c.SOA != (SOA{"a.example.org.", "h.example.org.", 1, 2, 3, 4}) {
+				t.Errorf("SOA %+v", c.SOA)
+			}
+			if len(c.NS) != 1 || len(c.NS[0].Addrs) != 2 || c.TTL != 100 || c.AddressTTL != 10 || c.ChallengeTTL != 5 {
+				t.Errorf("NS %v ttls %d %d %d", c.NS, c.TTL, c.AddressTTL, c.ChallengeTTL)
+			}
+			if c.API.ChallengeKeep != 4 || c.ChallengeExpiry != 2*time.Hour || c.API.VerifyTTL != time.Hour || c.API.ReclaimTTL != 30*time.Minute {
+				t.Errorf("keep %d expiry %s", c.API.ChallengeKeep, c.ChallengeExpiry)
+			}
+			if len(c.Tunnels[""]) != 1 || len(c.Tunnels["EU"]) != 2 {
+				t.Errorf("tunnels %v", c.Tunnels)
+			}
+			if !slices.Contains(c.API.Reserved, "admin") || !slices.Contains(c.API.Reserved, "a") {
+				t.Errorf("reserved %v: want admin, mail and the NS host label a", c.API.Reserved)
+			}
+			if !slices.Equal(c.API.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.9/32")}) {
+				t.Errorf("proxies %v", c.API.TrustedProxies)
+			}
+			if c.SMTP.Addr != "smtp.example.net:465" || c.SMTP.Security != "tls" || c.SMTP.Username != "u" || c.SMTP.From != "reg@example.org" {
+				t.Errorf("smtp %+v", c.SMTP)
+			}
+			if !c.Fall.Through("x.example.org.") {
+				t.Error("fallthrough not set")
+			}
+		}},
+		{name: "smtp defaults to starttls and a From in the zone", input: "registry {\nsmtp mx.example.net:587\n}", check: func(t *testing.T, c Config) {
+			if c.SMTP.Security != "starttls" || c.SMTP.From != "noreply@example.org" {
+				t.Errorf("smtp %+v", c.SMTP)
+			}
+		}},
+		{name: "unknown property", input: "registry {\nfoo bar\n}", wantErr: "unknown property 'foo'"},
+		{name: "two blocks", input: "registry\nregistry", wantErr: "only be used once"},
+		{name: "bad api address", input: "registry {\napi nowhere\n}", wantErr: "api"},
+		{name: "bad ns address", input: "registry {\nns ns1.example.org 300.1.1.1\n}", wantErr: "not an IP address"},
+		{name: "soa with 3 fields", input: "registry {\nsoa a b 1\n}", wantErr: "soa takes"},
+		{name: "bad ttl", input: "registry {\nttl -1\n}", wantErr: "seconds"},
+		{name: "challenge_keep 1", input: "registry {\nchallenge_keep 1\n}", wantErr: "at least 2"},
+		{name: "bad duration", input: "registry {\netcd_timeout soon\n}", wantErr: "duration"},
+		{name: "etcd not a URL", input: "registry {\netcd 10.0.0.1:2379\n}", wantErr: "not a URL"},
+		{name: "etcd_auth without etcd", input: "registry {\netcd_auth u p\n}", wantErr: "external etcd"},
+		{name: "etcd_listen with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_listen http://127.0.0.1:1 http://127.0.0.1:2\n}", wantErr: "embedded"},
+		{name: "smtp_auth without smtp", input: "registry {\nsmtp_auth u p\n}", wantErr: "smtp server"},
+		{name: "bad smtp security", input: "registry {\nsmtp mx:25 ssl\n}", wantErr: "security"},
+		{name: "bad trusted proxy", input: "registry {\ntrusted_proxy proxy.example\n}", wantErr: "trusted_proxy"},
+		{name: "bad verify_url", input: "registry {\nverify_url ftp://x/y\n}", wantErr: "verify_url"},
+		{name: "unknown template", input: "registry {\ntemplate nope x\n}", wantErr: "unknown template"},
+		{name: "missing template file", input: "registry {\ntemplate success_page /nonexistent/page.html\n}", wantErr: "template"},
+		{name: "tunnel continent without address", input: "registry {\ntunnel EU\n}", wantErr: "Wrong argument count"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := caddy.NewTestController("dns", tc.input)
+			c.ServerBlockKeys = []string{"example.org."}
+			cfg, err := parse(c)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			tc.check(t, cfg)
+		})
+	}
+}
