@@ -2,16 +2,21 @@ package etcdstore
 
 import (
 	"fmt"
+	"io"
 	"net/url"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Embedded is an etcd server running inside this process, for single-machine setups and tests.
 type Embedded struct {
 	etcd *embed.Etcd
+	log  *quietOnClose
 }
 
 // EmbeddedConfig says where the embedded etcd keeps its data and listens.
@@ -55,14 +60,15 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	cfg.AdvertisePeerUrls = []url.URL{*purl}
 	cfg.InitialCluster = cfg.Name + "=" + purl.String()
 	cfg.LogLevel = "error"
+	quiet := &quietOnClose{w: os.Stderr}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
+		zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig()), quiet, zap.ErrorLevel)))
 	// Keep a day of history for watches that fall behind; older revisions are compacted.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "24h"
 	if c.Fast {
 		cfg.TickMs, cfg.ElectionMs = 10, 50
 		cfg.UnsafeNoFsync = true
-		// Tests stop and start etcd on purpose; its shutdown errors are noise there.
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -77,7 +83,7 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s did not become ready in 30s", c.Dir)
 	}
-	return &Embedded{etcd: e}, nil
+	return &Embedded{etcd: e, log: quiet}, nil
 }
 
 // Endpoints are the client URLs to give Open.
@@ -90,4 +96,23 @@ func (e *Embedded) Endpoints() []string {
 }
 
 // Close stops the server.
-func (e *Embedded) Close() { e.etcd.Close() }
+func (e *Embedded) Close() {
+	e.log.closing.Store(true)
+	e.etcd.Close()
+}
+
+// quietOnClose passes etcd's error log through until Close begins: etcd reports each of its
+// listeners closing as an error, which on a deliberate shutdown is only noise.
+type quietOnClose struct {
+	w       io.Writer
+	closing atomic.Bool
+}
+
+func (q *quietOnClose) Write(p []byte) (int, error) {
+	if q.closing.Load() {
+		return len(p), nil
+	}
+	return q.w.Write(p)
+}
+
+func (q *quietOnClose) Sync() error { return nil }
