@@ -57,10 +57,11 @@ func (d *Domain) SetAddr(addr netip.Addr) {
 	}
 }
 
-// AddChallenge puts value first among the challenges, keeping at most keep of the newest.
-// Setting a value that is already present refreshes it instead of adding a duplicate.
+// AddChallenge puts value first among the challenges, keeping at most keep of the newest
+// (always at least value itself). Setting a value that is already present refreshes it
+// instead of adding a duplicate.
 func (d *Domain) AddChallenge(value string, now time.Time, keep int) {
-	out := make([]Challenge, 0, keep)
+	out := make([]Challenge, 0, max(keep, 1))
 	out = append(out, Challenge{Value: value, Set: now})
 	for _, c := range d.Challenges {
 		if len(out) >= keep {

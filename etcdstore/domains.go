@@ -54,7 +54,11 @@ func (s Selector) indexKey(k keys) string {
 
 // matches re-checks the secret against the record itself, in constant time, so that a
 // record reached through an index is only returned if it still carries that secret.
+// An empty selector matches nothing, even a record whose secret is the hash of "".
 func (s Selector) matches(d *Domain) bool {
+	if s.value == "" {
+		return false
+	}
 	var have, want string
 	switch s.kind {
 	case byName:
@@ -112,6 +116,9 @@ func (s *Store) read(ctx context.Context, sel Selector) (Domain, int64, error) {
 
 // Create stores d if no record of its name exists, or returns ErrNameTaken.
 func (s *Store) Create(ctx context.Context, d Domain) error {
+	if d.Name == "" || d.Token == "" {
+		return fmt.Errorf("a record needs a name and a token")
+	}
 	ok, err := s.write(ctx, nil, 0, &d)
 	if err != nil {
 		return err
@@ -165,6 +172,10 @@ func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Dom
 		if err != nil {
 			return Domain{}, err
 		}
+		if next != nil && next.Name != old.Name {
+			// The guard compares the old name's key, so a rename could never be written.
+			return Domain{}, fmt.Errorf("record %s cannot be renamed to %s", old.Name, next.Name)
+		}
 		ok, err := s.write(ctx, &old, rev, next)
 		if err != nil {
 			return Domain{}, err
@@ -208,19 +219,16 @@ func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Doma
 		}
 		ops = append(ops, clientv3.OpPut(nameKey, string(val)))
 	}
-	for _, ix := range []struct{ dir, was, is string }{
-		{tokensDir, tokenHash(o.Token), tokenHash(n.Token)},
-		{reclaimDir, o.ReclaimHash, n.ReclaimHash},
-		{verifyDir, o.VerifyHash, n.VerifyHash},
-	} {
-		if ix.was == ix.is {
+	was, is := indexesOf(&o), indexesOf(&n)
+	for i := range was {
+		if was[i].hash == is[i].hash {
 			continue
 		}
-		if ix.was != "" {
-			ops = append(ops, clientv3.OpDelete(s.keys.hashedKey(ix.dir, ix.was)))
+		if was[i].hash != "" {
+			ops = append(ops, clientv3.OpDelete(s.keys.hashedKey(was[i].dir, was[i].hash)))
 		}
-		if ix.is != "" {
-			k := s.keys.hashedKey(ix.dir, ix.is)
+		if is[i].hash != "" {
+			k := s.keys.hashedKey(is[i].dir, is[i].hash)
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
 			ops = append(ops, clientv3.OpPut(k, name))
 		}
@@ -238,11 +246,4 @@ func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Doma
 		return true, fmt.Errorf("change stored at revision %d but not yet visible here: %w", resp.Header.Revision, err)
 	}
 	return true, nil
-}
-
-func tokenHash(tok string) string {
-	if tok == "" {
-		return ""
-	}
-	return hashSecret(tok)
 }

@@ -53,3 +53,47 @@ func hashSecret(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// tokenHash is the index form of an API token; a record without a token has none.
+func tokenHash(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return hashSecret(tok)
+}
+
+// index is one index entry a record needs: the hash of one of its secrets under dir.
+type index struct{ dir, hash string }
+
+// indexesOf lists the index entries d needs; a hash is "" where d has no such secret.
+func indexesOf(d *Domain) []index {
+	return []index{
+		{tokensDir, tokenHash(d.Token)},
+		{reclaimDir, d.ReclaimHash},
+		{verifyDir, d.VerifyHash},
+	}
+}
+
+// secretOf names the secret whose hashes dir holds, for problem reports.
+func secretOf(dir string) string {
+	switch dir {
+	case tokensDir:
+		return "API token"
+	case reclaimDir:
+		return "reclamation token"
+	}
+	return "verification id"
+}
+
+// isHash reports whether h has the form hashSecret gives: 64 lower-case hex digits.
+func isHash(h string) bool {
+	if len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -45,8 +45,9 @@ type Store struct {
 	view    *View
 }
 
-// Open connects to etcd, loads the View and starts following changes. It returns once the
-// View holds the whole zone, or with an error if etcd cannot be read within the timeout.
+// Open connects to etcd and starts loading the View and following changes in the background.
+// It does not wait for etcd: View().WaitLoaded says when the View holds the whole zone, so a
+// server started while etcd is down can serve as soon as etcd answers.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout

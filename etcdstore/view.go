@@ -125,32 +125,14 @@ func (v *View) run(ctx context.Context) {
 
 // load reads every record at one revision and replaces the view's content with it.
 func (v *View) load(ctx context.Context) (int64, error) {
-	key, end := v.keys.names(), clientv3.GetPrefixRangeEnd(v.keys.names())
 	fresh := make(map[string]*Domain, v.Len())
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(key, value []byte) {
+		if d := decode(value); d != nil {
+			fresh[v.keys.nameOf(string(key))] = d
 		}
-		rctx, cancel := context.WithTimeout(ctx, v.timeout)
-		resp, err := v.cli.Get(rctx, key, opts...)
-		cancel()
-		if err := observe("range", err); err != nil {
-			return 0, err
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		for _, kv := range resp.Kvs {
-			if d := decode(kv.Value); d != nil {
-				fresh[v.keys.nameOf(string(kv.Key))] = d
-			}
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	})
+	if err != nil {
+		return 0, err
 	}
 	viewReloads.Inc()
 	v.mu.Lock()
@@ -159,6 +141,35 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	v.advance(rev)
 	v.mu.Unlock()
 	return rev, nil
+}
+
+// scan hands fn every key under prefix, in key order, as of one revision, which it returns.
+// It reads pageSize keys per request so that a large zone never needs one huge response.
+func scan(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+	key, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	var rev int64
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		rctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := cli.Get(rctx, key, opts...)
+		cancel()
+		if err := observe("range", err); err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			fn(kv.Key, kv.Value)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return rev, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
 
 // follow applies watch events after rev until the watch breaks.

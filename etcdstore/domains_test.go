@@ -1,0 +1,459 @@
+package etcdstore
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// withSecrets is d with a pending reclamation token and email verification.
+func withSecrets(d Domain, rt, vid string) Domain {
+	exp := time.Now().Add(time.Hour)
+	d.SetReclamationToken(rt, exp)
+	d.SetVerification("owner@example.org", vid, exp)
+	return d
+}
+
+func TestGetBySelector(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	alpha := withSecrets(newDomain("alpha"), "alpha-rt", "alpha-vid")
+	beta := withSecrets(newDomain("beta"), "beta-rt", "beta-vid")
+	for _, d := range []Domain{alpha, beta} {
+		if err := s.Create(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertConsistent(t, s)
+
+	tests := []struct {
+		name string
+		sel  Selector
+		want string // "" for ErrNotFound
+	}{
+		{"name", ByName("alpha"), "alpha"},
+		{"token", ByToken(alpha.Token), "alpha"},
+		{"reclamation token", ByReclamationToken("alpha-rt"), "alpha"},
+		{"verification id", ByVerificationID("alpha-vid"), "alpha"},
+		{"other record's token", ByToken(beta.Token), "beta"},
+		{"other record's verification id", ByVerificationID("beta-vid"), "beta"},
+		{"unknown name", ByName("gamma"), ""},
+		{"name differs in case", ByName("Alpha"), ""},
+		{"unknown token", ByToken("no-such-token"), ""},
+		{"name as token", ByToken("alpha"), ""},
+		{"token as reclamation token", ByReclamationToken(alpha.Token), ""},
+		{"reclamation token as token", ByToken("alpha-rt"), ""},
+		{"verification id as reclamation token", ByReclamationToken("alpha-vid"), ""},
+		{"hash of token as token", ByToken(hashSecret(alpha.Token)), ""},
+		{"empty name", ByName(""), ""},
+		{"empty token", ByToken(""), ""},
+		{"empty reclamation token", ByReclamationToken(""), ""},
+		{"empty verification id", ByVerificationID(""), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := s.Get(t.Context(), tt.sel)
+			if tt.want == "" {
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("Get = %q, %v; want ErrNotFound", d.Name, err)
+				}
+				return
+			}
+			if err != nil || d.Name != tt.want {
+				t.Errorf("Get = %q, %v; want %q", d.Name, err, tt.want)
+			}
+		})
+	}
+
+	t.Run("empty selectors change nothing", func(t *testing.T) {
+		for _, sel := range []Selector{ByName(""), ByToken(""), ByReclamationToken(""), ByVerificationID("")} {
+			if _, err := s.Update(t.Context(), sel, func(*Domain) error { return nil }); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Update(%v) = %v, want ErrNotFound", sel, err)
+			}
+			if _, err := s.Delete(t.Context(), sel, nil); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Delete(%v) = %v, want ErrNotFound", sel, err)
+			}
+		}
+	})
+}
+
+func TestCreateNameTaken(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	first, second := newDomain("alpha"), newDomain("alpha")
+	if err := s.Create(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(t.Context(), second); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("second Create = %v, want ErrNameTaken", err)
+	}
+	if d, err := s.Get(t.Context(), ByToken(first.Token)); err != nil || d.Name != "alpha" {
+		t.Errorf("first token: %q, %v", d.Name, err)
+	}
+	if _, err := s.Get(t.Context(), ByToken(second.Token)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("losing token: %v, want ErrNotFound", err)
+	}
+	if n := keyCount(t, s); n != 2 {
+		t.Errorf("%d keys, want the record and its token index", n)
+	}
+	assertConsistent(t, s)
+}
+
+func TestCreateRace(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	replicas := []*Store{openStore(t, e, ""), openStore(t, e, "")}
+	tests := []struct {
+		name   string
+		stores []*Store
+	}{
+		{"goroutines of one store", replicas[:1]},
+		{"two replicas", replicas},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			const racers = 16
+			name := fmt.Sprintf("race%d", i)
+			tokens := make([]string, racers)
+			errs := make([]error, racers)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for r := range racers {
+				d := newDomain(name)
+				tokens[r] = d.Token
+				s := tt.stores[r%len(tt.stores)]
+				wg.Go(func() {
+					<-start
+					errs[r] = s.Create(t.Context(), d)
+				})
+			}
+			close(start)
+			wg.Wait()
+
+			winner := -1
+			for r, err := range errs {
+				switch {
+				case err == nil && winner >= 0:
+					t.Errorf("racers %d and %d both created %s", winner, r, name)
+				case err == nil:
+					winner = r
+				case !errors.Is(err, ErrNameTaken):
+					t.Errorf("racer %d: %v, want nil or ErrNameTaken", r, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatal("no racer won")
+			}
+			for _, s := range tt.stores {
+				d, err := s.Get(t.Context(), ByName(name))
+				if err != nil || d.Token != tokens[winner] {
+					t.Errorf("stored record does not carry the winner's token: %v", err)
+				}
+				for r, tok := range tokens {
+					if _, err := s.Get(t.Context(), ByToken(tok)); (r == winner) != (err == nil) {
+						t.Errorf("racer %d's token: %v", r, err)
+					}
+				}
+				if v, ok := s.View().Lookup(name); s == tt.stores[winner%len(tt.stores)] && (!ok || v.Token != tokens[winner]) {
+					t.Errorf("winner's view does not show its record")
+				}
+			}
+			assertConsistent(t, tt.stores[0])
+		})
+	}
+}
+
+func TestUpdateMovesIndexes(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := newDomain("alpha")
+	if err := s.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	oldToken, newToken := d.Token, "rotated-token"
+	exp := time.Now().Add(time.Hour)
+	tests := []struct {
+		name  string
+		sel   Selector
+		fn    func(*Domain)
+		found []Selector
+		gone  []Selector
+		keys  int64
+	}{
+		{"rotate token", ByToken(oldToken), func(d *Domain) { d.Token = newToken },
+			[]Selector{ByToken(newToken)}, []Selector{ByToken(oldToken)}, 2},
+		{"set reclamation token", ByName("alpha"), func(d *Domain) { d.SetReclamationToken("rt1", exp) },
+			[]Selector{ByReclamationToken("rt1"), ByToken(newToken)}, nil, 3},
+		{"replace reclamation token", ByReclamationToken("rt1"), func(d *Domain) { d.SetReclamationToken("rt2", exp) },
+			[]Selector{ByReclamationToken("rt2")}, []Selector{ByReclamationToken("rt1")}, 3},
+		{"set verification", ByToken(newToken), func(d *Domain) { d.SetVerification("a@example.org", "vid1", exp) },
+			[]Selector{ByVerificationID("vid1"), ByReclamationToken("rt2")}, nil, 4},
+		{"replace verification", ByVerificationID("vid1"), func(d *Domain) { d.SetVerification("b@example.org", "vid2", exp) },
+			[]Selector{ByVerificationID("vid2")}, []Selector{ByVerificationID("vid1")}, 4},
+		{"clear reclamation token", ByName("alpha"), func(d *Domain) { d.ClearReclamationToken() },
+			[]Selector{ByVerificationID("vid2")}, []Selector{ByReclamationToken("rt2")}, 3},
+		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.Email = d.PendingEmail; d.ClearVerification() },
+			[]Selector{ByToken(newToken)}, []Selector{ByVerificationID("vid2")}, 2},
+		{"change that moves no index", ByToken(newToken), func(d *Domain) { d.Description = "moved house" },
+			[]Selector{ByToken(newToken), ByName("alpha")}, []Selector{ByToken(oldToken)}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Update(t.Context(), tt.sel, func(d *Domain) error { tt.fn(d); return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := s.Get(t.Context(), ByName("alpha"))
+			if got.Token != want.Token || got.ReclaimHash != want.ReclaimHash || got.VerifyHash != want.VerifyHash {
+				t.Errorf("Update returned %+v, stored is %+v", got, want)
+			}
+			for _, sel := range tt.found {
+				if _, err := s.Get(t.Context(), sel); err != nil {
+					t.Errorf("Get(%v): %v", sel, err)
+				}
+			}
+			for _, sel := range tt.gone {
+				if _, err := s.Get(t.Context(), sel); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Get(%v) = %v, want ErrNotFound", sel, err)
+				}
+			}
+			if n := keyCount(t, s); n != tt.keys {
+				t.Errorf("%d keys, want %d", n, tt.keys)
+			}
+			assertConsistent(t, s)
+		})
+	}
+	if d, _ := s.Get(t.Context(), ByName("alpha")); d.Email != "b@example.org" || d.Description != "moved house" {
+		t.Errorf("final record %+v", d)
+	}
+}
+
+func TestUpdateToTakenTokenConflicts(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	alpha, beta := newDomain("alpha"), newDomain("beta")
+	for _, d := range []Domain{alpha, beta} {
+		if err := s.Create(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Domain) error { d.Token = beta.Token; return nil })
+	if !errors.Is(err, ErrConflict) {
+		t.Errorf("Update to another record's token = %v, want ErrConflict", err)
+	}
+	if d, err := s.Get(t.Context(), ByToken(beta.Token)); err != nil || d.Name != "beta" {
+		t.Errorf("beta's token now selects %q, %v", d.Name, err)
+	}
+	assertConsistent(t, s)
+}
+
+func TestDeleteRemovesRecordAndIndexes(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := withSecrets(newDomain("alpha"), "rt", "vid")
+	keep := newDomain("beta")
+	for _, d := range []Domain{d, keep} {
+		if err := s.Create(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := []Selector{ByName("alpha"), ByToken(d.Token), ByReclamationToken("rt"), ByVerificationID("vid")}
+
+	errRefused := errors.New("refused")
+	if _, err := s.Delete(t.Context(), ByToken(d.Token), func(*Domain) error { return errRefused }); !errors.Is(err, errRefused) {
+		t.Fatalf("Delete with a refusing check = %v", err)
+	}
+	for _, sel := range all {
+		if _, err := s.Get(t.Context(), sel); err != nil {
+			t.Errorf("after refused Delete, Get(%v): %v", sel, err)
+		}
+	}
+
+	var checked string
+	old, err := s.Delete(t.Context(), ByReclamationToken("rt"), func(d *Domain) error { checked = d.Name; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked != "alpha" || old.Name != "alpha" || old.Token != d.Token {
+		t.Errorf("check saw %q, Delete returned %+v", checked, old)
+	}
+	for _, sel := range all {
+		if _, err := s.Get(t.Context(), sel); !errors.Is(err, ErrNotFound) {
+			t.Errorf("after Delete, Get(%v) = %v, want ErrNotFound", sel, err)
+		}
+	}
+	if n := keyCount(t, s); n != 2 {
+		t.Errorf("%d keys left, want beta's 2", n)
+	}
+	if _, err := s.Delete(t.Context(), ByName("alpha"), nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Delete = %v, want ErrNotFound", err)
+	}
+	assertConsistent(t, s)
+
+	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+		t.Errorf("name is not free again after Delete: %v", err)
+	}
+}
+
+func TestUpdateConcurrentNoLostUpdate(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 20
+	errs := make([]error, writers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			<-start
+			value := fmt.Sprintf("challenge-%02d", w)
+			var got Domain
+			got, errs[w] = s.Update(t.Context(), ByName("alpha"), func(d *Domain) error {
+				d.AddChallenge(value, time.Now(), 100)
+				return nil
+			})
+			if errs[w] == nil && !slices.ContainsFunc(got.Challenges, func(c Challenge) bool { return c.Value == value }) {
+				t.Errorf("writer %d: returned record lacks its challenge", w)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	var landed []string
+	conflicts := 0
+	for w, err := range errs {
+		switch {
+		case err == nil:
+			landed = append(landed, fmt.Sprintf("challenge-%02d", w))
+		case errors.Is(err, ErrConflict):
+			conflicts++
+		default:
+			t.Errorf("writer %d: %v", w, err)
+		}
+	}
+	d, err := s.Get(t.Context(), ByName("alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for _, c := range d.Challenges {
+		stored = append(stored, c.Value)
+	}
+	slices.Sort(stored)
+	t.Logf("%d updates landed, %d gave up with ErrConflict", len(landed), conflicts)
+	if len(landed) == 0 {
+		t.Error("no update landed")
+	}
+	if !slices.Equal(stored, landed) {
+		t.Errorf("stored challenges %v, want exactly the %d that succeeded: %v", stored, len(landed), landed)
+	}
+	if v, ok := s.View().Lookup("alpha"); !ok || len(v.Challenges) != len(landed) {
+		t.Errorf("view holds %d challenges, want %d", len(v.Challenges), len(landed))
+	}
+	assertConsistent(t, s)
+}
+
+func TestFailingUpdateWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := newDomain("alpha")
+	if err := s.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := s.View().Revision()
+	errInvalid := errors.New("invalid")
+	_, err := s.Update(t.Context(), ByToken(d.Token), func(d *Domain) error {
+		d.Token = "new-token"
+		d.SetReclamationToken("rt", time.Now().Add(time.Hour))
+		d.Description = "changed"
+		return errInvalid
+	})
+	if !errors.Is(err, errInvalid) {
+		t.Fatalf("Update = %v, want fn's error", err)
+	}
+	resp, err := s.Client().Get(t.Context(), "any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Revision != before {
+		t.Errorf("etcd revision moved from %d to %d", before, resp.Header.Revision)
+	}
+	got, err := s.Get(t.Context(), ByToken(d.Token))
+	if err != nil || got.Description != d.Description {
+		t.Errorf("record after failed Update: %+v, %v", got, err)
+	}
+	for _, sel := range []Selector{ByToken("new-token"), ByReclamationToken("rt")} {
+		if _, err := s.Get(t.Context(), sel); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%v) = %v, want ErrNotFound", sel, err)
+		}
+	}
+	assertConsistent(t, s)
+}
+
+func TestReadYourWrites(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	writer, replica := openStore(t, e, ""), openStore(t, e, "")
+	d := newDomain("alpha")
+	tests := []struct {
+		name  string
+		write func() error
+		want  string // the description the views must show; "" for no record
+	}{
+		{"create", func() error { return writer.Create(t.Context(), d) }, d.Description},
+		{"update", func() error {
+			_, err := writer.Update(t.Context(), ByToken(d.Token), func(d *Domain) error { d.Description = "v2"; return nil })
+			return err
+		}, "v2"},
+		{"delete", func() error { _, err := writer.Delete(t.Context(), ByToken(d.Token), nil); return err }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.write(); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := writer.View().Lookup("alpha")
+			if ok != (tt.want != "") || ok && got.Description != tt.want {
+				t.Errorf("writer's view right after the call: %v %+v, want %q", ok, got, tt.want)
+			}
+			if err := replica.View().WaitRevision(t.Context(), writer.View().Revision()); err != nil {
+				t.Fatal(err)
+			}
+			got, ok = replica.View().Lookup("alpha")
+			if ok != (tt.want != "") || ok && got.Description != tt.want {
+				t.Errorf("replica's view: %v %+v, want %q", ok, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUpdateCannotRename(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := newDomain("alpha")
+	if err := s.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	before := s.View().Revision()
+	calls := 0
+	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Domain) error { calls++; d.Name = "beta"; return nil })
+	if err == nil || isSentinel(err) {
+		t.Errorf("renaming Update = %v, want an error that is not a retryable sentinel", err)
+	}
+	if calls != 1 {
+		t.Errorf("fn ran %d times for a change that can never be written", calls)
+	}
+	if _, err := s.Get(t.Context(), ByName("beta")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(beta) = %v, want ErrNotFound", err)
+	}
+	if s.View().Revision() != before {
+		t.Error("something was written")
+	}
+	assertConsistent(t, s)
+}
