@@ -27,6 +27,13 @@ var (
 		Help:      "etcd revision the in-memory view has applied.",
 	})
 
+	viewLagged = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "view_lagged_writes_total",
+		Help:      "Counter of writes acknowledged before the local view showed them (the view lagged beyond the etcd timeout).",
+	})
+
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "coredns",
 		Subsystem: "registry",

@@ -3,9 +3,9 @@ package registry
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"

@@ -29,14 +29,14 @@ func TestAnswers(t *testing.T) {
 	_ = dyn
 
 	tests := []struct {
-		name       string
-		qname      string
-		qtype      uint16
-		rcode      int
-		answer     []string
-		authority  string // the type expected in the authority section, "" for none
-		negTTL     bool   // authority SOA must carry the negative TTL
-		extra      []string
+		name      string
+		qname     string
+		qtype     uint16
+		rcode     int
+		answer    []string
+		authority string // the type expected in the authority section, "" for none
+		negTTL    bool   // authority SOA must carry the negative TTL
+		extra     []string
 	}{
 		{name: "tunnel A", qname: "gw.example.org.", qtype: dns.TypeA,
 			answer: []string{"gw.example.org. 60 IN A 198.51.100.1"}},
@@ -62,7 +62,7 @@ func TestAnswers(t *testing.T) {
 			rcode: dns.RcodeNameError, authority: "SOA", negTTL: true},
 		{name: "apex NS with glue", qname: "example.org.", qtype: dns.TypeNS,
 			answer: []string{"example.org. 3600 IN NS ns.other.net.", "example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.dns.example.org."},
-			extra: []string{"ns1.example.org. 3600 IN A 192.0.2.53", "ns1.example.org. 3600 IN AAAA 2001:db8::53", "ns2.dns.example.org. 3600 IN A 192.0.2.54"}},
+			extra:  []string{"ns1.example.org. 3600 IN A 192.0.2.53", "ns1.example.org. 3600 IN AAAA 2001:db8::53", "ns2.dns.example.org. 3600 IN A 192.0.2.54"}},
 		{name: "apex A: no address", qname: "example.org.", qtype: dns.TypeA, authority: "SOA", negTTL: true},
 		{name: "NS host A", qname: "ns1.example.org.", qtype: dns.TypeA,
 			answer: []string{"ns1.example.org. 3600 IN A 192.0.2.53"}},

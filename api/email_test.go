@@ -1,0 +1,190 @@
+package api
+
+import (
+	"mime"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSetEmailAndVerify(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	r := e.ok(t, "/setemail", "token", token, "email", " Owner@Example.org ", "optout", "1")
+	if r.body != "" {
+		t.Errorf("setemail body %q, want empty", r.body)
+	}
+
+	m := e.smtp.last(t)
+	if m.from != "registry@mydomain.org" || len(m.to) != 1 || m.to[0] != "owner@example.org" {
+		t.Errorf("envelope from %q to %v", m.from, m.to)
+	}
+	msg, body := m.parse(t)
+	for header, want := range map[string]string{
+		"From":         `"Registry" <registry@mydomain.org>`,
+		"To":           "<owner@example.org>",
+		"MIME-Version": "1.0",
+		"Content-Type": "text/plain; charset=utf-8",
+	} {
+		if got := msg.Header.Get(header); got != want {
+			t.Errorf("header %s: %q, want %q", header, got, want)
+		}
+	}
+	if s := msg.Header.Get("Subject"); !strings.Contains(s, "demo.mydomain.org") {
+		t.Errorf("subject %q does not name the domain", s)
+	}
+	if date, err := msg.Header.Date(); err != nil || time.Since(date) > time.Minute {
+		t.Errorf("Date %v: %v", date, err)
+	}
+	if id := msg.Header.Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, "@mydomain.org>") {
+		t.Errorf("Message-ID %q", id)
+	}
+	link := m.line(t, e.url+"/verifyemail?s=")
+	if id := strings.TrimPrefix(link, e.url+"/verifyemail?s="); !isUUID(id) {
+		t.Errorf("link %q does not end in a verification id", link)
+	}
+	if !strings.Contains(body, "\r\n"+link+"\r\n") {
+		t.Errorf("link not on a line of its own:\n%s", body)
+	}
+
+	info := e.info(t, token)
+	if info["pending_email"] != "owner@example.org" || info["verified"] != false || info["email"] != "" || info["optout"] != true {
+		t.Errorf("before verification: %v", info)
+	}
+
+	page := fetch(t, http.MethodGet, nil, link)
+	if page.status != http.StatusOK || page.header.Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Fatalf("verify: %d %s %s", page.status, page.header.Get("Content-Type"), page.body)
+	}
+	if !strings.Contains(page.body, "demo.mydomain.org") || !strings.Contains(page.body, "owner@example.org") {
+		t.Errorf("success page does not show the domain and address:\n%s", page.body)
+	}
+	if page.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Error("the verification page allows cross-origin reads")
+	}
+	info = e.info(t, token)
+	if info["email"] != "owner@example.org" || info["verified"] != true || info["pending_email"] != "" {
+		t.Errorf("after verification: %v", info)
+	}
+
+	again := fetch(t, http.MethodGet, nil, link)
+	if again.status != http.StatusBadRequest || again.header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(again.body, "already used") {
+		t.Errorf("reused link: %d %s\n%s", again.status, again.header.Get("Content-Type"), again.body)
+	}
+
+	e.ok(t, "/setemail", "token", token, "email", "next@example.org", "optout", "false")
+	if info := e.info(t, token); info["optout"] != false || info["email"] != "owner@example.org" || info["pending_email"] != "next@example.org" {
+		t.Errorf("a pending change replaced the verified address, or optout=false was ignored: %v", info)
+	}
+	e.ok(t, "/setemail", "token", token, "email", "next@example.org", "optout", "TRUE")
+	e.ok(t, "/setemail", "token", token, "email", "next@example.org")
+	if info := e.info(t, token); info["optout"] != true {
+		t.Errorf("setemail without optout changed it: %v", info)
+	}
+}
+
+func TestSetEmailRejects(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	for _, tt := range []struct {
+		name   string
+		params []string
+		code   string
+	}{
+		{"missing token", []string{"email", "a@example.org"}, "MissingParameter"},
+		{"unknown token", []string{"token", "nope", "email", "a@example.org"}, "InvalidToken"},
+		{"missing email", []string{"token", token}, "MissingParameter"},
+		{"not an address", []string{"token", token, "email", "owner"}, "InvalidEmail"},
+		{"display name", []string{"token", token, "email", "Owner <owner@example.org>"}, "InvalidEmail"},
+		{"no dot in the domain", []string{"token", token, "email", "owner@localhost"}, "InvalidEmail"},
+		{"header injection", []string{"token", token, "email", "owner@example.org\r\nBcc: x@example.org"}, "InvalidEmail"},
+		{"non-ASCII", []string{"token", token, "email", "océane@example.org"}, "InvalidEmail"},
+		{"too long", []string{"token", token, "email", strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + ".org"}, "InvalidEmail"},
+		{"invalid optout", []string{"token", token, "email", "a@example.org", "optout", "maybe"}, "InvalidOptOut"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.fails(t, tt.code, "/setemail", tt.params...)
+		})
+	}
+	if n := len(e.smtp.all()); n != 0 {
+		t.Errorf("%d mails sent for refused requests", n)
+	}
+}
+
+func TestVerifyEmailRejects(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tt := range []struct {
+		name, query, reason string
+	}{
+		{"missing id", "", "incomplete"},
+		{"empty id", "?s=%20", "incomplete"},
+		{"unknown id", "?s=00000000-0000-4000-8000-000000000000", "unknown"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := fetch(t, http.MethodGet, nil, e.url+"/verifyemail"+tt.query)
+			if r.status != http.StatusBadRequest || r.header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(r.body, tt.reason) {
+				t.Errorf("%d %s\n%s", r.status, r.header.Get("Content-Type"), r.body)
+			}
+		})
+	}
+}
+
+func TestVerificationLinkExpires(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.VerifyTTL = time.Nanosecond })
+	token := e.subscribe(t, "demo")
+	r := fetch(t, http.MethodGet, nil, e.verifyLink(t, token, "owner@example.org"))
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired") {
+		t.Errorf("expired link: %d\n%s", r.status, r.body)
+	}
+	if info := e.info(t, token); info["email"] != "" {
+		t.Errorf("expired link verified the address: %v", info)
+	}
+}
+
+func TestVerificationPageEscapes(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	r := fetch(t, http.MethodGet, nil, e.verifyLink(t, token, "a&b@example.org"))
+	if r.status != http.StatusOK || !strings.Contains(r.body, "a&amp;b@example.org") {
+		t.Errorf("%d\n%s", r.status, r.body)
+	}
+}
+
+func TestCustomTemplates(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.Templates = Templates{
+			VerifySubject: "Bitte bestätigen: {{.Name}} in {{.Zone}}\n",
+			VerifyBody:    "Link:\n{{.Link}}\nfür {{.Email}}\n",
+			SuccessPage:   "<p>ok {{.Domain}}</p>",
+		}
+	})
+	token := e.subscribe(t, "demo")
+	link := e.verifyLink(t, token, "owner@example.org")
+	msg, _ := e.smtp.last(t).parse(t)
+	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
+	if err != nil || subject != "Bitte bestätigen: demo in mydomain.org" {
+		t.Errorf("subject %q (%v), raw %q", subject, err, msg.Header.Get("Subject"))
+	}
+	if r := fetch(t, http.MethodGet, nil, link); r.body != "<p>ok demo.mydomain.org</p>" {
+		t.Errorf("custom page %q", r.body)
+	}
+}
+
+func TestRevokeEmail(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	e.verify(t, token, "owner@example.org")
+	link := e.verifyLink(t, token, "next@example.org")
+
+	e.ok(t, "/revokeemail", "token", token)
+	if info := e.info(t, token); info["pending_email"] != "" || info["email"] != "owner@example.org" {
+		t.Errorf("after revoke: %v", info)
+	}
+	if r := fetch(t, http.MethodGet, nil, link); r.status != http.StatusBadRequest {
+		t.Errorf("revoked link answered %d", r.status)
+	}
+	e.ok(t, "/revokeemail", "token", token)
+	e.fails(t, "MissingParameter", "/revokeemail")
+	e.fails(t, "InvalidToken", "/revokeemail", "token", "nope")
+}

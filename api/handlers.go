@@ -1,0 +1,343 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+// subscribe registers a new name, or hands a taken one to whoever holds its reclamation token.
+func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	name, err := s.name(q)
+	if err != nil {
+		return err
+	}
+	desc, err := description(q)
+	if err != nil {
+		return err
+	}
+	m, err := mode(q)
+	if err != nil {
+		return err
+	}
+	var addr string
+	if strings.TrimSpace(q.Get("email")) != "" {
+		if addr, err = email(q); err != nil {
+			return err
+		}
+	}
+	rt := secret(q, "reclamationToken")
+	now, caller := time.Now(), s.caller(r)
+	continent := s.continent(caller)
+
+	d := etcdstore.Domain{
+		Name:        name,
+		Token:       uuid.NewString(),
+		Description: orDefault(desc, name+"'s server"),
+		Mode:        m,
+		Continent:   continent,
+		Created:     now,
+		LastPing:    now,
+	}
+	d.SetAddr(caller)
+	err = s.store.Create(r.Context(), d)
+	switch {
+	case err == nil:
+	case !errors.Is(err, etcdstore.ErrNameTaken):
+		return err
+	case rt != "":
+		token := uuid.NewString()
+		d, err = s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+			if !d.ReclamationTokenValid(rt, now) {
+				return badRequest("ReclamationTokenMismatch", "The reclamation token is wrong or has expired.")
+			}
+			d.Token, d.Mode, d.Continent = token, m, continent
+			if desc != "" {
+				d.Description = desc
+			}
+			d.ClearReclamationToken()
+			d.SetAddr(caller)
+			return nil
+		})
+		if errors.Is(err, etcdstore.ErrNotFound) {
+			return badRequest("NoSuchName", "The name %q is not registered.", name)
+		}
+		if err != nil {
+			return err
+		}
+	default:
+		return s.nameTaken(r.Context(), name, addr)
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"name": d.Name, "token": d.Token})
+	return nil
+}
+
+// nameTaken tells the gateway whether the owner of the taken name could reclaim it: only when
+// the address it sent is the name's verified one.
+func (s *Server) nameTaken(ctx context.Context, name, addr string) error {
+	if addr != "" {
+		d, err := s.store.Get(ctx, etcdstore.ByName(name))
+		if err != nil && !errors.Is(err, etcdstore.ErrNotFound) {
+			return err
+		}
+		if d.Email != "" && strings.EqualFold(d.Email, addr) {
+			return badRequest("UnavailableNameReclamationPossible", "The name %q is taken; its owner can reclaim it through /reclaim.", name)
+		}
+	}
+	return badRequest("UnavailableName", "The name %q is taken.", name)
+}
+
+// unsubscribe deletes a name, given its token or an unexpired reclamation token.
+func (s *Server) unsubscribe(_ http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	token, rt := secret(q, "token"), secret(q, "reclamationToken")
+	var err error
+	switch {
+	case token != "":
+		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), nil)
+	case rt != "":
+		now := time.Now()
+		_, err = s.store.Delete(r.Context(), etcdstore.ByReclamationToken(rt), func(d *etcdstore.Domain) error {
+			if !d.ReclamationTokenValid(rt, now) {
+				return badRequest("InvalidToken", "The reclamation token has expired.")
+			}
+			return nil
+		})
+	default:
+		return missing("token")
+	}
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return invalidToken()
+	}
+	return err
+}
+
+// reclaim mails a new reclamation token to the verified address of a name.
+func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
+	name, err := s.name(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	rt, expires := uuid.NewString(), time.Now().Add(s.reclaimTTL)
+	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+		if d.Email == "" {
+			return badRequest("NoEmail", "The name %q has no verified email address to send a reclamation token to.", name)
+		}
+		d.SetReclamationToken(rt, expires)
+		return nil
+	})
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return badRequest("NoSuchName", "The name %q is not registered.", name)
+	}
+	if err != nil {
+		return err
+	}
+	data := s.data(d)
+	data.Email, data.Token, data.Expires = d.Email, rt, expires
+	return s.mail(r.Context(), d.Email, s.reclaimSubject, s.reclaimBody, data)
+}
+
+// ping records that the gateway is alive and where it is.
+func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
+	now, caller := time.Now(), s.caller(r)
+	_, err := s.update(r, func(d *etcdstore.Domain) error {
+		d.LastPing = now
+		d.SetAddr(caller)
+		return nil
+	})
+	return err
+}
+
+// dnsconfig sets the ACME DNS-01 challenge served for the name.
+func (s *Server) dnsconfig(_ http.ResponseWriter, r *http.Request) error {
+	c, err := challenge(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	_, err = s.update(r, func(d *etcdstore.Domain) error {
+		d.AddChallenge(c, now, s.challengeKeep)
+		return nil
+	})
+	return err
+}
+
+// domainInfo is what /info shows of a record; hashes of secrets stay out.
+type domainInfo struct {
+	Name          string   `json:"name"`
+	Token         string   `json:"token"`
+	Description   string   `json:"description"`
+	Mode          int      `json:"mode"`
+	Continent     string   `json:"continent"`
+	IP            string   `json:"ip"`
+	IPv6          string   `json:"ipv6"`
+	DNSChallenge  string   `json:"dns_challenge"`
+	DNSChallenges []string `json:"dns_challenges"`
+	Email         string   `json:"email"`
+	Verified      bool     `json:"verified"`
+	PendingEmail  string   `json:"pending_email"`
+	OptOut        bool     `json:"optout"`
+	Timestamp     int64    `json:"timestamp"`
+	LastPing      int64    `json:"last_ping"`
+}
+
+// info shows the record of a token.
+func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
+	token, err := requiredSecret(r.URL.Query(), "token")
+	if err != nil {
+		return err
+	}
+	d, err := s.store.Get(r.Context(), etcdstore.ByToken(token))
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return invalidToken()
+	}
+	if err != nil {
+		return err
+	}
+	out := domainInfo{
+		Name:          d.Name,
+		Token:         d.Token,
+		Description:   d.Description,
+		Mode:          int(d.Mode),
+		Continent:     d.Continent,
+		DNSChallenges: []string{},
+		Email:         d.Email,
+		Verified:      d.Email != "",
+		PendingEmail:  d.PendingEmail,
+		OptOut:        d.OptOut,
+		Timestamp:     d.Created.Unix(),
+	}
+	if d.IPv4.IsValid() {
+		out.IP = d.IPv4.String()
+	}
+	if d.IPv6.IsValid() {
+		out.IPv6 = d.IPv6.String()
+	}
+	for _, c := range d.Challenges {
+		out.DNSChallenges = append(out.DNSChallenges, c.Value)
+	}
+	if len(out.DNSChallenges) > 0 {
+		out.DNSChallenge = out.DNSChallenges[0]
+	}
+	if !d.LastPing.IsZero() {
+		out.LastPing = d.LastPing.Unix()
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// setEmail starts the verification of a new contact address by mailing it a link.
+func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	addr, err := email(q)
+	if err != nil {
+		return err
+	}
+	opt, optSet, err := optOut(q)
+	if err != nil {
+		return err
+	}
+	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
+	d, err := s.update(r, func(d *etcdstore.Domain) error {
+		d.SetVerification(addr, id, expires)
+		if optSet {
+			d.OptOut = opt
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	data := s.data(d)
+	data.Email, data.Link, data.Expires = addr, s.verifyURL+"?s="+id, expires
+	return s.mail(r.Context(), addr, s.verifySubject, s.verifyBody, data)
+}
+
+// verifyEmail makes the pending address of the link's record its verified one. The link
+// works once, since the verification is cleared with it.
+func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
+	id := secret(r.URL.Query(), "s")
+	if id == "" {
+		return badRequest("InvalidVerification", "The link is incomplete; open the full link from the mail.")
+	}
+	now := time.Now()
+	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Domain) error {
+		if now.After(d.VerifyExpires) {
+			return badRequest("InvalidVerification", "The link has expired; ask for a new one from your gateway.")
+		}
+		d.Email = d.PendingEmail
+		d.ClearVerification()
+		return nil
+	})
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return badRequest("InvalidVerification", "The link is unknown or was already used.")
+	}
+	if err != nil {
+		return err
+	}
+	data := s.data(d)
+	data.Email = d.Email
+	s.writePage(w, http.StatusOK, s.successPage, data)
+	return nil
+}
+
+// revokeEmail cancels a pending verification; there being none is fine.
+func (s *Server) revokeEmail(_ http.ResponseWriter, r *http.Request) error {
+	_, err := s.update(r, func(d *etcdstore.Domain) error {
+		d.ClearVerification()
+		return nil
+	})
+	return err
+}
+
+func connectivityCheck(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, err := w.Write([]byte("OK"))
+	return err
+}
+
+func invalidToken() error {
+	return badRequest("InvalidToken", "No name has this token.")
+}
+
+// update applies fn to the record of the request's token.
+func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error) {
+	token, err := requiredSecret(r.URL.Query(), "token")
+	if err != nil {
+		return etcdstore.Domain{}, err
+	}
+	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), fn)
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return d, invalidToken()
+	}
+	return d, err
+}
+
+// data is the template data of d, before the fields of a particular mail or page.
+func (s *Server) data(d etcdstore.Domain) templateData {
+	return templateData{Name: d.Name, Domain: d.Name + "." + s.zone, Zone: s.zone}
+}
+
+// mail sends one templated mail. It goes out even if the request is cancelled, because the
+// change it announces has already been stored; the mailer's own timeout bounds it.
+func (s *Server) mail(ctx context.Context, to string, subject, body *template.Template, data templateData) error {
+	var sub, text strings.Builder
+	if err := subject.Execute(&sub, data); err != nil {
+		return fmt.Errorf("mail subject: %w", err)
+	}
+	if err := body.Execute(&text, data); err != nil {
+		return fmt.Errorf("mail body: %w", err)
+	}
+	if err := s.mailer.Send(context.WithoutCancel(ctx), Mail{To: to, Subject: strings.TrimSpace(sub.String()), Body: text.String()}); err != nil {
+		return fmt.Errorf("sending mail: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	htmltemplate "html/template"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/julienschmidt/httprouter"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+var log = clog.NewWithPlugin("registry")
+
+// Store is what the API needs from storage; *etcdstore.Store satisfies it.
+type Store interface {
+	Create(ctx context.Context, d etcdstore.Domain) error
+	Get(ctx context.Context, sel etcdstore.Selector) (etcdstore.Domain, error)
+	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error)
+	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Domain) error) (etcdstore.Domain, error)
+}
+
+// Config holds the settings of a Server.
+type Config struct {
+	Zone           string         // e.g. "mydomain.org" (no trailing dot); names are <name>.<Zone>
+	Reserved       []string       // operator's extra reserved names (besides api, www, _psl, ns<digits>)
+	TrustedProxies []netip.Prefix // peers whose X-Real-IP / X-Forwarded-For are believed
+	Locator        Locator        // nil: no GeoIP, continent left empty
+	Mailer         Mailer         // required
+	VerifyURL      string         // base of the verification link; default "https://api.<Zone>/verifyemail"
+	Templates      Templates      // zero fields are filled from DefaultTemplates()
+	ChallengeKeep  int            // challenge values kept per name; default 2 (minimum 2)
+	VerifyTTL      time.Duration  // lifetime of a verification link; default 24h
+	ReclaimTTL     time.Duration  // lifetime of a reclamation token; default 24h
+}
+
+// Defaults of Config.
+const (
+	defaultChallengeKeep = 2
+	defaultVerifyTTL     = 24 * time.Hour
+	defaultReclaimTTL    = 24 * time.Hour
+)
+
+// Server answers the registration API.
+type Server struct {
+	store          Store
+	zone           string
+	reserved       map[string]bool
+	trustedProxies []netip.Prefix
+	locator        Locator
+	mailer         Mailer
+	verifyURL      string
+	challengeKeep  int
+	verifyTTL      time.Duration
+	reclaimTTL     time.Duration
+
+	verifySubject, verifyBody   *template.Template
+	reclaimSubject, reclaimBody *template.Template
+	successPage, errorPage      *htmltemplate.Template
+
+	router *httprouter.Router
+}
+
+// New checks cfg, fills in its defaults and returns a Server storing into store.
+func New(store Store, cfg Config) (*Server, error) {
+	if store == nil {
+		return nil, errors.New("api: no store")
+	}
+	if cfg.Mailer == nil {
+		return nil, errors.New("api: no mailer")
+	}
+	zone := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Zone), "."))
+	if zone == "" || len(zone) > 251 {
+		return nil, fmt.Errorf("api: invalid zone %q", cfg.Zone)
+	}
+	s := &Server{
+		store:          store,
+		zone:           zone,
+		reserved:       map[string]bool{"api": true, "www": true, "_psl": true},
+		trustedProxies: cfg.TrustedProxies,
+		locator:        cfg.Locator,
+		mailer:         cfg.Mailer,
+		verifyURL:      orDefault(cfg.VerifyURL, "https://api."+zone+"/verifyemail"),
+		challengeKeep:  orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
+		verifyTTL:      orDefault(cfg.VerifyTTL, defaultVerifyTTL),
+		reclaimTTL:     orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
+	}
+	for _, name := range cfg.Reserved {
+		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
+	}
+	// Two values at once is what ACME needs to validate a name and its wildcard together.
+	if s.challengeKeep < 2 {
+		return nil, fmt.Errorf("api: challenge keep %d is below 2", s.challengeKeep)
+	}
+	if s.verifyTTL < 0 || s.reclaimTTL < 0 {
+		return nil, errors.New("api: negative verification or reclamation lifetime")
+	}
+	// The link is built as verifyURL + "?s=" + id, so the base must be a plain absolute URL.
+	if u, err := url.Parse(s.verifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("api: invalid verify URL %q", s.verifyURL)
+	}
+	if err := s.parseTemplates(cfg.Templates); err != nil {
+		return nil, err
+	}
+	s.router = s.routes()
+	return s, nil
+}
+
+// orDefault returns v, or def if v is the zero value.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// endpoint is one route of the API.
+type endpoint struct {
+	handle func(w http.ResponseWriter, r *http.Request) error
+	// cors lets browsers call it from the gateway's web UI.
+	cors bool
+	// page answers errors as an HTML page, for links a person clicks.
+	page bool
+}
+
+func (s *Server) routes() *httprouter.Router {
+	router := httprouter.New()
+	for path, e := range map[string]endpoint{
+		"/subscribe":          {handle: s.subscribe, cors: true},
+		"/unsubscribe":        {handle: s.unsubscribe, cors: true},
+		"/reclaim":            {handle: s.reclaim, cors: true},
+		"/ping":               {handle: s.ping, cors: true},
+		"/dnsconfig":          {handle: s.dnsconfig, cors: true},
+		"/info":               {handle: s.info, cors: true},
+		"/setemail":           {handle: s.setEmail, cors: true},
+		"/verifyemail":        {handle: s.verifyEmail, page: true},
+		"/revokeemail":        {handle: s.revokeEmail, cors: true},
+		"/connectivity-check": {handle: connectivityCheck, cors: true},
+	} {
+		router.GET(path, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
+			if e.cors {
+				w.Header().Set("Access-Control-Allow-Origin", "*")
+			}
+			if err := e.handle(w, r); err != nil {
+				s.writeError(w, r, err, e.page)
+			}
+		})
+		if e.cors {
+			router.OPTIONS(path, preflight)
+		}
+	}
+	return router
+}
+
+func preflight(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET")
+	h.Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ServeHTTP routes r to its endpoint, then counts and logs it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	// Read before routing: the router rewrites the path of requests it redirects.
+	path, caller := r.URL.Path, s.caller(r)
+	// Unknown paths share one label so that scanners cannot grow the metric without bound.
+	name := "other"
+	if h, _, _ := s.router.Lookup(http.MethodGet, path); h != nil {
+		name = strings.TrimPrefix(path, "/")
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.router.ServeHTTP(rec, r)
+	took := time.Since(start)
+
+	requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
+	requestDuration.WithLabelValues(name).Observe(took.Seconds())
+	// The query string holds the secrets, so only the path is logged; %q keeps it on one line.
+	log.Debugf("%s %q %d %s %s", r.Method, path, rec.status, took.Round(time.Microsecond), caller)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (rec *statusRecorder) WriteHeader(code int) {
+	rec.status = code
+	rec.ResponseWriter.WriteHeader(code)
+}
+
+// clientError is a request the client has to change: a 400 with a code the gateway acts on.
+type clientError struct {
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *clientError) Error() string { return e.Code + ": " + e.Message }
+
+func badRequest(code, format string, args ...any) error {
+	return &clientError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// writeError answers a failed request. Anything but a clientError is logged and answered with
+// a 501 that tells nothing, since it may come from etcd or the mail server.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, page bool) {
+	status := http.StatusBadRequest
+	var ce *clientError
+	if !errors.As(err, &ce) {
+		log.Errorf("%s: %v", r.URL.Path, err)
+		status = http.StatusNotImplemented
+		ce = &clientError{Code: "InternalError", Message: "The request could not be completed; try again later."}
+	}
+	if page {
+		s.writePage(w, status, s.errorPage, templateData{Zone: s.zone, Message: ce.Message})
+		return
+	}
+	writeJSON(w, status, ce)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		log.Debugf("writing response: %v", err)
+	}
+}
+
+func (s *Server) writePage(w http.ResponseWriter, status int, t *htmltemplate.Template, data templateData) {
+	var b strings.Builder
+	if err := t.Execute(&b, data); err != nil {
+		log.Errorf("page %s: %v", t.Name(), err)
+		http.Error(w, "internal error", http.StatusNotImplemented)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write([]byte(b.String()))
+}
+
+// caller is the address of the client: the peer, unless the peer is a trusted proxy, in which
+// case the address that proxy reports.
+func (s *Server) caller(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer := ap.Addr().Unmap().WithZone("")
+	if !s.trusted(peer) {
+		return peer
+	}
+	if a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
+		return a.Unmap().WithZone("")
+	}
+	// Each proxy appends the address it saw, so the first untrusted entry from the right is
+	// the last one a trusted proxy wrote; everything left of it is the client's own claim.
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if a = a.Unmap().WithZone(""); !s.trusted(a) {
+			return a
+		}
+	}
+	return peer
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.trustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// continent locates a, or is empty without a Locator.
+func (s *Server) continent(a netip.Addr) string {
+	if s.locator == nil || !a.IsValid() {
+		return ""
+	}
+	return s.locator.Continent(a)
+}

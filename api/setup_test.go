@@ -1,0 +1,465 @@
+package api
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	golog "log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/regdns/regdns/etcdstore"
+)
+
+const zone = "mydomain.org"
+
+// testEtcd is the embedded etcd every test shares; each test keeps its records under its own prefix.
+var testEtcd *etcdstore.Embedded
+
+func TestMain(m *testing.M) {
+	// The access log is written at debug level; turning it on lets the tests see it.
+	clog.D.Set()
+	dir, err := os.MkdirTemp("", "api-test-etcd")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testEtcd, err = startEtcd(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testEtcd.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func startEtcd(dir string) (*etcdstore.Embedded, error) {
+	return etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{
+		Dir:       dir,
+		ClientURL: "http://127.0.0.1:0",
+		PeerURL:   "http://127.0.0.1:0",
+		Fast:      true,
+	})
+}
+
+var prefixes atomic.Int64
+
+// openStore opens a store on e under a prefix no other test uses.
+func openStore(t *testing.T, e *etcdstore.Embedded) *etcdstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := etcdstore.Open(ctx, etcdstore.Config{
+		Endpoints: e.Endpoints(),
+		Prefix:    fmt.Sprintf("/api-test/%d/", prefixes.Add(1)),
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.View().WaitLoaded(ctx); err != nil {
+		t.Fatalf("view not loaded: %v", err)
+	}
+	return s
+}
+
+// env is one API server over HTTP on loopback, with its store and the SMTP server its mail goes to.
+type env struct {
+	store *etcdstore.Store
+	api   *Server
+	url   string
+	smtp  *smtpSink
+}
+
+// newEnv starts an API on the shared etcd; configure may change the config before New.
+func newEnv(t *testing.T, configure func(*Config)) *env {
+	t.Helper()
+	return newEnvOn(t, openStore(t, testEtcd), configure)
+}
+
+func newEnvOn(t *testing.T, store *etcdstore.Store, configure func(*Config)) *env {
+	t.Helper()
+	sink := &smtpSink{}
+	ts := httptest.NewUnstartedServer(nil)
+	base := "http://" + ts.Listener.Addr().String()
+	cfg := Config{
+		Zone:      zone,
+		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
+		VerifyURL: base + "/verifyemail",
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	api, err := New(store, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ts.Config.Handler = api
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return &env{store: store, api: api, url: base, smtp: sink}
+}
+
+// reply is an HTTP response, read whole.
+type reply struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// code is the error code of a JSON error reply.
+func (r reply) code() string {
+	var e struct{ Error, Message string }
+	json.Unmarshal([]byte(r.body), &e)
+	return e.Error
+}
+
+// get calls path with the query given as key, value pairs.
+func (e *env) get(t *testing.T, path string, kv ...string) reply {
+	t.Helper()
+	return e.do(t, http.MethodGet, nil, path, kv...)
+}
+
+func (e *env) do(t *testing.T, method string, header http.Header, path string, kv ...string) reply {
+	t.Helper()
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		q.Add(kv[i], kv[i+1])
+	}
+	u := e.url + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return fetch(t, method, header, u)
+}
+
+func fetch(t *testing.T, method string, header http.Header, u string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	client := http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// ok calls path and fails the test unless it answers 200.
+func (e *env) ok(t *testing.T, path string, kv ...string) reply {
+	t.Helper()
+	r := e.get(t, path, kv...)
+	if r.status != http.StatusOK {
+		t.Fatalf("%s %v: %d %s", path, kv, r.status, r.body)
+	}
+	return r
+}
+
+// fails calls path and fails the test unless it answers 400 with code.
+func (e *env) fails(t *testing.T, code, path string, kv ...string) reply {
+	t.Helper()
+	r := e.get(t, path, kv...)
+	if r.status != http.StatusBadRequest || r.code() != code {
+		t.Fatalf("%s %v: got %d %s, want 400 %s", path, kv, r.status, r.body, code)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s: Content-Type %q, want application/json", path, ct)
+	}
+	return r
+}
+
+// subscribe registers name and returns its token.
+func (e *env) subscribe(t *testing.T, name string, kv ...string) string {
+	t.Helper()
+	r := e.ok(t, "/subscribe", append([]string{"name", name}, kv...)...)
+	var out struct{ Name, Token string }
+	if err := json.Unmarshal([]byte(r.body), &out); err != nil || out.Token == "" {
+		t.Fatalf("subscribe %s: %q: %v", name, r.body, err)
+	}
+	return out.Token
+}
+
+// info returns the /info object of token.
+func (e *env) info(t *testing.T, token string) map[string]any {
+	t.Helper()
+	r := e.ok(t, "/info", "token", token)
+	var out map[string]any
+	if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+		t.Fatalf("info: %q: %v", r.body, err)
+	}
+	return out
+}
+
+// verifyLink asks for addr to be set on token's name and returns the link from the mail.
+func (e *env) verifyLink(t *testing.T, token, addr string) string {
+	t.Helper()
+	e.ok(t, "/setemail", "token", token, "email", addr)
+	return e.smtp.last(t).line(t, e.url+"/verifyemail?s=")
+}
+
+// verify makes addr the verified email of token's name.
+func (e *env) verify(t *testing.T, token, addr string) {
+	t.Helper()
+	if r := fetch(t, http.MethodGet, nil, e.verifyLink(t, token, addr)); r.status != http.StatusOK {
+		t.Fatalf("verify link: %d %s", r.status, r.body)
+	}
+}
+
+// reclamationToken asks for a reclamation token for name and returns it from the mail.
+func (e *env) reclamationToken(t *testing.T, name string) string {
+	t.Helper()
+	e.ok(t, "/reclaim", "name", name)
+	return e.smtp.last(t).tokenLine(t)
+}
+
+// smtpSink is an SMTP server that keeps what it receives.
+type smtpSink struct {
+	// user and pass, when set, are required through AUTH PLAIN.
+	user, pass string
+
+	mu   sync.Mutex
+	msgs []received
+}
+
+type received struct {
+	from string
+	to   []string
+	data string
+	user string
+	tls  bool
+}
+
+// start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
+func (s *smtpSink) start(t *testing.T, security string, cert *tls.Certificate) string {
+	t.Helper()
+	srv := smtp.NewServer(s)
+	srv.Domain = "localhost"
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	srv.ErrorLog = golog.New(io.Discard, "", 0)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch security {
+	case "starttls":
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	case "tls":
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{*cert}})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	t.Cleanup(func() {
+		// Close the listener too: Server.Close misses it if Serve has not registered it yet.
+		srv.Close()
+		l.Close()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+func (s *smtpSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &smtpSession{sink: s, conn: c}, nil
+}
+
+func (s *smtpSink) all() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.msgs...)
+}
+
+// last is the newest message; a send returns only after the server accepted it.
+func (s *smtpSink) last(t *testing.T) received {
+	t.Helper()
+	msgs := s.all()
+	if len(msgs) == 0 {
+		t.Fatal("no mail received")
+	}
+	return msgs[len(msgs)-1]
+}
+
+type smtpSession struct {
+	sink *smtpSink
+	conn *smtp.Conn
+	user string
+	msg  received
+}
+
+func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *smtpSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != s.sink.user || pass != s.sink.pass {
+			return errors.New("invalid credentials")
+		}
+		s.user = user
+		return nil
+	}), nil
+}
+
+func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+	if s.sink.user != "" && s.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	s.msg = received{from: from}
+	return nil
+}
+
+func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.msg.to = append(s.msg.to, to)
+	return nil
+}
+
+func (s *smtpSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	_, s.msg.tls = s.conn.TLSConnectionState()
+	s.msg.data, s.msg.user = string(b), s.user
+	s.sink.mu.Lock()
+	s.sink.msgs = append(s.sink.msgs, s.msg)
+	s.sink.mu.Unlock()
+	return nil
+}
+
+func (s *smtpSession) Reset()        { s.msg = received{} }
+func (s *smtpSession) Logout() error { return nil }
+
+// parse reads the message text as RFC 5322.
+func (m received) parse(t *testing.T) (*mail.Message, string) {
+	t.Helper()
+	msg, err := mail.ReadMessage(strings.NewReader(m.data))
+	if err != nil {
+		t.Fatalf("received mail does not parse: %v\n%s", err, m.data)
+	}
+	body, err := io.ReadAll(msg.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg, string(body)
+}
+
+// line returns the body line that starts with prefix.
+func (m received) line(t *testing.T, prefix string) string {
+	t.Helper()
+	_, body := m.parse(t)
+	for l := range strings.SplitSeq(body, "\r\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	t.Fatalf("no line starting with %q in mail:\n%s", prefix, body)
+	return ""
+}
+
+// tokenLine returns the body line that is a UUID, the reclamation token.
+func (m received) tokenLine(t *testing.T) string {
+	t.Helper()
+	_, body := m.parse(t)
+	for l := range strings.SplitSeq(body, "\r\n") {
+		if isUUID(l) {
+			return l
+		}
+	}
+	t.Fatalf("no token line in mail:\n%s", body)
+	return ""
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c < '0' || c > '9') && (c < 'a' || c > 'f'):
+			return false
+		}
+	}
+	return true
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test smtp"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// stored returns the record of name straight from the store.
+func (e *env) stored(t *testing.T, name string) etcdstore.Domain {
+	t.Helper()
+	d, err := e.store.Get(context.Background(), etcdstore.ByName(name))
+	if err != nil {
+		t.Fatalf("stored %s: %v", name, err)
+	}
+	return d
+}

@@ -1,0 +1,351 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regdns/regdns/etcdstore"
+)
+
+func TestSubscribe(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Reserved = []string{" Admin "} })
+	e.subscribe(t, "taken")
+	long := strings.Repeat("a", 63)
+	tests := []struct {
+		name   string
+		params []string
+		code   string // expected error code; "" for success
+		want   etcdstore.Domain
+	}{
+		{"new name", []string{"name", "demo"}, "", etcdstore.Domain{Name: "demo", Description: "demo's server"}},
+		{"uppercase and spaces", []string{"name", "  MiXed-Case1 "}, "", etcdstore.Domain{Name: "mixed-case1", Description: "mixed-case1's server"}},
+		{"description", []string{"name", "described", "desc", " Living room Pi "}, "", etcdstore.Domain{Name: "described", Description: "Living room Pi"}},
+		{"empty description", []string{"name", "nodesc", "desc", ""}, "", etcdstore.Domain{Name: "nodesc", Description: "nodesc's server"}},
+		{"description of 256", []string{"name", "desc256", "desc", strings.Repeat("é", 256)}, "", etcdstore.Domain{Name: "desc256", Description: strings.Repeat("é", 256)}},
+		{"tunnel mode", []string{"name", "tunnel", "mode", "0"}, "", etcdstore.Domain{Name: "tunnel", Description: "tunnel's server"}},
+		{"dynamic mode", []string{"name", "dyn", "mode", "1"}, "", etcdstore.Domain{Name: "dyn", Description: "dyn's server", Mode: etcdstore.ModeDynamic}},
+		{"63 characters", []string{"name", long}, "", etcdstore.Domain{Name: long, Description: long + "'s server"}},
+		{"ns without digits", []string{"name", "ns"}, "", etcdstore.Domain{Name: "ns", Description: "ns's server"}},
+		{"ns and letters", []string{"name", "ns1a"}, "", etcdstore.Domain{Name: "ns1a", Description: "ns1a's server"}},
+		{"email given for a free name", []string{"name", "withmail", "email", "a@example.org"}, "", etcdstore.Domain{Name: "withmail", Description: "withmail's server"}},
+
+		{"missing name", nil, "MissingParameter", etcdstore.Domain{}},
+		{"blank name", []string{"name", "   "}, "MissingParameter", etcdstore.Domain{}},
+		{"64 characters", []string{"name", long + "a"}, "InvalidName", etcdstore.Domain{}},
+		{"leading hyphen", []string{"name", "-demo"}, "InvalidName", etcdstore.Domain{}},
+		{"trailing hyphen", []string{"name", "demo-"}, "InvalidName", etcdstore.Domain{}},
+		{"dot", []string{"name", "a.b"}, "InvalidName", etcdstore.Domain{}},
+		{"inner space", []string{"name", "de mo"}, "InvalidName", etcdstore.Domain{}},
+		{"underscore", []string{"name", "de_mo"}, "InvalidName", etcdstore.Domain{}},
+		{"non-ASCII", []string{"name", "dém"}, "InvalidName", etcdstore.Domain{}},
+		{"reserved api", []string{"name", "api"}, "ReservedName", etcdstore.Domain{}},
+		{"reserved WWW", []string{"name", "WWW"}, "ReservedName", etcdstore.Domain{}},
+		{"reserved _psl", []string{"name", "_psl"}, "ReservedName", etcdstore.Domain{}},
+		{"reserved ns1", []string{"name", "ns1"}, "ReservedName", etcdstore.Domain{}},
+		{"reserved NS12", []string{"name", "NS12"}, "ReservedName", etcdstore.Domain{}},
+		{"reserved by the operator", []string{"name", "admin"}, "ReservedName", etcdstore.Domain{}},
+		{"mode 2", []string{"name", "m2", "mode", "2"}, "InvalidMode", etcdstore.Domain{}},
+		{"mode word", []string{"name", "mw", "mode", "tunnel"}, "InvalidMode", etcdstore.Domain{}},
+		{"description of 257", []string{"name", "d257", "desc", strings.Repeat("x", 257)}, "InvalidDescription", etcdstore.Domain{}},
+		{"description with NUL", []string{"name", "dnul", "desc", "a\x00b"}, "InvalidDescription", etcdstore.Domain{}},
+		{"description with line break", []string{"name", "dnl", "desc", "a\nb"}, "InvalidDescription", etcdstore.Domain{}},
+		{"description not UTF-8", []string{"name", "dutf", "desc", "a\xffb"}, "InvalidDescription", etcdstore.Domain{}},
+		{"invalid email", []string{"name", "badmail", "email", "not-an-address"}, "InvalidEmail", etcdstore.Domain{}},
+		{"taken", []string{"name", "taken"}, "UnavailableName", etcdstore.Domain{}},
+		{"taken in capitals", []string{"name", " TAKEN"}, "UnavailableName", etcdstore.Domain{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now().Add(-time.Second)
+			if tt.code != "" {
+				e.fails(t, tt.code, "/subscribe", tt.params...)
+				return
+			}
+			r := e.ok(t, "/subscribe", tt.params...)
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			var out map[string]string
+			if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+				t.Fatal(err)
+			}
+			if len(out) != 2 || out["name"] != tt.want.Name || !isUUID(out["token"]) {
+				t.Fatalf("reply %s, want name %q and a lowercase UUID token", r.body, tt.want.Name)
+			}
+			d := e.stored(t, tt.want.Name)
+			if d.Token != out["token"] || d.Description != tt.want.Description || d.Mode != tt.want.Mode {
+				t.Errorf("stored token %q description %q mode %d, want %q %q %d", d.Token, d.Description, d.Mode, out["token"], tt.want.Description, tt.want.Mode)
+			}
+			if d.IPv4.String() != "127.0.0.1" || d.IPv6.IsValid() {
+				t.Errorf("stored addresses %v %v, want 127.0.0.1 only", d.IPv4, d.IPv6)
+			}
+			if d.Created.Before(before) || !d.LastPing.Equal(d.Created) || d.Email != "" {
+				t.Errorf("stored created %v last ping %v email %q", d.Created, d.LastPing, d.Email)
+			}
+		})
+	}
+}
+
+func TestSubscribeNameTooLongForZone(t *testing.T) {
+	long := strings.Repeat("abcdefghi.", 24) + "org" // 243 characters
+	e := newEnv(t, func(c *Config) { c.Zone = long + "." })
+	e.subscribe(t, "ninechars")
+	e.fails(t, "InvalidName", "/subscribe", "name", "tenletters")
+}
+
+func TestSubscribeTakenName(t *testing.T) {
+	e := newEnv(t, nil)
+	owned := e.subscribe(t, "owned")
+	e.verify(t, owned, "owner@example.org")
+	pending := e.subscribe(t, "pending")
+	e.verifyLink(t, pending, "waiting@example.org")
+
+	tests := []struct {
+		name, email, code string
+	}{
+		{"owned", "", "UnavailableName"},
+		{"owned", "owner@example.org", "UnavailableNameReclamationPossible"},
+		{"Owned", " OWNER@Example.ORG ", "UnavailableNameReclamationPossible"},
+		{"owned", "someone@example.org", "UnavailableName"},
+		{"pending", "waiting@example.org", "UnavailableName"},
+		{"pending", "", "UnavailableName"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" "+tt.email, func(t *testing.T) {
+			e.fails(t, tt.code, "/subscribe", "name", tt.name, "email", tt.email)
+		})
+	}
+	if d := e.stored(t, "owned"); d.Token != owned {
+		t.Error("a refused subscription changed the record")
+	}
+}
+
+func TestReclaim(t *testing.T) {
+	e := newEnv(t, nil)
+	old := e.subscribe(t, "demo", "desc", "old description")
+	e.verify(t, old, "owner@example.org")
+	e.subscribe(t, "nomail")
+
+	rt := e.reclamationToken(t, "Demo ")
+	m := e.smtp.last(t)
+	msg, body := m.parse(t)
+	if got := msg.Header.Get("To"); got != "<owner@example.org>" || len(m.to) != 1 || m.to[0] != "owner@example.org" {
+		t.Errorf("reclaim mail to %q (envelope %v)", got, m.to)
+	}
+	if s := msg.Header.Get("Subject"); !strings.Contains(s, "demo.mydomain.org") {
+		t.Errorf("reclaim subject %q does not name the domain", s)
+	}
+	if !strings.Contains(body, "valid until") {
+		t.Errorf("reclaim mail does not say how long the token is valid:\n%s", body)
+	}
+	if d := e.stored(t, "demo"); d.ReclaimHash == "" || strings.Contains(d.ReclaimHash, rt) || d.ReclaimExpires.Before(time.Now().Add(23*time.Hour)) {
+		t.Errorf("stored reclamation %q until %v", d.ReclaimHash, d.ReclaimExpires)
+	}
+
+	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", "00000000-0000-4000-8000-000000000000")
+	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "nomail", "reclamationToken", rt)
+
+	// The gateway may send the token as the user typed it.
+	r := e.ok(t, "/subscribe", "name", "demo", "reclamationToken", " "+strings.ToUpper(rt)+" ", "mode", "1")
+	var out struct{ Name, Token string }
+	json.Unmarshal([]byte(r.body), &out)
+	if out.Name != "demo" || !isUUID(out.Token) || out.Token == old {
+		t.Fatalf("reclaim reply %s", r.body)
+	}
+	e.fails(t, "InvalidToken", "/info", "token", old)
+	info := e.info(t, out.Token)
+	if info["mode"] != 1.0 || info["description"] != "old description" || info["email"] != "owner@example.org" {
+		t.Errorf("after reclaim: %v", info)
+	}
+	if d := e.stored(t, "demo"); d.ReclaimHash != "" || !d.ReclaimExpires.IsZero() {
+		t.Error("reclamation token kept after use")
+	}
+	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
+
+	rt = e.reclamationToken(t, "demo")
+	e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt, "desc", "new description")
+	if d := e.stored(t, "demo"); d.Description != "new description" || d.Mode != etcdstore.ModeTunnel {
+		t.Errorf("second reclaim stored description %q mode %d", d.Description, d.Mode)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		params []string
+		code   string
+	}{
+		{"missing name", nil, "MissingParameter"},
+		{"invalid name", []string{"name", "a.b"}, "InvalidName"},
+		{"unknown name", []string{"name", "nobody"}, "NoSuchName"},
+		{"no email", []string{"name", "nomail"}, "NoEmail"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sent := len(e.smtp.all())
+			e.fails(t, tt.code, "/reclaim", tt.params...)
+			if len(e.smtp.all()) != sent {
+				t.Error("a refused reclaim sent mail")
+			}
+		})
+	}
+}
+
+func TestReclamationTokenExpires(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ReclaimTTL = time.Nanosecond })
+	token := e.subscribe(t, "demo")
+	e.verify(t, token, "owner@example.org")
+	rt := e.reclamationToken(t, "demo")
+	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
+	e.fails(t, "InvalidToken", "/unsubscribe", "reclamationToken", rt)
+	e.info(t, token)
+}
+
+func TestUnsubscribe(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	r := e.ok(t, "/unsubscribe", "token", " "+strings.ToUpper(token))
+	if r.body != "" {
+		t.Errorf("unsubscribe body %q, want empty", r.body)
+	}
+	e.fails(t, "InvalidToken", "/info", "token", token)
+	e.fails(t, "InvalidToken", "/unsubscribe", "token", token)
+	e.subscribe(t, "demo")
+
+	owned := e.subscribe(t, "owned")
+	e.verify(t, owned, "owner@example.org")
+	rt := e.reclamationToken(t, "owned")
+	e.fails(t, "InvalidToken", "/unsubscribe", "reclamationToken", "00000000-0000-4000-8000-000000000000")
+	e.ok(t, "/unsubscribe", "reclamationToken", rt)
+	e.fails(t, "InvalidToken", "/info", "token", owned)
+	e.fails(t, "NoSuchName", "/reclaim", "name", "owned")
+
+	e.fails(t, "MissingParameter", "/unsubscribe")
+	e.fails(t, "MissingParameter", "/unsubscribe", "token", "  ", "reclamationToken", "")
+	e.fails(t, "InvalidToken", "/unsubscribe", "token", "not-a-token")
+}
+
+func TestPing(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	token := e.subscribe(t, "demo")
+	before := e.stored(t, "demo")
+	time.Sleep(5 * time.Millisecond)
+
+	r := e.do(t, http.MethodGet, http.Header{"X-Real-Ip": {"2001:db8::7"}}, "/ping", "token", token)
+	if r.status != http.StatusOK || r.body != "" {
+		t.Fatalf("ping: %d %q", r.status, r.body)
+	}
+	d := e.stored(t, "demo")
+	if !d.LastPing.After(before.LastPing) || d.IPv6.String() != "2001:db8::7" || d.IPv4.String() != "127.0.0.1" {
+		t.Errorf("after ping over IPv6: last ping %v (was %v), addresses %v %v", d.LastPing, before.LastPing, d.IPv4, d.IPv6)
+	}
+	e.do(t, http.MethodGet, http.Header{"X-Real-Ip": {"198.51.100.4"}}, "/ping", "token", token)
+	if d := e.stored(t, "demo"); d.IPv4.String() != "198.51.100.4" || d.IPv6.String() != "2001:db8::7" {
+		t.Errorf("after ping over IPv4: addresses %v %v", d.IPv4, d.IPv6)
+	}
+	e.fails(t, "MissingParameter", "/ping")
+	e.fails(t, "InvalidToken", "/ping", "token", "00000000-0000-4000-8000-000000000000")
+}
+
+func TestDNSConfig(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	acme := "Xq3-b_KPv0Jt2nqF5uYjLx8m1w4cQ6rZ9sAeHdG7iTo" // 43 characters of base64url, like ACME's
+	for _, c := range []string{"first", "second", acme} {
+		e.ok(t, "/dnsconfig", "token", token, "challenge", c)
+	}
+	info := e.info(t, token)
+	if info["dns_challenge"] != acme {
+		t.Errorf("dns_challenge %v, want the newest", info["dns_challenge"])
+	}
+	if got, _ := json.Marshal(info["dns_challenges"]); string(got) != `["`+acme+`","second"]` {
+		t.Errorf("dns_challenges %s, want the two newest, newest first", got)
+	}
+	e.ok(t, "/dnsconfig", "token", token, "challenge", strings.Repeat("~", 255))
+
+	for _, tt := range []struct {
+		name      string
+		challenge string
+		code      string
+	}{
+		{"missing", "", "MissingParameter"},
+		{"space inside", "a b", "InvalidChallenge"},
+		{"double quote", `a"b`, "InvalidChallenge"},
+		{"single quote", "a'b", "InvalidChallenge"},
+		{"backslash", `a\b`, "InvalidChallenge"},
+		{"tab", "a\tb", "InvalidChallenge"},
+		{"non-ASCII", "añb", "InvalidChallenge"},
+		{"256 characters", strings.Repeat("a", 256), "InvalidChallenge"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.fails(t, tt.code, "/dnsconfig", "token", token, "challenge", tt.challenge)
+		})
+	}
+	e.fails(t, "MissingParameter", "/dnsconfig", "challenge", "x")
+	e.fails(t, "InvalidToken", "/dnsconfig", "token", "nope", "challenge", "x")
+}
+
+func TestDNSConfigKeepsConfiguredCount(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ChallengeKeep = 3 })
+	token := e.subscribe(t, "demo")
+	for _, c := range []string{"a", "b", "c", "d"} {
+		e.ok(t, "/dnsconfig", "token", token, "challenge", c)
+	}
+	if got, _ := json.Marshal(e.info(t, token)["dns_challenges"]); string(got) != `["d","c","b"]` {
+		t.Errorf("dns_challenges %s", got)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo", "desc", "My gateway", "mode", "1")
+	e.verify(t, token, "owner@example.org")
+	e.verifyLink(t, token, "next@example.org")
+	e.ok(t, "/dnsconfig", "token", token, "challenge", "abc")
+	e.reclamationToken(t, "demo")
+
+	r := e.ok(t, "/info", "token", strings.ToUpper(token))
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	var info map[string]any
+	if err := json.Unmarshal([]byte(r.body), &info); err != nil {
+		t.Fatal(err)
+	}
+	d := e.stored(t, "demo")
+	want := map[string]any{
+		"name":           "demo",
+		"token":          token,
+		"description":    "My gateway",
+		"mode":           1.0,
+		"continent":      "",
+		"ip":             "127.0.0.1",
+		"ipv6":           "",
+		"dns_challenge":  "abc",
+		"dns_challenges": []any{"abc"},
+		"email":          "owner@example.org",
+		"verified":       true,
+		"pending_email":  "next@example.org",
+		"optout":         false,
+		"timestamp":      float64(d.Created.Unix()),
+		"last_ping":      float64(d.LastPing.Unix()),
+	}
+	got, _ := json.Marshal(info)
+	exp, _ := json.Marshal(want)
+	if string(got) != string(exp) {
+		t.Errorf("info\n got %s\nwant %s", got, exp)
+	}
+	for _, secret := range []string{d.VerifyHash, d.ReclaimHash} {
+		if secret == "" || strings.Contains(r.body, secret) {
+			t.Errorf("info shows a secret hash, or the setup set none: %q", secret)
+		}
+	}
+
+	fresh := e.info(t, e.subscribe(t, "fresh"))
+	if fresh["verified"] != false || fresh["email"] != "" || fresh["dns_challenge"] != "" || len(fresh["dns_challenges"].([]any)) != 0 {
+		t.Errorf("info of a fresh name: %v", fresh)
+	}
+	e.fails(t, "MissingParameter", "/info")
+	e.fails(t, "InvalidToken", "/info", "token", "00000000-0000-4000-8000-000000000000")
+}

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+)
+
+// The end-to-end test runs the real ./coredns binary with a Corefile, a real SMTP server
+// (go-smtp) receiving its mail, and Debian's headless Chromium opening the mailed link.
+
+// binary returns the coredns binary under test: $COREDNS_BINARY (set by `make test`), or one
+// built from this package into a temporary directory.
+func binary(t *testing.T) string {
+	if b := os.Getenv("COREDNS_BINARY"); b != "" {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "coredns")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+// mailbox is an SMTP server on loopback that keeps every message it receives.
+type mailbox struct {
+	addr string
+	mu   sync.Mutex
+	msgs []mail
+	new  chan struct{}
+}
+
+type mail struct {
+	to   string
+	data string
+}
+
+func startMailbox(t *testing.T) *mailbox {
+	mb := &mailbox{new: make(chan struct{}, 100)}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
+	srv.Domain = "localhost"
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb.addr = l.Addr().String()
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return mb
+}
+
+type session struct {
+	mb *mailbox
+	to string
+}
+
+func (s *session) Reset()                                    {}
+func (s *session) Logout() error                             { return nil }
+func (s *session) Mail(string, *smtp.MailOptions) error      { return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error { s.to = to; return nil }
+func (s *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.mb.mu.Lock()
+	s.mb.msgs = append(s.mb.msgs, mail{to: s.to, data: string(b)})
+	s.mb.mu.Unlock()
+	s.mb.new <- struct{}{}
+	return nil
+}
+
+// next waits for the next message.
+func (mb *mailbox) next(t *testing.T) mail {
+	t.Helper()
+	select {
+	case <-mb.new:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no mail arrived within 10s")
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.msgs[len(mb.msgs)-1]
+}
+
+func freeAddrs(t *testing.T, n int) []string {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out
+}
+
+// product is a running ./coredns.
+type product struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	dns  string
+	api  string
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startProduct(t *testing.T, smtpAddr string) *product {
+	addrs := freeAddrs(t, 4)
+	dir := t.TempDir()
+	_, dnsPort, _ := net.SplitHostPort(addrs[0])
+	corefile := fmt.Sprintf(`example.org:%s {
+    bind 127.0.0.1
+    errors
+    log
+    registry {
+        api %s
+        data %s
+        etcd_listen http://%s http://%s
+        ns ns1.example.org 127.0.0.1
+        tunnel 192.0.2.80
+        trusted_proxy 127.0.0.1
+        smtp %s none
+        mail_from registry@example.org
+        verify_url http://%s/verifyemail
+    }
+}
+`, dnsPort, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], smtpAddr, addrs[1])
+	cf := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(cf, []byte(corefile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &product{t: t, log: &syncBuffer{}, dns: addrs[0], api: "http://" + addrs[1], done: make(chan error, 1)}
+	p.cmd = exec.Command(binary(t), "-conf", cf)
+	p.cmd.Dir = dir
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("coredns output:\n%s", p.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(p.api + "/connectivity-check")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("API did not come up: %v\n%s", err, p.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return p
+}
+
+func (p *product) call(path string, params url.Values, header http.Header) (int, string) {
+	p.t.Helper()
+	req, _ := http.NewRequest("GET", p.api+path+"?"+params.Encode(), nil)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatalf("%s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (p *product) ok(path string, params url.Values) string {
+	p.t.Helper()
+	code, body := p.call(path, params, nil)
+	if code != 200 {
+		p.t.Fatalf("%s: %d %s", path, code, body)
+	}
+	return body
+}
+
+func (p *product) fails(path string, params url.Values, wantCode int, wantError string) {
+	p.t.Helper()
+	code, body := p.call(path, params, nil)
+	var e struct{ Error string }
+	json.Unmarshal([]byte(body), &e)
+	if code != wantCode || e.Error != wantError {
+		p.t.Fatalf("%s: %d %s, want %d with error %q", path, code, body, wantCode, wantError)
+	}
+}
+
+func (p *product) query(net, qname string, qtype uint16) *dns.Msg {
+	p.t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(qname, qtype)
+	c := &dns.Client{Net: net, Timeout: 2 * time.Second}
+	r, _, err := c.Exchange(m, p.dns)
+	if err != nil {
+		p.t.Fatalf("%s %s: %v", net, qname, err)
+	}
+	return r
+}
+
+var (
+	linkRE  = regexp.MustCompile(`http://[^\s]+/verifyemail\?s=[0-9a-f-]{36}`)
+	tokenRE = regexp.MustCompile(`(?m)^\s*([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\s*$`)
+)
+
+// renderedText opens url in headless Chromium and returns the page's DOM after rendering,
+// with tags removed: what a user who clicked the mailed link reads.
+func renderedText(t *testing.T, link string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", link)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v", link, err)
+	}
+	text := regexp.MustCompile(`(?s)<head>.*</head>|<[^>]+>`).ReplaceAllString(string(out), " ")
+	return strings.Join(strings.Fields(text), " ")
+}
+
+func TestGatewayLifecycle(t *testing.T) {
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Fatal("chromium is required (make test installs Debian's chromium package)")
+	}
+	mb := startMailbox(t)
+	p := startProduct(t, mb.addr)
+
+	// Subscribe; the name resolves to the tunnel at once.
+	var sub struct{ Name, Token string }
+	json.Unmarshal([]byte(p.ok("/subscribe", url.Values{"name": {" Demo "}, "desc": {"Living room"}})), &sub)
+	if sub.Name != "demo" || sub.Token == "" {
+		t.Fatalf("subscribe returned %+v", sub)
+	}
+	token := sub.Token
+	firstToken := token
+	p.fails("/subscribe", url.Values{"name": {"demo"}}, 400, "UnavailableName")
+	if r := p.query("udp", "demo.example.org.", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.80" {
+		t.Fatalf("tunnel A: %v", r)
+	}
+
+	// ACME challenge, two values at once, over UDP and TCP.
+	p.ok("/dnsconfig", url.Values{"token": {token}, "challenge": {"base-value"}})
+	p.ok("/dnsconfig", url.Values{"token": {token}, "challenge": {"wildcard-value"}})
+	for _, net := range []string{"udp", "tcp"} {
+		r := p.query(net, "_acme-challenge.demo.example.org.", dns.TypeTXT)
+		var got []string
+		for _, rr := range r.Answer {
+			got = append(got, rr.(*dns.TXT).Txt...)
+		}
+		if len(got) != 2 || !strings.Contains(strings.Join(got, ","), "base-value") || !strings.Contains(strings.Join(got, ","), "wildcard-value") {
+			t.Fatalf("%s TXT: %v", net, got)
+		}
+	}
+
+	// Email verification through the mailed link, opened in a browser.
+	p.ok("/setemail", url.Values{"token": {token}, "email": {"Owner@Example.net"}})
+	m := mb.next(t)
+	link := linkRE.FindString(m.data)
+	if m.to != "owner@example.net" || link == "" {
+		t.Fatalf("verification mail to %q without link:\n%s", m.to, m.data)
+	}
+	if text := renderedText(t, link); !strings.Contains(text, "demo.example.org") || !strings.Contains(text, "owner@example.net") {
+		t.Fatalf("success page reads %q", text)
+	}
+	if text := renderedText(t, link); !strings.Contains(strings.ToLower(text), "already used") && !strings.Contains(strings.ToLower(text), "unknown") {
+		t.Fatalf("reused link page reads %q", text)
+	}
+	p.fails("/subscribe", url.Values{"name": {"demo"}, "email": {"owner@example.net"}}, 400, "UnavailableNameReclamationPossible")
+
+	// Reclaim: the token arrives by mail; re-subscribe with it, switching to dynamic DNS.
+	p.ok("/reclaim", url.Values{"name": {"demo"}})
+	m = mb.next(t)
+	rt := tokenRE.FindStringSubmatch(m.data)
+	if m.to != "owner@example.net" || rt == nil {
+		t.Fatalf("reclaim mail to %q without token:\n%s", m.to, m.data)
+	}
+	p.fails("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {"00000000-0000-4000-8000-000000000000"}}, 400, "ReclamationTokenMismatch")
+	json.Unmarshal([]byte(p.ok("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {strings.ToUpper(rt[1])}, "mode": {"1"}})), &sub)
+	if sub.Token == "" || sub.Token == token {
+		t.Fatalf("reclaim gave token %q", sub.Token)
+	}
+	p.fails("/info", url.Values{"token": {token}}, 400, "InvalidToken")
+	p.fails("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {rt[1]}}, 400, "ReclamationTokenMismatch")
+	token = sub.Token
+
+	// Dynamic DNS: a ping through the trusted proxy sets the address DNS answers.
+	code, body := p.call("/ping", url.Values{"token": {token}}, http.Header{"X-Forwarded-For": {"203.0.113.7"}})
+	if code != 200 {
+		t.Fatalf("ping: %d %s", code, body)
+	}
+	if r := p.query("udp", "demo.example.org.", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "203.0.113.7" {
+		t.Fatalf("dynamic A after ping: %v", r)
+	}
+
+	var info map[string]any
+	json.Unmarshal([]byte(p.ok("/info", url.Values{"token": {token}})), &info)
+	if info["name"] != "demo" || info["email"] != "owner@example.net" || info["verified"] != true || info["mode"] != float64(1) || info["ip"] != "203.0.113.7" || info["description"] != "Living room" {
+		t.Fatalf("info: %v", info)
+	}
+
+	// A verification that is revoked before the link is followed does nothing.
+	p.ok("/setemail", url.Values{"token": {token}, "email": {"new@example.net"}})
+	revoked := linkRE.FindString(mb.next(t).data)
+	revokedID := revoked[strings.Index(revoked, "?s=")+3:]
+	p.ok("/revokeemail", url.Values{"token": {token}})
+	if code, _ := p.call("/verifyemail", url.Values{"s": {revokedID}}, nil); code != 400 {
+		t.Fatalf("revoked link answered %d", code)
+	}
+
+	// Unsubscribe: the name is gone from DNS at once.
+	p.ok("/unsubscribe", url.Values{"token": {token}})
+	if r := p.query("tcp", "demo.example.org.", dns.TypeA); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+		t.Fatalf("after unsubscribe: %v", r)
+	}
+	p.fails("/ping", url.Values{"token": {token}}, 400, "InvalidToken")
+
+	// No secret reached the log.
+	logs := p.log.String()
+	for _, secret := range []string{firstToken, token, rt[1], link[strings.Index(link, "?s=")+3:], revokedID} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("a secret appears in the log")
+		}
+	}
+
+	// SIGTERM shuts down cleanly.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+		p.done <- err
+	case <-time.After(15 * time.Second):
+		t.Error("no exit within 15s of SIGTERM")
+	}
+}
