@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/oschwald/geoip2-golang/v2"
 )
@@ -18,11 +19,16 @@ type GeoIP struct {
 	db *geoip2.Reader
 }
 
-// OpenGeoIP opens the database at path.
+// OpenGeoIP reads the database at path into memory: DNS lookups may still be using a reader
+// while a reload replaces it, which a memory-mapped file closed under them would not survive.
 func OpenGeoIP(path string) (*GeoIP, error) {
-	db, err := geoip2.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	db, err := geoip2.OpenBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	// An ASN or ISP database opens fine but could never answer; refuse it now.
 	var wrong geoip2.InvalidMethodError

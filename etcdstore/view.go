@@ -55,6 +55,17 @@ func (v *View) Len() int {
 	return len(v.domains)
 }
 
+// Snapshot returns every record and the revision they are at, in one consistent cut.
+func (v *View) Snapshot() (int64, []*Domain) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	out := make([]*Domain, 0, len(v.domains))
+	for _, d := range v.domains {
+		out = append(out, d)
+	}
+	return v.rev, out
+}
+
 // Revision is the etcd revision the view has applied.
 func (v *View) Revision() int64 {
 	v.mu.RLock()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/fall"
+	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
 	"github.com/regdns/regdns/etcdstore"
@@ -30,6 +31,18 @@ type Config struct {
 	ChallengeExpiry time.Duration
 	// Tunnels are the addresses tunnel-mode names resolve to, by continent ("" is the default).
 	Tunnels map[string][]netip.Addr
+	// APIHosts are the addresses of api.ZONE, by the querying client's continent.
+	APIHosts map[string][]netip.Addr
+
+	// Records are the `record` lines, in zone-file syntax relative to each zone; NameRecordLines
+	// the `name_record` lines, RDATA served at every registered name.
+	Records, NameRecordLines []string
+	// Static holds the zone's own records by owner (lower case, fully qualified) and type: the
+	// apex, the NS hosts' addresses and the `record` lines. ENTs are the empty non-terminals above them.
+	Static map[string]map[uint16][]dns.RR
+	ENTs   map[string]bool
+	// NameRecords are the `name_record` records by type, owner to be filled in.
+	NameRecords map[uint16][]dns.RR
 
 	GeoIP string
 	SMTP  api.SMTPMailer
@@ -59,5 +72,6 @@ func defaultConfig() Config {
 		ChallengeTTL:    30,
 		ChallengeExpiry: 24 * time.Hour,
 		Tunnels:         map[string][]netip.Addr{},
+		APIHosts:        map[string][]netip.Addr{},
 	}
 }

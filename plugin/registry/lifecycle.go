@@ -66,6 +66,7 @@ func (r *Registry) start() error {
 			return fmt.Errorf("geoip: %w", err)
 		}
 		apiCfg.Locator = run.geo
+		r.geo.Store(run.geo)
 	}
 	if run.api, err = api.New(store, apiCfg); err != nil {
 		return err

@@ -18,78 +18,129 @@ const (
 	resultNXDomain = "nxdomain"
 )
 
-// challengeLabel is the label ACME DNS-01 puts in front of the validated name.
-const challengeLabel = "_acme-challenge"
+const (
+	// challengeLabel is the label ACME DNS-01 puts in front of the validated name.
+	challengeLabel = "_acme-challenge"
+	// apiLabel is the API host's name in the zone, answered by GeoIP when `api_address` is set.
+	apiLabel = "api"
+	// maxChain bounds how many in-zone CNAMEs one answer follows.
+	maxChain = 8
+)
 
-// answer fills m for a query inside zone and says which kind of answer it is.
+// answer fills m for a query inside zone and says which kind of answer it is. CNAMEs are
+// followed inside the zone; the rcode and authority section then describe the last name.
 func (r *Registry) answer(view *etcdstore.View, zone string, state request.Request, m *dns.Msg) string {
 	qname, qtype := state.Name(), state.QType()
 	// Owner names echo the question's case (0x20 randomisation relies on it).
 	owner := state.QName()
-	rel := strings.TrimSuffix(strings.TrimSuffix(qname, zone), ".")
-
-	_, static := r.static[qname]
-	var rrs []dns.RR
-	switch {
-	case rel == "":
-		rrs = r.apex(view, zone, qtype, m)
-	case static || r.ents[qname]:
-		rrs = addressRRs(owner, qtype, r.static[qname], r.cfg.TTL)
-	default:
-		d, label, ok := r.lookupName(view, rel)
-		if !ok {
+	for range maxChain {
+		rrs, cname, exists := r.node(view, zone, qname, owner, qtype, state)
+		if !exists {
 			return r.negative(view, zone, m, dns.RcodeNameError)
 		}
-		switch label {
-		case "":
-			rrs = addressRRs(owner, qtype, r.addresses(d), r.cfg.AddressTTL)
-		case challengeLabel:
-			values := d.LiveChallenges(time.Now(), r.cfg.ChallengeExpiry)
-			if len(values) == 0 {
-				return r.negative(view, zone, m, dns.RcodeNameError)
+		if cname == nil {
+			if len(rrs) == 0 && qtype == dns.TypeANY {
+				rrs = []dns.RR{&dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, r.cfg.TTL), Cpu: "RFC8482"}}
 			}
-			if qtype == dns.TypeTXT || qtype == dns.TypeANY {
-				rrs = txtRRs(owner, values, r.cfg.ChallengeTTL)
+			if len(rrs) == 0 {
+				return r.negative(view, zone, m, dns.RcodeSuccess)
 			}
+			m.Answer = append(m.Answer, rrs...)
+			if qtype == dns.TypeNS && qname == zone {
+				r.glue(m)
+			}
+			return resultAnswer
+		}
+		m.Answer = append(m.Answer, cname)
+		owner = cname.(*dns.CNAME).Target
+		qname = strings.ToLower(owner)
+		if !dns.IsSubDomain(zone, qname) {
+			break
 		}
 	}
-	if len(rrs) == 0 {
-		return r.negative(view, zone, m, dns.RcodeSuccess)
-	}
-	m.Answer = rrs
 	return resultAnswer
 }
 
-// lookupName finds the registered name that rel (the query relative to the zone) belongs to:
-// the name itself (label "") or its ACME challenge name (label challengeLabel).
-func (r *Registry) lookupName(view *etcdstore.View, rel string) (*etcdstore.Domain, string, bool) {
-	label, name, deeper := strings.Cut(rel, ".")
+// node returns the records of qtype at qname (owner is qname in the question's case), or the
+// CNAME there when qname has one and qtype is not CNAME, and whether qname exists at all.
+func (r *Registry) node(view *etcdstore.View, zone, qname, owner string, qtype uint16, state request.Request) (rrs []dns.RR, cname dns.RR, exists bool) {
+	if s, ok := r.cfg.Static[qname]; ok {
+		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME {
+			return nil, withOwner(c[0], owner), true
+		}
+		if qname == zone {
+			rrs = r.apex(view, zone, qtype)
+		}
+		if len(rrs) == 0 {
+			rrs = rrsetOf(s, owner, qtype)
+		}
+		return rrs, nil, true
+	}
+	if r.cfg.ENTs[qname] {
+		return nil, nil, true
+	}
+	rel := strings.TrimSuffix(qname, "."+zone)
+	if rel == apiLabel && len(r.cfg.APIHosts) > 0 {
+		return addressRRs(owner, qtype, r.apiAddresses(state), r.cfg.AddressTTL), nil, true
+	}
+	label, parent, deeper := strings.Cut(rel, ".")
 	if !deeper {
 		d, ok := view.Lookup(label)
-		return d, "", ok
+		if !ok {
+			return nil, nil, false
+		}
+		rrs = addressRRs(owner, qtype, r.addresses(d), r.cfg.AddressTTL)
+		if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
+			rrs = rrsetOf(r.cfg.NameRecords, owner, qtype)
+		}
+		return rrs, nil, true
 	}
-	if label != challengeLabel || strings.IndexByte(name, '.') >= 0 {
-		return nil, "", false
+	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
+		d, ok := view.Lookup(parent)
+		if !ok {
+			return nil, nil, false
+		}
+		values := d.LiveChallenges(time.Now(), r.cfg.ChallengeExpiry)
+		if len(values) == 0 {
+			return nil, nil, false
+		}
+		if qtype == dns.TypeTXT || qtype == dns.TypeANY {
+			rrs = txtRRs(owner, values, r.cfg.ChallengeTTL)
+		}
+		return rrs, nil, true
 	}
-	d, ok := view.Lookup(name)
-	return d, label, ok
+	if q, ok := parseKite(rel, strings.TrimSuffix(zone, ".")); ok {
+		// Every query of this shape is answered, so that a frontend never fails open.
+		if qtype == dns.TypeA || qtype == dns.TypeANY {
+			verdict := netip.MustParseAddr(kiteVerdict(view, q, time.Now()))
+			rrs = addressRRs(owner, dns.TypeA, []netip.Addr{verdict}, 0)
+		}
+		return rrs, nil, true
+	}
+	return nil, nil, false
 }
 
-// apex answers at the zone's own name.
-func (r *Registry) apex(view *etcdstore.View, zone string, qtype uint16, m *dns.Msg) []dns.RR {
+// apex answers the zone's own SOA and NS (with glue); other types come from `record`.
+func (r *Registry) apex(view *etcdstore.View, zone string, qtype uint16) []dns.RR {
 	switch qtype {
 	case dns.TypeSOA, dns.TypeANY:
 		return []dns.RR{r.soa(view, zone, r.cfg.TTL)}
 	case dns.TypeNS:
-		var rrs []dns.RR
-		for _, ns := range r.cfg.NS {
-			rrs = append(rrs, &dns.NS{Hdr: hdr(zone, dns.TypeNS, r.cfg.TTL), Ns: ns.Name})
-			m.Extra = append(m.Extra, addressRRs(ns.Name, dns.TypeA, ns.Addrs, r.cfg.TTL)...)
-			m.Extra = append(m.Extra, addressRRs(ns.Name, dns.TypeAAAA, ns.Addrs, r.cfg.TTL)...)
+		rrs := make([]dns.RR, len(r.cfg.NS))
+		for i, ns := range r.cfg.NS {
+			rrs[i] = &dns.NS{Hdr: hdr(zone, dns.TypeNS, r.cfg.TTL), Ns: ns.Name}
 		}
 		return rrs
 	}
 	return nil
+}
+
+// glue adds the NS hosts' addresses to the additional section of an NS answer.
+func (r *Registry) glue(m *dns.Msg) {
+	for _, ns := range r.cfg.NS {
+		m.Extra = append(m.Extra, addressRRs(ns.Name, dns.TypeA, ns.Addrs, r.cfg.TTL)...)
+		m.Extra = append(m.Extra, addressRRs(ns.Name, dns.TypeAAAA, ns.Addrs, r.cfg.TTL)...)
+	}
 }
 
 // negative fills the authority section with the SOA, its TTL the negative caching time of
@@ -123,10 +174,34 @@ func (r *Registry) addresses(d *etcdstore.Domain) []netip.Addr {
 		}
 		return out
 	}
-	if t, ok := r.cfg.Tunnels[d.Continent]; ok && d.Continent != "" {
-		return t
+	return byContinent(r.cfg.Tunnels, d.Continent)
+}
+
+// apiAddresses picks the API host's addresses by the continent of the client: the EDNS Client
+// Subnet address when the resolver sent one, else the resolver's own address.
+func (r *Registry) apiAddresses(state request.Request) []netip.Addr {
+	geo := r.geo.Load()
+	if geo == nil {
+		return r.cfg.APIHosts[""]
 	}
-	return r.cfg.Tunnels[""]
+	addr, _ := netip.ParseAddr(state.IP())
+	if opt := state.Req.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if ecs, ok := o.(*dns.EDNS0_SUBNET); ok && ecs.SourceNetmask > 0 {
+				if a, ok := netip.AddrFromSlice(ecs.Address); ok {
+					addr = a.Unmap()
+				}
+			}
+		}
+	}
+	return byContinent(r.cfg.APIHosts, geo.Continent(addr))
+}
+
+func byContinent(m map[string][]netip.Addr, continent string) []netip.Addr {
+	if a, ok := m[continent]; ok && continent != "" {
+		return a
+	}
+	return m[""]
 }
 
 // addressRRs makes the A or AAAA records of addrs that fit qtype; ANY gets the A records,
@@ -147,12 +222,37 @@ func addressRRs(owner string, qtype uint16, addrs []netip.Addr, ttl uint32) []dn
 	return rrs
 }
 
+// rrsetOf copies the records of qtype in s, named owner. For ANY it takes one RRset, the first
+// present in a fixed order: RFC 8482's minimal answer, never the whole node.
+func rrsetOf(s map[uint16][]dns.RR, owner string, qtype uint16) []dns.RR {
+	if qtype == dns.TypeANY {
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeCAA} {
+			if len(s[t]) > 0 {
+				qtype = t
+				break
+			}
+		}
+	}
+	var rrs []dns.RR
+	for _, rr := range s[qtype] {
+		rrs = append(rrs, withOwner(rr, owner))
+	}
+	return rrs
+}
+
 func txtRRs(owner string, values []string, ttl uint32) []dns.RR {
 	rrs := make([]dns.RR, len(values))
 	for i, v := range values {
 		rrs[i] = &dns.TXT{Hdr: hdr(owner, dns.TypeTXT, ttl), Txt: []string{v}}
 	}
 	return rrs
+}
+
+// withOwner is a copy of rr named owner, so that answers echo the question's case.
+func withOwner(rr dns.RR, owner string) dns.RR {
+	c := dns.Copy(rr)
+	c.Header().Name = owner
+	return c
 }
 
 func hdr(owner string, rrtype uint16, ttl uint32) dns.RR_Header {

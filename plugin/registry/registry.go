@@ -4,7 +4,6 @@ package registry
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 
+	"github.com/regdns/regdns/api"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -19,35 +19,14 @@ import (
 type Registry struct {
 	Next plugin.Handler
 	cfg  Config
-	// static holds the zone's own names (the NS hosts), lower case and fully qualified.
-	static map[string][]netip.Addr
-	// ents are the empty non-terminals above the static names.
-	ents map[string]bool
 
 	view atomic.Pointer[etcdstore.View]
+	geo  atomic.Pointer[api.GeoIP]
 	run  *running
 }
 
-// New builds the handler for cfg; it serves once started.
-func New(cfg Config) *Registry {
-	r := &Registry{cfg: cfg, static: map[string][]netip.Addr{}, ents: map[string]bool{}}
-	for _, ns := range cfg.NS {
-		zone := plugin.Zones(cfg.Zones).Matches(ns.Name)
-		if zone == "" {
-			continue
-		}
-		r.static[ns.Name] = append(r.static[ns.Name], ns.Addrs...)
-		for n := ns.Name; ; {
-			i := strings.IndexByte(n, '.')
-			n = n[i+1:]
-			if len(n) <= len(zone) {
-				break
-			}
-			r.ents[n] = true
-		}
-	}
-	return r
-}
+// New builds the handler for cfg (as parse made it); it serves once started.
+func New(cfg Config) *Registry { return &Registry{cfg: cfg} }
 
 // Name implements plugin.Handler.
 func (r *Registry) Name() string { return name }
@@ -74,6 +53,10 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 		// already rejects UPDATE with NOTIMP before any plugin sees it.)
 		return r.refuse(w, req, zone, dns.RcodeNotImplemented)
 	}
+	if optCount(req) > 1 {
+		// RFC 6891 6.1.1: more than one OPT record is a format error.
+		return r.refuse(w, req, zone, dns.RcodeFormatError)
+	}
 	view := r.view.Load()
 	if view == nil || !view.Loaded() {
 		responses.WithLabelValues(zone, "servfail").Inc()
@@ -99,4 +82,14 @@ func (r *Registry) refuse(w dns.ResponseWriter, req *dns.Msg, zone string, rcode
 	responses.WithLabelValues(zone, strings.ToLower(dns.RcodeToString[rcode])).Inc()
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
+}
+
+func optCount(req *dns.Msg) int {
+	n := 0
+	for _, rr := range req.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			n++
+		}
+	}
+	return n
 }

@@ -181,6 +181,28 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				cfg.Tunnels[continent] = append(cfg.Tunnels[continent], addrs...)
 			}
 		}
+	case "api_address":
+		if err = need(1, -1); err == nil {
+			continent := ""
+			if continents[strings.ToUpper(args[0])] {
+				continent, args = strings.ToUpper(args[0]), args[1:]
+				if len(args) == 0 {
+					return c.ArgErr()
+				}
+			}
+			var addrs []netip.Addr
+			if addrs, err = parseAddrs(args); err == nil {
+				cfg.APIHosts[continent] = append(cfg.APIHosts[continent], addrs...)
+			}
+		}
+	case "record":
+		if err = need(3, -1); err == nil {
+			cfg.Records = append(cfg.Records, zoneLine(args))
+		}
+	case "name_record":
+		if err = need(2, -1); err == nil {
+			cfg.NameRecordLines = append(cfg.NameRecordLines, zoneLine(args))
+		}
 	case "reserved":
 		if err = need(1, -1); err == nil {
 			for _, r := range args {
@@ -280,12 +302,8 @@ func (cfg *Config) finish() error {
 		cfg.SOA.Rname = "hostmaster." + zone
 	}
 	cfg.API.Zone = strings.TrimSuffix(zone, ".")
-	// A name registered over an in-zone NS host would hide it.
-	for _, ns := range cfg.NS {
-		if z := plugin.Zones(cfg.Zones).Matches(ns.Name); z != "" && ns.Name != z {
-			rel := strings.TrimSuffix(ns.Name, "."+z)
-			cfg.API.Reserved = append(cfg.API.Reserved, rel[strings.LastIndexByte(rel, '.')+1:])
-		}
+	if err := cfg.buildStatic(); err != nil {
+		return err
 	}
 	if cfg.API.VerifyURL == "" {
 		cfg.API.VerifyURL = "https://api." + cfg.API.Zone + "/verifyemail"
@@ -308,6 +326,118 @@ func (cfg *Config) finish() error {
 	}
 	cfg.DataDir = filepath.Clean(cfg.DataDir)
 	return nil
+}
+
+// buildStatic parses the `record` and `name_record` lines and indexes the zone's own names.
+func (cfg *Config) buildStatic() error {
+	cfg.Static, cfg.ENTs, cfg.NameRecords = map[string]map[uint16][]dns.RR{}, map[string]bool{}, map[uint16][]dns.RR{}
+	add := func(rr dns.RR) {
+		name := strings.ToLower(rr.Header().Name)
+		rr.Header().Name = name
+		if cfg.Static[name] == nil {
+			cfg.Static[name] = map[uint16][]dns.RR{}
+		}
+		t := rr.Header().Rrtype
+		cfg.Static[name][t] = append(cfg.Static[name][t], rr)
+	}
+	for _, zone := range cfg.Zones {
+		cfg.Static[zone] = map[uint16][]dns.RR{}
+		for _, line := range cfg.Records {
+			rr, err := parseRR(line, zone, cfg.TTL)
+			if err != nil {
+				return fmt.Errorf("record %s: %v", line, err)
+			}
+			if !dns.IsSubDomain(zone, strings.ToLower(rr.Header().Name)) {
+				return fmt.Errorf("record %s: %s is outside the zone %s", line, rr.Header().Name, zone)
+			}
+			switch rr.Header().Rrtype {
+			case dns.TypeSOA, dns.TypeNS:
+				return fmt.Errorf("record %s: the SOA and NS records come from the soa and ns properties", line)
+			}
+			add(rr)
+		}
+		for _, ns := range cfg.NS {
+			if !dns.IsSubDomain(zone, ns.Name) {
+				continue
+			}
+			for _, rr := range addressRRs(ns.Name, dns.TypeA, ns.Addrs, cfg.TTL) {
+				add(rr)
+			}
+			for _, rr := range addressRRs(ns.Name, dns.TypeAAAA, ns.Addrs, cfg.TTL) {
+				add(rr)
+			}
+			if _, ok := cfg.Static[ns.Name]; !ok {
+				cfg.Static[ns.Name] = map[uint16][]dns.RR{}
+			}
+		}
+	}
+	for name, types := range cfg.Static {
+		if c := types[dns.TypeCNAME]; len(c) > 0 && (len(types) > 1 || len(c) > 1) {
+			return fmt.Errorf("%s has a CNAME and other records, or several CNAMEs", name)
+		}
+		zone := plugin.Zones(cfg.Zones).Matches(name)
+		if name == zone {
+			if len(types[dns.TypeCNAME]) > 0 {
+				return fmt.Errorf("the zone apex %s cannot be a CNAME", name)
+			}
+			continue
+		}
+		// Every name between a static name and the apex exists; the label right under the apex
+		// is reserved, so that no gateway registers a name over the zone's own.
+		rel := strings.TrimSuffix(name, "."+zone)
+		cfg.API.Reserved = append(cfg.API.Reserved, rel[strings.LastIndexByte(rel, '.')+1:])
+		for n := name; ; {
+			n = n[strings.IndexByte(n, '.')+1:]
+			if len(n) <= len(zone) {
+				break
+			}
+			if _, ok := cfg.Static[n]; !ok {
+				cfg.ENTs[n] = true
+			}
+		}
+	}
+	for _, line := range cfg.NameRecordLines {
+		rr, err := parseRR("@ "+line, cfg.Zones[0], cfg.AddressTTL)
+		if err != nil {
+			return fmt.Errorf("name_record %s: %v", line, err)
+		}
+		switch t := rr.Header().Rrtype; t {
+		case dns.TypeCNAME, dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS:
+			return fmt.Errorf("name_record %s: a registered name's %s records are not static", line, dns.TypeToString[t])
+		default:
+			cfg.NameRecords[t] = append(cfg.NameRecords[t], rr)
+		}
+	}
+	return nil
+}
+
+// zoneLine rebuilds a zone-file line from Corefile tokens, quoting the ones the Corefile
+// lexer unquoted (a TXT value with spaces stays one string).
+func zoneLine(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\";()") {
+			a = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+// parseRR parses one zone-file line relative to origin, with ttl unless the line gives one.
+func parseRR(line, origin string, ttl uint32) (dns.RR, error) {
+	zp := dns.NewZoneParser(strings.NewReader(fmt.Sprintf("$TTL %d\n%s\n", ttl, line)), origin, "")
+	rr, ok := zp.Next()
+	if err := zp.Err(); err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("no record")
+	}
+	if _, more := zp.Next(); more {
+		return nil, fmt.Errorf("more than one record")
+	}
+	return rr, nil
 }
 
 func parseAddrs(args []string) ([]netip.Addr, error) {
