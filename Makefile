@@ -25,15 +25,20 @@ run: build
 	@echo "Try: dig @127.0.0.1 -p 5300 mydomain.org SOA   and   curl 'http://127.0.0.1:8081/subscribe?name=demo'"
 	./$(BINARY) -conf $(COREFILE)
 
-# The end-to-end tests run ./coredns and open mailed links in headless Chromium.
+# The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
+# unbound and tunnel through pagekite: Debian packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite
+
 test: build test-deps
 	$(GO) vet ./...
 	COREDNS_BINARY=$(CURDIR)/$(BINARY) $(GO) test -count=1 -timeout 15m ./...
 
 test-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-		echo "installing Debian's chromium for the browser tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for the end-to-end tests: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 vet:
 	$(GO) vet ./...

@@ -163,11 +163,17 @@ func startProduct(t *testing.T, smtpAddr string) *product {
     }
 }
 `, dnsPort, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], smtpAddr, addrs[1])
+	return runCorefile(t, dir, corefile, addrs[0], addrs[1])
+}
+
+// runCorefile starts ./coredns in dir with corefile, whose DNS listens on dnsAddr and API on
+// apiAddr, and waits until the API answers.
+func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string) *product {
 	cf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(cf, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &product{t: t, log: &syncBuffer{}, dns: addrs[0], api: "http://" + addrs[1], done: make(chan error, 1)}
+	p := &product{t: t, log: &syncBuffer{}, dns: dnsAddr, api: "http://" + apiAddr, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary(t), "-conf", cf)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -380,3 +386,5 @@ func TestGatewayLifecycle(t *testing.T) {
 		t.Error("no exit within 15s of SIGTERM")
 	}
 }
+
+func jsonInto(body string, v any) error { return json.Unmarshal([]byte(body), v) }

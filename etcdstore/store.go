@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -67,7 +68,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Logger:               zap.NewNop(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("etcd client: %w", err)
+		// A missing or rejected client certificate shows up only as a timeout here.
+		return nil, fmt.Errorf("etcd client for %s: %w (with TLS, check the client certificate and CA)", strings.Join(cfg.Endpoints, ","), err)
 	}
 	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
 	s.view = newView(cli, s.keys, cfg.Timeout)
