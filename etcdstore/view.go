@@ -228,7 +228,7 @@ func (v *View) advance(rev int64) {
 // decode parses a stored record; a record that does not parse is left out of the view
 // rather than stopping it, and shows up in the consistency check.
 func decode(b []byte) *Domain {
-	d := new(Domain)
+	d := &Domain{memo: new(memo)}
 	if err := json.Unmarshal(b, d); err != nil {
 		return nil
 	}

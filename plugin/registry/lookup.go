@@ -29,12 +29,13 @@ const (
 
 // answer fills m for a query inside zone and says which kind of answer it is. CNAMEs are
 // followed inside the zone; the rcode and authority section then describe the last name.
-func (r *Registry) answer(view *etcdstore.View, zone string, state request.Request, m *dns.Msg) string {
+func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, m *dns.Msg) string {
+	zone := r.cfg.Zones[zi]
 	qname, qtype := state.Name(), state.QType()
 	// Owner names echo the question's case (0x20 randomisation relies on it).
 	owner := state.QName()
 	for range maxChain {
-		rrs, cname, exists := r.node(view, zone, qname, owner, qtype, state)
+		rrs, cname, exists := r.node(view, zi, qname, owner, qtype, state)
 		if !exists {
 			return r.negative(view, zone, m, dns.RcodeNameError)
 		}
@@ -45,7 +46,12 @@ func (r *Registry) answer(view *etcdstore.View, zone string, state request.Reque
 			if len(rrs) == 0 {
 				return r.negative(view, zone, m, dns.RcodeSuccess)
 			}
-			m.Answer = append(m.Answer, rrs...)
+			if m.Answer == nil {
+				// Compiled answers are shared and clipped: whoever appends to them copies.
+				m.Answer = rrs
+			} else {
+				m.Answer = append(m.Answer, rrs...)
+			}
 			if qtype == dns.TypeNS && qname == zone {
 				r.glue(m)
 			}
@@ -54,7 +60,7 @@ func (r *Registry) answer(view *etcdstore.View, zone string, state request.Reque
 		m.Answer = append(m.Answer, cname)
 		owner = cname.(*dns.CNAME).Target
 		qname = strings.ToLower(owner)
-		if !dns.IsSubDomain(zone, qname) {
+		if !inZone(qname, zone) {
 			break
 		}
 	}
@@ -63,7 +69,8 @@ func (r *Registry) answer(view *etcdstore.View, zone string, state request.Reque
 
 // node returns the records of qtype at qname (owner is qname in the question's case), or the
 // CNAME there when qname has one and qtype is not CNAME, and whether qname exists at all.
-func (r *Registry) node(view *etcdstore.View, zone, qname, owner string, qtype uint16, state request.Request) (rrs []dns.RR, cname dns.RR, exists bool) {
+func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype uint16, state request.Request) (rrs []dns.RR, cname dns.RR, exists bool) {
+	zone := r.cfg.Zones[zi]
 	if s, ok := r.cfg.Static[qname]; ok {
 		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME {
 			return nil, withOwner(c[0], owner), true
@@ -89,23 +96,34 @@ func (r *Registry) node(view *etcdstore.View, zone, qname, owner string, qtype u
 		if !ok {
 			return nil, nil, false
 		}
-		rrs = addressRRs(owner, qtype, r.addresses(d), r.cfg.AddressTTL)
-		if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
-			rrs = rrsetOf(r.cfg.NameRecords, owner, qtype)
+		switch c := r.answers(d, zi); qtype {
+		case dns.TypeA:
+			rrs = c.a
+		case dns.TypeAAAA:
+			rrs = c.aaaa
+		default:
+			rrs = addressRRs(qname, qtype, r.addresses(d), r.cfg.AddressTTL)
+			if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
+				rrs = rrsetOf(r.cfg.NameRecords, qname, qtype)
+			}
 		}
-		return rrs, nil, true
+		return named(rrs, qname, owner), nil, true
 	}
 	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
 		d, ok := view.Lookup(parent)
 		if !ok {
 			return nil, nil, false
 		}
-		values := d.LiveChallenges(time.Now(), r.cfg.ChallengeExpiry)
-		if len(values) == 0 {
+		c, now := r.answers(d, zi), time.Now()
+		txt := c.txt
+		if !now.Before(c.txtUntil) {
+			txt = txtRRs(qname, d.LiveChallenges(now, r.cfg.ChallengeExpiry), r.cfg.ChallengeTTL)
+		}
+		if len(txt) == 0 {
 			return nil, nil, false
 		}
 		if qtype == dns.TypeTXT || qtype == dns.TypeANY {
-			rrs = txtRRs(owner, values, r.cfg.ChallengeTTL)
+			rrs = named(txt, qname, owner)
 		}
 		return rrs, nil, true
 	}
@@ -147,11 +165,29 @@ func (r *Registry) glue(m *dns.Msg) {
 // RFC 2308: min(SOA TTL, SOA minimum).
 func (r *Registry) negative(view *etcdstore.View, zone string, m *dns.Msg, rcode int) string {
 	m.Rcode = rcode
-	m.Ns = []dns.RR{r.soa(view, zone, min(r.cfg.TTL, r.cfg.SOA.Minimum))}
+	m.Ns = r.negativeSOA(view, zone)
 	if rcode == dns.RcodeNameError {
 		return resultNXDomain
 	}
 	return resultNoData
+}
+
+// negativeSOA is the authority section of negative answers, built once per zone and serial.
+func (r *Registry) negativeSOA(view *etcdstore.View, zone string) []dns.RR {
+	rev := view.Revision()
+	if c := r.negSOA.Load(); c != nil && c.rev == rev && c.zone == zone {
+		return c.ns
+	}
+	c := &soaCache{rev: rev, zone: zone, ns: []dns.RR{r.soa(view, zone, min(r.cfg.TTL, r.cfg.SOA.Minimum))}}
+	r.negSOA.Store(c)
+	return c.ns
+}
+
+// soaCache is the last negative authority section built, shared (read-only) by replies.
+type soaCache struct {
+	rev  int64
+	zone string
+	ns   []dns.RR
 }
 
 func (r *Registry) soa(view *etcdstore.View, zone string, ttl uint32) dns.RR {
@@ -246,6 +282,19 @@ func txtRRs(owner string, values []string, ttl uint32) []dns.RR {
 		rrs[i] = &dns.TXT{Hdr: hdr(owner, dns.TypeTXT, ttl), Txt: []string{v}}
 	}
 	return rrs
+}
+
+// named returns rrs, owned by the lower-case qname, named owner instead when the question
+// used another case: copies then, the shared records otherwise.
+func named(rrs []dns.RR, qname, owner string) []dns.RR {
+	if owner == qname || len(rrs) == 0 {
+		return rrs
+	}
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		out[i] = withOwner(rr, owner)
+	}
+	return out
 }
 
 // withOwner is a copy of rr named owner, so that answers echo the question's case.

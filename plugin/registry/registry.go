@@ -10,6 +10,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/regdns/regdns/api"
 	"github.com/regdns/regdns/etcdstore"
@@ -20,13 +21,29 @@ type Registry struct {
 	Next plugin.Handler
 	cfg  Config
 
-	view atomic.Pointer[etcdstore.View]
-	geo  atomic.Pointer[api.GeoIP]
-	run  *running
+	// results are the response counters by zone index and result, resolved once.
+	results []map[string]prometheus.Counter
+
+	view   atomic.Pointer[etcdstore.View]
+	negSOA atomic.Pointer[soaCache]
+	geo    atomic.Pointer[api.GeoIP]
+	run    *running
 }
 
 // New builds the handler for cfg (as parse made it); it serves once started.
-func New(cfg Config) *Registry { return &Registry{cfg: cfg} }
+func New(cfg Config) *Registry {
+	r := &Registry{cfg: cfg, results: make([]map[string]prometheus.Counter, len(cfg.Zones))}
+	for i, z := range cfg.Zones {
+		r.results[i] = map[string]prometheus.Counter{}
+		for _, res := range []string{resultAnswer, resultNoData, resultNXDomain} {
+			r.results[i][res] = responses.WithLabelValues(z, res)
+		}
+	}
+	return r
+}
+
+// counted is the response counter of zone number zi and result, looked up without allocating.
+func (r *Registry) counted(zi int, result string) prometheus.Counter { return r.results[zi][result] }
 
 // Name implements plugin.Handler.
 func (r *Registry) Name() string { return name }
@@ -41,13 +58,14 @@ func (r *Registry) Ready() bool {
 func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) (int, error) {
 	state := request.Request{W: w, Req: req}
 	qname := state.Name()
-	zone := plugin.Zones(r.cfg.Zones).Matches(qname)
-	if zone == "" {
+	zi := r.zoneIndex(qname)
+	if zi < 0 {
 		if r.Next == nil {
 			return r.refuse(w, req, "", dns.RcodeRefused)
 		}
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
+	zone := r.cfg.Zones[zi]
 	if req.Opcode != dns.OpcodeQuery {
 		// NOTIFY and the rest are never answered as if they were queries. (CoreDNS's server
 		// already rejects UPDATE with NOTIMP before any plugin sees it.)
@@ -63,16 +81,38 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 		return dns.RcodeServerFailure, nil
 	}
 
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	result := r.answer(view, zone, state, m)
+	// The reply shares the request's question instead of copying it (SetReply would).
+	m := &dns.Msg{Question: req.Question}
+	m.Id, m.Response, m.Opcode, m.Authoritative = req.Id, true, req.Opcode, true
+	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	result := r.answer(view, zi, state, m)
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
-	responses.WithLabelValues(zone, result).Inc()
+	r.counted(zi, result).Inc()
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
+}
+
+// zoneIndex is the index in r.cfg.Zones of the most specific zone qname is in, or -1.
+func (r *Registry) zoneIndex(qname string) int {
+	best := -1
+	for i, z := range r.cfg.Zones {
+		if inZone(qname, z) && (best < 0 || len(z) > len(r.cfg.Zones[best])) {
+			best = i
+		}
+	}
+	return best
+}
+
+// inZone reports whether qname is zone or below it; both lower case and fully qualified.
+// (dns.IsSubDomain does the same, allocating.)
+func inZone(qname, zone string) bool {
+	if zone == "." || qname == zone {
+		return true
+	}
+	n := len(qname) - len(zone)
+	return n > 0 && qname[n-1] == '.' && qname[n:] == zone
 }
 
 // refuse answers with rcode and no records, counting it.
