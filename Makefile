@@ -27,7 +27,7 @@ run: build
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
 # unbound and tunnel through pagekite: Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2
 
 test: build test-deps
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 // benchRegistry is a started handler over names registered in the package's etcd, without
 // the CoreDNS server around it: the benchmarks time the plugin's own work.
-func benchRegistry(b *testing.B, names int) (*Registry, *etcdstore.Domain) {
+func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 	b.Helper()
 	c := caddy.NewTestController("dns", `registry {
 		tunnel 192.0.2.1
@@ -27,7 +28,7 @@ func benchRegistry(b *testing.B, names int) (*Registry, *etcdstore.Domain) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	store, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: testEtcd.Endpoints(), Prefix: fmt.Sprintf("/bench-%s-%d/", b.Name(), names)})
+	store, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: testEtcd.Endpoints(), Prefix: fmt.Sprintf("/bench-%s-%d/", strings.ReplaceAll(b.Name(), "/", "-"), names)})
 	if err != nil {
 		b.Fatal(err)
 	}

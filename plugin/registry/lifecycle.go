@@ -31,6 +31,7 @@ type running struct {
 	apiKey   string
 	geo      *api.GeoIP
 	api      http.Handler
+	cancel   context.CancelFunc // stops the NOTIFY loop
 }
 
 // start runs at OnStartup: it acquires etcd and the view (kept across reloads), then puts
@@ -77,6 +78,11 @@ func (r *Registry) start() error {
 	}
 	ln.serve(run.api)
 	log.Infof("API listening on http://%s", ln.addr)
+	var nctx context.Context
+	nctx, run.cancel = context.WithCancel(context.Background())
+	if r.xfer != nil {
+		go r.notifyChanges(nctx, store.View())
+	}
 	r.run, ok = run, true
 	return nil
 }
@@ -101,6 +107,7 @@ func (r *Registry) stop() error {
 	if r.run == nil {
 		return nil
 	}
+	r.run.cancel()
 	listeners.release(r.run.apiKey)
 	stores.release(r.run.storeKey)
 	if r.run.geo != nil {

@@ -72,11 +72,11 @@ func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, m
 func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype uint16, state request.Request) (rrs []dns.RR, cname dns.RR, exists bool) {
 	zone := r.cfg.Zones[zi]
 	if s, ok := r.cfg.Static[qname]; ok {
-		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME {
+		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
 			return nil, withOwner(c[0], owner), true
 		}
 		if qname == zone {
-			rrs = r.apex(view, zone, qtype)
+			rrs = r.apex(view, zone, owner, qtype)
 		}
 		if len(rrs) == 0 {
 			rrs = rrsetOf(s, owner, qtype)
@@ -114,18 +114,18 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 		if !ok {
 			return nil, nil, false
 		}
+		// The challenge name exists as long as its name does, with or without values: an
+		// NXDOMAIN would be cached for every type, and ACME clients look up a CNAME there
+		// before they set the value.
+		if qtype != dns.TypeTXT && qtype != dns.TypeANY {
+			return nil, nil, true
+		}
 		c, now := r.answers(d, zi), time.Now()
 		txt := c.txt
 		if !now.Before(c.txtUntil) {
 			txt = txtRRs(qname, d.LiveChallenges(now, r.cfg.ChallengeExpiry), r.cfg.ChallengeTTL)
 		}
-		if len(txt) == 0 {
-			return nil, nil, false
-		}
-		if qtype == dns.TypeTXT || qtype == dns.TypeANY {
-			rrs = named(txt, qname, owner)
-		}
-		return rrs, nil, true
+		return named(txt, qname, owner), nil, true
 	}
 	if q, ok := parseKite(rel, strings.TrimSuffix(zone, ".")); ok {
 		// Every query of this shape is answered, so that a frontend never fails open.
@@ -138,15 +138,16 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 	return nil, nil, false
 }
 
-// apex answers the zone's own SOA and NS (with glue); other types come from `record`.
-func (r *Registry) apex(view *etcdstore.View, zone string, qtype uint16) []dns.RR {
+// apex answers the zone's own SOA and NS (glue is added by answer); other types come from
+// `record`. Owner is the zone's name as asked.
+func (r *Registry) apex(view *etcdstore.View, zone, owner string, qtype uint16) []dns.RR {
 	switch qtype {
 	case dns.TypeSOA, dns.TypeANY:
-		return []dns.RR{r.soa(view, zone, r.cfg.TTL)}
+		return []dns.RR{r.soa(view, owner, r.cfg.TTL)}
 	case dns.TypeNS:
 		rrs := make([]dns.RR, len(r.cfg.NS))
 		for i, ns := range r.cfg.NS {
-			rrs[i] = &dns.NS{Hdr: hdr(zone, dns.TypeNS, r.cfg.TTL), Ns: ns.Name}
+			rrs[i] = &dns.NS{Hdr: hdr(owner, dns.TypeNS, r.cfg.TTL), Ns: ns.Name}
 		}
 		return rrs
 	}
@@ -262,7 +263,7 @@ func addressRRs(owner string, qtype uint16, addrs []netip.Addr, ttl uint32) []dn
 // present in a fixed order: RFC 8482's minimal answer, never the whole node.
 func rrsetOf(s map[uint16][]dns.RR, owner string, qtype uint16) []dns.RR {
 	if qtype == dns.TypeANY {
-		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeCAA} {
+		for _, t := range []uint16{dns.TypeCNAME, dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeCAA} {
 			if len(s[t]) > 0 {
 				qtype = t
 				break

@@ -4,6 +4,7 @@ import (
 	"crypto/sha1"
 	"crypto/subtle"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,7 @@ func parseKite(rel, zone string) (kiteQuery, bool) {
 		return kiteQuery{}, false
 	}
 	parts := strings.SplitN(kite, ".", 5)
-	if len(parts) != 5 {
+	if len(parts) != 5 || slices.Contains(parts, "") {
 		return kiteQuery{}, false
 	}
 	q := kiteQuery{srand: parts[0], token: parts[1], sign: parts[2], protoPort: parts[3]}
@@ -54,7 +55,7 @@ func parseKite(rel, zone string) (kiteQuery, bool) {
 	} else {
 		q.kite = label + "." + zone
 	}
-	if strings.IndexByte(label, '.') >= 0 {
+	if label == "" || strings.IndexByte(label, '.') >= 0 {
 		return kiteQuery{}, false
 	}
 	q.name = label

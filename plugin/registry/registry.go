@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/transfer"
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ type Registry struct {
 	view   atomic.Pointer[etcdstore.View]
 	negSOA atomic.Pointer[soaCache]
 	geo    atomic.Pointer[api.GeoIP]
+	xfer   *transfer.Transfer // set when the server block has the transfer plugin
 	run    *running
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/plugin/transfer"
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
@@ -33,6 +34,13 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(name, err)
 	}
 	r := New(cfg)
+	c.OnStartup(func() error {
+		// Secondaries configured in the transfer plugin get a NOTIFY when the zone changes.
+		if t, ok := dnsserver.GetConfig(c).Handler("transfer").(*transfer.Transfer); ok {
+			r.xfer = t
+		}
+		return nil
+	})
 	c.OnStartup(r.start)
 	c.OnRestartFailed(r.restartFailed)
 	c.OnShutdown(r.stop)

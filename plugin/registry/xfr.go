@@ -1,11 +1,14 @@
 package registry
 
 import (
+	"context"
 	"slices"
 	"time"
 
 	"github.com/coredns/coredns/plugin/transfer"
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/etcdstore"
 )
 
 // Transfer implements transfer.Transferer: AXFR of the whole zone, static records and every
@@ -32,7 +35,7 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 			return
 		}
 		apex := []dns.RR{soa}
-		apex = append(apex, r.apex(view, zone, dns.TypeNS)...)
+		apex = append(apex, r.apex(view, zone, zone, dns.TypeNS)...)
 		ch <- apex
 		for name, types := range r.cfg.Static {
 			if !dns.IsSubDomain(zone, name) {
@@ -69,4 +72,29 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 		ch <- []dns.RR{soa}
 	}()
 	return ch, nil
+}
+
+// notifyPause coalesces changes: secondaries get at most one NOTIFY per zone per pause.
+const notifyPause = time.Second
+
+// notifyChanges sends a NOTIFY for every zone to the transfer plugin's secondaries after each
+// change of the view, until ctx ends.
+func (r *Registry) notifyChanges(ctx context.Context, view *etcdstore.View) {
+	rev := view.Revision()
+	for {
+		if err := view.WaitRevision(ctx, rev+1); err != nil {
+			return
+		}
+		select {
+		case <-time.After(notifyPause):
+		case <-ctx.Done():
+			return
+		}
+		rev = view.Revision()
+		for _, zone := range r.cfg.Zones {
+			if err := r.xfer.Notify(zone); err != nil {
+				log.Warningf("notify for %s: %v", zone, err)
+			}
+		}
+	}
 }
