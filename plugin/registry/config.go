@@ -44,6 +44,14 @@ type Config struct {
 	// NameRecords are the `name_record` records by type, owner to be filled in.
 	NameRecords map[uint16][]dns.RR
 
+	// Expire makes names not pinged for that long stop resolving, and ExpireGrace later
+	// deletes them, freeing the name; zero keeps names forever.
+	Expire, ExpireGrace time.Duration
+
+	// APICert and APIKey serve the API over TLS; APIMaxConcurrent bounds requests in progress.
+	APICert, APIKey  string
+	APIMaxConcurrent int
+
 	GeoIP string
 	SMTP  api.SMTPMailer
 	API   api.Config
@@ -64,14 +72,15 @@ type NameServer struct {
 
 func defaultConfig() Config {
 	return Config{
-		APIAddr:         "127.0.0.1:8081",
-		DataDir:         "data",
-		SOA:             SOA{Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60},
-		TTL:             3600,
-		AddressTTL:      60,
-		ChallengeTTL:    30,
-		ChallengeExpiry: 24 * time.Hour,
-		Tunnels:         map[string][]netip.Addr{},
-		APIHosts:        map[string][]netip.Addr{},
+		APIAddr:          "127.0.0.1:8081",
+		APIMaxConcurrent: 256,
+		DataDir:          "data",
+		SOA:              SOA{Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60},
+		TTL:              3600,
+		AddressTTL:       60,
+		ChallengeTTL:     30,
+		ChallengeExpiry:  24 * time.Hour,
+		Tunnels:          map[string][]netip.Addr{},
+		APIHosts:         map[string][]netip.Addr{},
 	}
 }

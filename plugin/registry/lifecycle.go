@@ -2,8 +2,11 @@ package registry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/coredns/coredns/plugin/pkg/reuseport"
 
 	"github.com/regdns/regdns/api"
 	"github.com/regdns/regdns/etcdstore"
@@ -31,7 +36,8 @@ type running struct {
 	apiKey   string
 	geo      *api.GeoIP
 	api      http.Handler
-	cancel   context.CancelFunc // stops the NOTIFY loop
+	cert     *tls.Certificate   // nil: plain HTTP
+	cancel   context.CancelFunc // stops the NOTIFY and expiry loops
 }
 
 // start runs at OnStartup: it acquires etcd and the view (kept across reloads), then puts
@@ -69,19 +75,33 @@ func (r *Registry) start() error {
 		apiCfg.Locator = run.geo
 		r.geo.Store(run.geo)
 	}
-	if run.api, err = api.New(store, apiCfg); err != nil {
+	h, err := api.New(store, apiCfg)
+	if err != nil {
 		return err
 	}
-	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(run.apiKey) })
+	run.api = limit(h, r.cfg.APIMaxConcurrent)
+	var cert *tls.Certificate
+	if r.cfg.APICert != "" {
+		c, err := tls.LoadX509KeyPair(r.cfg.APICert, r.cfg.APIKey)
+		if err != nil {
+			return fmt.Errorf("api_tls: %w", err)
+		}
+		cert, run.apiKey = &c, run.apiKey+"|tls"
+		run.cert = cert
+	}
+	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.cfg.APIAddr, cert != nil) })
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	ln.serve(run.api)
-	log.Infof("API listening on http://%s", ln.addr)
+	ln.serve(run.api, cert)
+	log.Infof("API listening on %s://%s", ln.scheme(), ln.addr)
 	var nctx context.Context
 	nctx, run.cancel = context.WithCancel(context.Background())
 	if r.xfer != nil {
 		go r.notifyChanges(nctx, store.View())
+	}
+	if r.cfg.Expire > 0 {
+		go r.sweepExpired(nctx, store)
 	}
 	r.run, ok = run, true
 	return nil
@@ -92,12 +112,14 @@ func (r *Registry) restartFailed() error {
 	if r.run == nil {
 		return nil
 	}
-	ln, err := listeners.acquire(r.run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.run.apiKey) })
+	ln, err := listeners.acquire(r.run.apiKey, func() (*apiListener, func(), error) {
+		return listenAPI(r.cfg.APIAddr, r.run.cert != nil)
+	})
 	if err != nil {
 		return err
 	}
 	defer listeners.release(r.run.apiKey)
-	ln.serve(r.run.api)
+	ln.serve(r.run.api, r.run.cert)
 	return nil
 }
 
@@ -167,20 +189,24 @@ func (r *Registry) mailer() (api.Mailer, error) {
 	return &api.DirMailer{Dir: dir}, nil
 }
 
-// apiListener is one HTTP listener; reloads swap the handler behind it instead of closing
-// it, so no request is refused while the Corefile is reloaded.
+// apiListener is one HTTP listener; reloads swap the handler (and certificate) behind it
+// instead of closing it, so no request is refused while the Corefile is reloaded.
 type apiListener struct {
 	addr    net.Addr
+	tls     bool
 	srv     *http.Server
 	handler atomic.Pointer[http.Handler]
+	cert    atomic.Pointer[tls.Certificate]
 }
 
-func listenAPI(addr string) (*apiListener, func(), error) {
-	ln, err := net.Listen("tcp", addr)
+// listenAPI opens addr with SO_REUSEPORT, so that a reload switching between HTTP and HTTPS
+// can open the new listener before the old one closes.
+func listenAPI(addr string, withTLS bool) (*apiListener, func(), error) {
+	ln, err := reuseport.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &apiListener{addr: ln.Addr()}
+	l := &apiListener{addr: ln.Addr(), tls: withTLS}
 	l.srv = &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -188,6 +214,14 @@ func listenAPI(addr string) (*apiListener, func(), error) {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		// TLS handshake failures and the like, without request details.
+		ErrorLog: stdlog.New(io.Discard, "", 0),
+	}
+	if withTLS {
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil },
+		})
 	}
 	go func() {
 		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -202,8 +236,38 @@ func listenAPI(addr string) (*apiListener, func(), error) {
 	return l, closeFn, nil
 }
 
-func (l *apiListener) serve(h http.Handler) { l.handler.Store(&h) }
+func (l *apiListener) serve(h http.Handler, cert *tls.Certificate) {
+	if cert != nil {
+		l.cert.Store(cert)
+	}
+	l.handler.Store(&h)
+}
+
+func (l *apiListener) scheme() string {
+	if l.tls {
+		return "https"
+	}
+	return "http"
+}
 
 func (l *apiListener) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	(*l.handler.Load()).ServeHTTP(w, req)
+}
+
+// limit answers 503 with a JSON error, at once, when n requests are already in progress, so
+// that a flood queues nothing behind a slow etcd.
+func limit(h http.Handler, n int) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			h.ServeHTTP(w, req)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":"Busy","message":"Too many requests in progress; try again shortly."}`)
+		}
+	})
 }

@@ -93,7 +93,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 	label, parent, deeper := strings.Cut(rel, ".")
 	if !deeper {
 		d, ok := view.Lookup(label)
-		if !ok {
+		if !ok || r.expired(d) {
 			return nil, nil, false
 		}
 		switch c := r.answers(d, zi); qtype {
@@ -111,7 +111,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 	}
 	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
 		d, ok := view.Lookup(parent)
-		if !ok {
+		if !ok || r.expired(d) {
 			return nil, nil, false
 		}
 		// The challenge name exists as long as its name does, with or without values: an

@@ -5,6 +5,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
+var expiredNames = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "coredns",
+	Subsystem: "registry",
+	Name:      "expired_names_total",
+	Help:      "Counter of names deleted after their expiry grace period.",
+})
+
 var responses = promauto.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "coredns",
 	Subsystem: "registry",

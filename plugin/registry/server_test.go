@@ -120,6 +120,9 @@ func apiAddr(t *testing.T, key string) string {
 	defer listeners.mu.Unlock()
 	e, ok := listeners.m[key]
 	if !ok {
+		e, ok = listeners.m[key+"|tls"]
+	}
+	if !ok {
 		t.Fatalf("no API listener for %s", key)
 	}
 	return e.v.addr.String()

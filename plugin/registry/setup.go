@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -283,6 +284,24 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 			var b []byte
 			if b, err = os.ReadFile(args[1]); err == nil {
 				*field(&cfg.API.Templates) = string(b)
+			}
+		}
+	case "expire":
+		if err = need(2, 2); err == nil {
+			if cfg.Expire, err = parseDuration(args[0]); err == nil {
+				cfg.ExpireGrace, err = parseDuration(args[1])
+			}
+		}
+	case "api_tls":
+		if err = need(2, 2); err == nil {
+			cfg.APICert, cfg.APIKey = args[0], args[1]
+			_, err = tls.LoadX509KeyPair(args[0], args[1])
+		}
+	case "api_max_concurrent":
+		if err = need(1, 1); err == nil {
+			cfg.APIMaxConcurrent, err = strconv.Atoi(args[0])
+			if err == nil && cfg.APIMaxConcurrent < 1 {
+				err = fmt.Errorf("must be at least 1")
 			}
 		}
 	case "fallthrough":

@@ -52,6 +52,9 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 		}
 		now := time.Now()
 		for _, d := range domains {
+			if r.expired(d) {
+				continue
+			}
 			owner := d.Name + "." + zone
 			var rrs []dns.RR
 			for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {

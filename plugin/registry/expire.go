@@ -1,0 +1,51 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/regdns/regdns/etcdstore"
+)
+
+// expired reports whether d went unpinged for longer than `expire`: it stops resolving (the
+// name stays taken until the grace period ends and the sweeper deletes it).
+func (r *Registry) expired(d *etcdstore.Domain) bool {
+	return r.cfg.Expire > 0 && time.Since(d.LastPing) > r.cfg.Expire
+}
+
+// sweepExpired deletes, every interval, the names whose grace period after expiry is over.
+// Every replica may run it: each delete is guarded by the record still being that old.
+func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
+	interval := min(r.cfg.ExpireGrace/10, time.Hour)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		cutoff := time.Now().Add(-r.cfg.Expire - r.cfg.ExpireGrace)
+		_, domains := store.View().Snapshot()
+		for _, d := range domains {
+			if !d.LastPing.Before(cutoff) || ctx.Err() != nil {
+				continue
+			}
+			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Domain) error {
+				if !cur.LastPing.Before(cutoff) {
+					return errPinged
+				}
+				return nil
+			})
+			switch {
+			case err == nil:
+				expiredNames.Inc()
+				log.Infof("name %s expired: not pinged since %s", d.Name, d.LastPing.Format(time.RFC3339))
+			case errors.Is(err, errPinged), errors.Is(err, etcdstore.ErrNotFound):
+			default:
+				log.Warningf("expiring %s: %v", d.Name, err)
+			}
+		}
+	}
+}
+
+var errPinged = errors.New("pinged meanwhile")

@@ -1,0 +1,150 @@
+package registry
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Names not pinged for `expire` stop resolving; a ping revives them; after the grace period
+// they are deleted and free to register again.
+func TestExpiry(t *testing.T) {
+	s := startServer(t, "expire 1s 1s")
+	tok := s.subscribe("sleepy", nil)
+	if r := s.query("udp", "sleepy.example.org.", dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("fresh name: %v", r)
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if r := s.query("udp", "sleepy.example.org.", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("expired name still answered: %v", r)
+	}
+	if code, body := s.get("/subscribe", url.Values{"name": {"sleepy"}}); code != 400 {
+		t.Fatalf("an expired name in its grace period could be taken: %d %s", code, body)
+	}
+	s.mustGet("/ping", url.Values{"token": {tok}})
+	if r := s.query("udp", "sleepy.example.org.", dns.TypeA); len(r.Answer) != 1 {
+		t.Fatalf("ping did not revive the name: %v", r)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := s.get("/subscribe", url.Values{"name": {"sleepy"}})
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("name not freed 10s after expiry (1s) and grace (1s)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, _ := s.get("/info", url.Values{"token": {tok}}); code != 400 {
+		t.Errorf("the expired name's old token still works: %d", code)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns their paths and a pool trusting it.
+func selfSigned(t *testing.T) (string, string, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registry test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestAPIOverTLS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	startServer(t, "api_tls "+certFile+" "+keyFile)
+	addr := apiAddr(t, "127.0.0.1:0")
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	resp, err := client.Get("https://" + addr + "/connectivity-check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "OK" {
+		t.Errorf("https: %d %q", resp.StatusCode, b)
+	}
+	if resp, err := http.Get("http://" + addr + "/connectivity-check"); err == nil && resp.StatusCode == 200 {
+		t.Error("plain HTTP answered 200 on the TLS listener")
+	}
+}
+
+// With api_max_concurrent 1, a request arriving while another is stuck gets 503 at once.
+func TestAPIConcurrencyLimit(t *testing.T) {
+	// An SMTP server that accepts and never speaks holds /setemail for the mail timeout.
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	defer hole.Close()
+	s := startServer(t, "api_max_concurrent 1\n smtp "+hole.Addr().String()+" none")
+	tok := s.subscribe("busy", nil)
+	stuck := make(chan int)
+	go func() {
+		code, _ := s.get("/setemail", url.Values{"token": {tok}, "email": {"a@example.net"}})
+		stuck <- code
+	}()
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	resp, err := http.Get(s.api + "/connectivity-check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || body.Error != "Busy" || resp.Header.Get("Retry-After") == "" || time.Since(start) > time.Second {
+		t.Errorf("second request: %d %q after %s; want 503 Busy with Retry-After at once", resp.StatusCode, body.Error, time.Since(start))
+	}
+	hole.Close()
+	for _, c := range held {
+		c.Close()
+	}
+	if code := <-stuck; code != 501 {
+		t.Errorf("setemail with a dead SMTP server: %d, want 501", code)
+	}
+}
