@@ -77,6 +77,16 @@ func TestGeoIP(t *testing.T) {
 		}
 	}
 
+	// An address the gateway states locates it, not the connection it called from.
+	e.subscribe(t, "stated", "ip", "81.2.69.142")
+	e.subscribe(t, "stated6", "ipv6", "2003::1")
+	e.do(t, http.MethodGet, http.Header{"X-Real-Ip": {"81.2.69.142"}}, "/subscribe", "name", "statedasia", "ip", "1.0.16.1")
+	for name, want := range map[string]string{"stated": "EU", "stated6": "EU", "statedasia": "AS"} {
+		if got := e.stored(t, name).Continent; got != want {
+			t.Errorf("%s: continent %q, want %q", name, got, want)
+		}
+	}
+
 	// Reclaiming from elsewhere moves the name's continent along.
 	token := e.subscribe(t, "mover")
 	e.verify(t, token, "owner@example.org")

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -35,8 +38,15 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	rt := secret(q, "reclamationToken")
-	now, caller := time.Now(), s.caller(r)
-	continent := s.continent(caller)
+	addrs, err := s.addresses(r, q)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var continent string
+	if len(addrs) > 0 {
+		continent = s.continent(addrs[0])
+	}
 
 	d := etcdstore.Domain{
 		Name:        name,
@@ -47,7 +57,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		Created:     now,
 		LastPing:    now,
 	}
-	d.SetAddr(caller)
+	setAddrs(&d, addrs)
 	err = s.store.Create(r.Context(), d)
 	switch {
 	case err == nil:
@@ -64,7 +74,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 				d.Description = desc
 			}
 			d.ClearReclamationToken()
-			d.SetAddr(caller)
+			setAddrs(d, addrs)
 			return nil
 		})
 		if errors.Is(err, etcdstore.ErrNotFound) {
@@ -127,9 +137,13 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rt, expires := uuid.NewString(), time.Now().Add(s.reclaimTTL)
+	var counted string
 	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
 		if d.Email == "" {
 			return badRequest("NoEmail", "The name %q has no verified email address to send a reclamation token to.", name)
+		}
+		if err := s.allowMail(&counted, d.Name, d.Email); err != nil {
+			return err
 		}
 		d.SetReclamationToken(rt, expires)
 		return nil
@@ -147,13 +161,46 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 
 // ping records that the gateway is alive and where it is.
 func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
-	now, caller := time.Now(), s.caller(r)
-	_, err := s.update(r, func(d *etcdstore.Domain) error {
+	addrs, err := s.addresses(r, r.URL.Query())
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	_, err = s.update(r, func(d *etcdstore.Domain) error {
 		d.LastPing = now
-		d.SetAddr(caller)
+		setAddrs(d, addrs)
 		return nil
 	})
 	return err
+}
+
+// addresses are the gateway's addresses a request reports: the ip and ipv6 parameters, then
+// the caller's own address if no parameter gave one of its family. The caller's address is
+// taken as it is, private or not, since it is where the request really came from; parameters
+// come first because a gateway that states its address knows it better than its connection.
+func (s *Server) addresses(r *http.Request, q url.Values) ([]netip.Addr, error) {
+	var addrs []netip.Addr
+	for _, param := range []string{"ip", "ipv6"} {
+		a, err := s.address(q, param)
+		if err != nil {
+			return nil, err
+		}
+		if a.IsValid() {
+			addrs = append(addrs, a)
+		}
+	}
+	caller := s.caller(r)
+	if caller.IsValid() && !slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Is4() == caller.Is4() }) {
+		addrs = append(addrs, caller)
+	}
+	return addrs, nil
+}
+
+// setAddrs records each address as the one of its family.
+func setAddrs(d *etcdstore.Domain, addrs []netip.Addr) {
+	for _, a := range addrs {
+		d.SetAddr(a)
+	}
 }
 
 // dnsconfig sets the ACME DNS-01 challenge served for the name.
@@ -246,7 +293,11 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
+	var counted string
 	d, err := s.update(r, func(d *etcdstore.Domain) error {
+		if err := s.allowMail(&counted, d.Name, addr); err != nil {
+			return err
+		}
 		d.SetVerification(addr, id, expires)
 		if optSet {
 			d.OptOut = opt

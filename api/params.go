@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"strings"
 	"unicode"
@@ -130,4 +131,82 @@ func optOut(q url.Values) (value, set bool, err error) {
 		return false, true, nil
 	}
 	return false, false, badRequest("InvalidOptOut", "The optout parameter must be 1, true, 0 or false.")
+}
+
+// address reads the ip (IPv4) or ipv6 parameter, an address a gateway reports for itself;
+// the zero Addr means none was given. IPv4-mapped IPv6 addresses count as IPv4.
+func (s *Server) address(q url.Values, param string) (netip.Addr, error) {
+	code, family, want6 := "InvalidIP", "IPv4", false
+	if param == "ipv6" {
+		code, family, want6 = "InvalidIPv6", "IPv6", true
+	}
+	v := strings.TrimSpace(q.Get(param))
+	if v == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(v)
+	a = a.Unmap()
+	switch {
+	case err != nil:
+		return netip.Addr{}, badRequest(code, "The %s parameter is not an %s address.", param, family)
+	case a.Is6() != want6:
+		return netip.Addr{}, badRequest(code, "The %s parameter must be an %s address, not %s.", param, family, a)
+	case a.Zone() != "":
+		return netip.Addr{}, badRequest(code, "The %s address must not have a zone.", family)
+	}
+	if why := s.refusal(a); why != "" {
+		return netip.Addr{}, badRequest(code, "The %s address %s is %s; give the gateway's public address.", family, a, why)
+	}
+	return a, nil
+}
+
+// specialRanges are the special-purpose ranges that netip's predicates do not cover, with the
+// reason an address in them cannot be a gateway's (IANA's special-purpose address registries).
+var specialRanges = []struct {
+	prefix netip.Prefix
+	why    string
+}{
+	{netip.MustParsePrefix("0.0.0.0/8"), `in "this network" (0.0.0.0/8)`},
+	{netip.MustParsePrefix("100.64.0.0/10"), "in the carrier-grade NAT space (100.64.0.0/10)"},
+	{netip.MustParsePrefix("192.0.0.0/24"), "reserved for IETF protocol assignments (192.0.0.0/24)"},
+	{netip.MustParsePrefix("192.0.2.0/24"), "reserved for documentation (192.0.2.0/24)"},
+	{netip.MustParsePrefix("198.18.0.0/15"), "reserved for benchmarking (198.18.0.0/15)"},
+	{netip.MustParsePrefix("198.51.100.0/24"), "reserved for documentation (198.51.100.0/24)"},
+	{netip.MustParsePrefix("203.0.113.0/24"), "reserved for documentation (203.0.113.0/24)"},
+	{netip.MustParsePrefix("240.0.0.0/4"), "reserved (240.0.0.0/4)"},
+	{netip.MustParsePrefix("::/96"), "an IPv4-compatible address (deprecated, ::/96)"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "in the local-use NAT64 prefix (64:ff9b:1::/48)"},
+	{netip.MustParsePrefix("100::/64"), "in the discard-only prefix (100::/64)"},
+	{netip.MustParsePrefix("2001:2::/48"), "reserved for benchmarking (2001:2::/48)"},
+	{netip.MustParsePrefix("2001:db8::/32"), "reserved for documentation (2001:db8::/32)"},
+	{netip.MustParsePrefix("3fff::/20"), "reserved for documentation (3fff::/20)"},
+	{netip.MustParsePrefix("fec0::/10"), "a site-local address (deprecated, fec0::/10)"},
+}
+
+var broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// refusal says why a cannot be a gateway's reported address, or is "" if it can.
+func (s *Server) refusal(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a == broadcast:
+		return "the broadcast address"
+	case s.allowPrivate:
+		return ""
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.IsPrivate():
+		return "a private address"
+	case a.IsLinkLocalUnicast():
+		return "a link-local address"
+	}
+	for _, r := range specialRanges {
+		if r.prefix.Contains(a) {
+			return r.why
+		}
+	}
+	return ""
 }

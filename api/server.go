@@ -41,6 +41,18 @@ type Config struct {
 	ChallengeKeep  int            // challenge values kept per name; default 2 (minimum 2)
 	VerifyTTL      time.Duration  // lifetime of a verification link; default 24h
 	ReclaimTTL     time.Duration  // lifetime of a reclamation token; default 24h
+
+	// AllowPrivateAddrs accepts loopback, private, link-local and special-purpose addresses in
+	// the ip and ipv6 parameters, for test setups on a LAN. Unspecified, multicast and
+	// broadcast addresses are refused even then: they are never a gateway's address.
+	AllowPrivateAddrs bool
+	// ClientLimit bounds the requests per caller address (IPv6: per /64) to /subscribe,
+	// /reclaim and /setemail together; default {Rate: 1, Burst: 20}; a negative Rate turns it off.
+	ClientLimit RateLimit
+	// MailLimit bounds the mails per name and, separately, per recipient mailbox (case and a
+	// "+tag" ignored), so that no set of names can flood one mailbox; checked before anything
+	// is stored. Default {Rate: 1.0 / 60, Burst: 3}; a negative Rate turns it off.
+	MailLimit RateLimit
 }
 
 // Defaults of Config.
@@ -62,6 +74,9 @@ type Server struct {
 	challengeKeep  int
 	verifyTTL      time.Duration
 	reclaimTTL     time.Duration
+	allowPrivate   bool
+	clientLimit    *limiter // nil: off
+	mailLimit      *limiter // nil: off
 
 	verifySubject, verifyBody   *template.Template
 	reclaimSubject, reclaimBody *template.Template
@@ -93,6 +108,7 @@ func New(store Store, cfg Config) (*Server, error) {
 		challengeKeep:  orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
 		verifyTTL:      orDefault(cfg.VerifyTTL, defaultVerifyTTL),
 		reclaimTTL:     orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
+		allowPrivate:   cfg.AllowPrivateAddrs,
 	}
 	for _, name := range cfg.Reserved {
 		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
@@ -108,7 +124,14 @@ func New(store Store, cfg Config) (*Server, error) {
 	if u, err := url.Parse(s.verifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("api: invalid verify URL %q", s.verifyURL)
 	}
-	if err := s.parseTemplates(cfg.Templates); err != nil {
+	var err error
+	if s.clientLimit, err = newLimiter(cfg.ClientLimit, defaultClientLimit); err != nil {
+		return nil, fmt.Errorf("api: client limit: %w", err)
+	}
+	if s.mailLimit, err = newLimiter(cfg.MailLimit, defaultMailLimit); err != nil {
+		return nil, fmt.Errorf("api: mail limit: %w", err)
+	}
+	if err = s.parseTemplates(cfg.Templates); err != nil {
 		return nil, err
 	}
 	s.router = s.routes()
@@ -131,18 +154,20 @@ type endpoint struct {
 	cors bool
 	// page answers errors as an HTML page, for links a person clicks.
 	page bool
+	// limited counts it against the caller's ClientLimit: it creates names or sends mail.
+	limited bool
 }
 
 func (s *Server) routes() *httprouter.Router {
 	router := httprouter.New()
 	for path, e := range map[string]endpoint{
-		"/subscribe":          {handle: s.subscribe, cors: true},
+		"/subscribe":          {handle: s.subscribe, cors: true, limited: true},
 		"/unsubscribe":        {handle: s.unsubscribe, cors: true},
-		"/reclaim":            {handle: s.reclaim, cors: true},
+		"/reclaim":            {handle: s.reclaim, cors: true, limited: true},
 		"/ping":               {handle: s.ping, cors: true},
 		"/dnsconfig":          {handle: s.dnsconfig, cors: true},
 		"/info":               {handle: s.info, cors: true},
-		"/setemail":           {handle: s.setEmail, cors: true},
+		"/setemail":           {handle: s.setEmail, cors: true, limited: true},
 		"/verifyemail":        {handle: s.verifyEmail, page: true},
 		"/revokeemail":        {handle: s.revokeEmail, cors: true},
 		"/connectivity-check": {handle: connectivityCheck, cors: true},
@@ -151,7 +176,13 @@ func (s *Server) routes() *httprouter.Router {
 			if e.cors {
 				w.Header().Set("Access-Control-Allow-Origin", "*")
 			}
-			if err := e.handle(w, r); err != nil {
+			var err error
+			if wait := s.limit(r, e.limited); wait > 0 {
+				err = rateLimited(wait, "from your address")
+			} else {
+				err = e.handle(w, r)
+			}
+			if err != nil {
 				s.writeError(w, r, err, e.page)
 			}
 		})
@@ -160,6 +191,15 @@ func (s *Server) routes() *httprouter.Router {
 		}
 	}
 	return router
+}
+
+// limit counts r against the ClientLimit of its caller if limited, and returns how long the
+// caller has to wait if it is over.
+func (s *Server) limit(r *http.Request, limited bool) time.Duration {
+	if !limited {
+		return 0
+	}
+	return s.clientLimit.allow(time.Now(), clientKey(s.caller(r)))
 }
 
 func preflight(w http.ResponseWriter, _ *http.Request, _ httprouter.Params) {
@@ -200,10 +240,14 @@ func (rec *statusRecorder) WriteHeader(code int) {
 	rec.ResponseWriter.WriteHeader(code)
 }
 
-// clientError is a request the client has to change: a 400 with a code the gateway acts on.
+// clientError is a request the client has to change: a 400 (or status) with a code the
+// gateway acts on.
 type clientError struct {
 	Code    string `json:"error"`
 	Message string `json:"message"`
+
+	status     int // 0: 400
+	retryAfter int // seconds; sent as Retry-After if not 0
 }
 
 func (e *clientError) Error() string { return e.Code + ": " + e.Message }
@@ -215,12 +259,14 @@ func badRequest(code, format string, args ...any) error {
 // writeError answers a failed request. Anything but a clientError is logged and answered with
 // a 501 that tells nothing, since it may come from etcd or the mail server.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, page bool) {
-	status := http.StatusBadRequest
 	var ce *clientError
 	if !errors.As(err, &ce) {
 		log.Errorf("%s: %v", r.URL.Path, err)
-		status = http.StatusNotImplemented
-		ce = &clientError{Code: "InternalError", Message: "The request could not be completed; try again later."}
+		ce = &clientError{Code: "InternalError", Message: "The request could not be completed; try again later.", status: http.StatusNotImplemented}
+	}
+	status := orDefault(ce.status, http.StatusBadRequest)
+	if ce.retryAfter != 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ce.retryAfter))
 	}
 	if page {
 		s.writePage(w, status, s.errorPage, templateData{Zone: s.zone, Message: ce.Message})

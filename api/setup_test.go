@@ -69,7 +69,7 @@ func startEtcd(dir string) (*etcdstore.Embedded, error) {
 var prefixes atomic.Int64
 
 // openStore opens a store on e under a prefix no other test uses.
-func openStore(t *testing.T, e *etcdstore.Embedded) *etcdstore.Store {
+func openStore(t testing.TB, e *etcdstore.Embedded) *etcdstore.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -96,12 +96,12 @@ type env struct {
 }
 
 // newEnv starts an API on the shared etcd; configure may change the config before New.
-func newEnv(t *testing.T, configure func(*Config)) *env {
+func newEnv(t testing.TB, configure func(*Config)) *env {
 	t.Helper()
 	return newEnvOn(t, openStore(t, testEtcd), configure)
 }
 
-func newEnvOn(t *testing.T, store *etcdstore.Store, configure func(*Config)) *env {
+func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *env {
 	t.Helper()
 	sink := &smtpSink{}
 	ts := httptest.NewUnstartedServer(nil)
@@ -110,6 +110,10 @@ func newEnvOn(t *testing.T, store *etcdstore.Store, configure func(*Config)) *en
 		Zone:      zone,
 		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
 		VerifyURL: base + "/verifyemail",
+		// Tests send bursts from one address and many mails to one recipient; the rate limit
+		// tests set their own limits.
+		ClientLimit: RateLimit{Rate: -1},
+		MailLimit:   RateLimit{Rate: -1},
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -267,7 +271,7 @@ type received struct {
 }
 
 // start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
-func (s *smtpSink) start(t *testing.T, security string, cert *tls.Certificate) string {
+func (s *smtpSink) start(t testing.TB, security string, cert *tls.Certificate) string {
 	t.Helper()
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"

@@ -84,6 +84,7 @@ func registryBlock(t *testing.T, extra string) string {
 		challenge_ttl 30
 		tunnel 198.51.100.1 2001:db8::1
 		verify_url http://127.0.0.1/verifyemail
+		client_limit off
 		%s
 	}`, strings.Join(testEtcd.Endpoints(), " "), t.Name(), p, t.TempDir(), extra)
 }

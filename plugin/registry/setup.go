@@ -3,6 +3,7 @@ package registry
 import (
 	"crypto/tls"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -286,6 +287,18 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				*field(&cfg.API.Templates) = string(b)
 			}
 		}
+	case "allow_private_addresses":
+		if err = need(0, 0); err == nil {
+			cfg.API.AllowPrivateAddrs = true
+		}
+	case "client_limit", "mail_limit":
+		if err = need(1, 2); err == nil {
+			limit := &cfg.API.ClientLimit
+			if prop == "mail_limit" {
+				limit = &cfg.API.MailLimit
+			}
+			*limit, err = parseLimit(args)
+		}
 	case "expire":
 		if err = need(2, 2); err == nil {
 			if cfg.Expire, err = parseDuration(args[0]); err == nil {
@@ -465,6 +478,27 @@ func parseRR(line, origin string, ttl uint32) (dns.RR, error) {
 		return nil, fmt.Errorf("more than one record")
 	}
 	return rr, nil
+}
+
+// parseLimit reads `off` or RATE [BURST], RATE being N/s, N/m, N/h or N (per second).
+func parseLimit(args []string) (api.RateLimit, error) {
+	if len(args) == 1 && args[0] == "off" {
+		return api.RateLimit{Rate: -1}, nil
+	}
+	if len(args) != 2 {
+		return api.RateLimit{}, fmt.Errorf("want RATE BURST (like 30/m 10) or off")
+	}
+	n, unit, _ := strings.Cut(args[0], "/")
+	per := map[string]float64{"": 1, "s": 1, "m": 60, "h": 3600}[unit]
+	rate, err := strconv.ParseFloat(n, 64)
+	if err != nil || per == 0 || rate <= 0 || math.IsInf(rate, 0) {
+		return api.RateLimit{}, fmt.Errorf("rate %q: want a positive number per s, m or h, like 30/m", args[0])
+	}
+	burst, err := strconv.Atoi(args[1])
+	if err != nil || burst < 1 {
+		return api.RateLimit{}, fmt.Errorf("burst %q: want a whole number of at least 1", args[1])
+	}
+	return api.RateLimit{Rate: rate / per, Burst: burst}, nil
 }
 
 func parseAddrs(args []string) ([]netip.Addr, error) {

@@ -95,6 +95,18 @@ func TestParse(t *testing.T) {
 				t.Errorf("smtp %+v", c.SMTP)
 			}
 		}},
+		{name: "limits and addresses", input: "registry {\nclient_limit 30/m 10\nmail_limit off\nallow_private_addresses\nexpire 720h 168h\napi_max_concurrent 64\n}", check: func(t *testing.T, c Config) {
+			if c.API.ClientLimit.Rate != 0.5 || c.API.ClientLimit.Burst != 10 || c.API.MailLimit.Rate >= 0 || !c.API.AllowPrivateAddrs {
+				t.Errorf("client %+v mail %+v private %v", c.API.ClientLimit, c.API.MailLimit, c.API.AllowPrivateAddrs)
+			}
+			if c.Expire != 720*time.Hour || c.ExpireGrace != 168*time.Hour || c.APIMaxConcurrent != 64 {
+				t.Errorf("expire %s grace %s concurrent %d", c.Expire, c.ExpireGrace, c.APIMaxConcurrent)
+			}
+		}},
+		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
+		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
+		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
+		{name: "api_tls with missing files", input: "registry {\napi_tls /nonexistent/c.pem /nonexistent/k.pem\n}", wantErr: "api_tls"},
 		{name: "unknown property", input: "registry {\nfoo bar\n}", wantErr: "unknown property 'foo'"},
 		{name: "two blocks", input: "registry\nregistry", wantErr: "only be used once"},
 		{name: "bad api address", input: "registry {\napi nowhere\n}", wantErr: "api"},
