@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -80,36 +79,13 @@ func startServer(t *testing.T, serverLines, registryLines string) *product {
     }
 }
 `, dnsPort, serverLines, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], registryLines)
-	cf := filepath.Join(dir, "Corefile")
-	if err := os.WriteFile(cf, []byte(corefile), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := &product{t: t, log: &syncBuffer{}, dns: addrs[0], api: "http://" + addrs[1], done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), "-conf", cf)
-	p.cmd.Dir = dir
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("coredns output:\n%s", p.log.String())
-		}
-	})
+	p := runCorefile(t, dir, corefile, addrs[0], addrs[1])
 	soa, _ := newQuery("example.org.", dns.TypeSOA, false, 0).Pack()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(p.api + "/connectivity-check")
-		if err == nil {
-			resp.Body.Close()
-			var b []byte
-			b, err = rawExchange("udp", p.dns, soa, time.Second)
-			if err == nil && len(b) > 3 && b[3]&0x0f == dns.RcodeSuccess {
-				return p
-			}
+		b, err := rawExchange("udp", p.dns, soa, time.Second)
+		if err == nil && len(b) > 3 && b[3]&0x0f == dns.RcodeSuccess {
+			return p
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not come up (last error %v):\n%s", err, p.log.String())

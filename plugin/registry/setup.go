@@ -179,31 +179,11 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		}
 	case "tunnel":
 		if err = need(1, -1); err == nil {
-			continent := ""
-			if continents[strings.ToUpper(args[0])] {
-				continent, args = strings.ToUpper(args[0]), args[1:]
-				if len(args) == 0 {
-					return c.ArgErr()
-				}
-			}
-			var addrs []netip.Addr
-			if addrs, err = parseAddrs(args); err == nil {
-				cfg.Tunnels[continent] = append(cfg.Tunnels[continent], addrs...)
-			}
+			err = addByContinent(cfg.Tunnels, args)
 		}
 	case "api_address":
 		if err = need(1, -1); err == nil {
-			continent := ""
-			if continents[strings.ToUpper(args[0])] {
-				continent, args = strings.ToUpper(args[0]), args[1:]
-				if len(args) == 0 {
-					return c.ArgErr()
-				}
-			}
-			var addrs []netip.Addr
-			if addrs, err = parseAddrs(args); err == nil {
-				cfg.APIHosts[continent] = append(cfg.APIHosts[continent], addrs...)
-			}
+			err = addByContinent(cfg.APIHosts, args)
 		}
 	case "record":
 		if err = need(3, -1); err == nil {
@@ -478,6 +458,23 @@ func parseRR(line, origin string, ttl uint32) (dns.RR, error) {
 		return nil, fmt.Errorf("more than one record")
 	}
 	return rr, nil
+}
+
+// addByContinent adds the addresses of a `tunnel` or `api_address` line, [CONTINENT] ADDRESS...,
+// to m under the continent code ("" without one).
+func addByContinent(m map[string][]netip.Addr, args []string) error {
+	continent := ""
+	if continents[strings.ToUpper(args[0])] {
+		continent, args = strings.ToUpper(args[0]), args[1:]
+		if len(args) == 0 {
+			return fmt.Errorf("%s without an address", continent)
+		}
+	}
+	addrs, err := parseAddrs(args)
+	if err == nil {
+		m[continent] = append(m[continent], addrs...)
+	}
+	return err
 }
 
 // parseLimit reads `off` or RATE [BURST], RATE being N/s, N/m, N/h or N (per second).

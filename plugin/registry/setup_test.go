@@ -124,7 +124,7 @@ func TestParse(t *testing.T) {
 		{name: "bad verify_url", input: "registry {\nverify_url ftp://x/y\n}", wantErr: "verify_url"},
 		{name: "unknown template", input: "registry {\ntemplate nope x\n}", wantErr: "unknown template"},
 		{name: "missing template file", input: "registry {\ntemplate success_page /nonexistent/page.html\n}", wantErr: "template"},
-		{name: "tunnel continent without address", input: "registry {\ntunnel EU\n}", wantErr: "Wrong argument count"},
+		{name: "tunnel continent without address", input: "registry {\ntunnel EU\n}", wantErr: "EU without an address"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
