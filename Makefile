@@ -5,7 +5,7 @@ BINARY   := coredns
 COREFILE ?= Corefile.example
 GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
 
-.PHONY: all build generate run test test-deps vet fmt bench clean
+.PHONY: all build generate run test test-deps vet fmt bench fuzz clean
 
 all: build
 
@@ -39,6 +39,17 @@ test-deps:
 		echo "installing Debian packages for the end-to-end tests: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Every native fuzz target for FUZZTIME each (seeds also run in `make test`).
+FUZZTIME ?= 10s
+FUZZ_PACKAGES := ./api ./plugin/registry
+fuzz:
+	@for pkg in $(FUZZ_PACKAGES); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/regdns-fuzz.log 2>&1 || { cat /tmp/regdns-fuzz.log; exit 1; }; \
+		done; \
+	done
 
 vet:
 	$(GO) vet ./...
