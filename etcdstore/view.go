@@ -3,11 +3,14 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // pageSize is how many records one range read of the initial load returns.
@@ -155,8 +158,49 @@ func (v *View) load(ctx context.Context) (int64, error) {
 }
 
 // scan hands fn every key under prefix, in key order, as of one revision, which it returns.
-// It reads pageSize keys per request so that a large zone never needs one huge response.
+// It streams the range (etcd 3.7's RangeStream), and pages through it on servers without
+// RangeStream.
 func scan(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+	rev, err := scanStream(ctx, cli, timeout, prefix, fn)
+	if status.Code(err) != codes.Unimplemented {
+		return rev, err
+	}
+	return scanPages(ctx, cli, timeout, prefix, fn)
+}
+
+// scanStream reads the range as one stream: unlike paged reads, whose every page makes etcd
+// count the rest of the range (quadratic in the zone's size), it costs one pass. Each chunk
+// must arrive within timeout.
+func scanStream(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(timeout, cancel)
+	defer idle.Stop()
+	stream, err := cli.GetStream(sctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, observe("range", err)
+	}
+	var rev int64
+	for chunk := range stream {
+		if err := chunk.Err(); err != nil {
+			return 0, observe("range", err)
+		}
+		idle.Reset(timeout)
+		for _, kv := range chunk.Kvs {
+			fn(kv.Key, kv.Value)
+		}
+		if chunk.Header != nil {
+			rev = chunk.Header.Revision
+		}
+	}
+	if rev == 0 {
+		return 0, observe("range", fmt.Errorf("range stream of %s ended without a revision", prefix))
+	}
+	return rev, observe("range", nil)
+}
+
+// scanPages reads the range pageSize keys at a time, all at the first page's revision.
+func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
 	key, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	var rev int64
 	for {

@@ -1,0 +1,441 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// CPUs the server under test and the load (dnsperf, this program) are pinned to.
+const (
+	serverCPU = 0
+	loadCPU   = 1
+)
+
+// startTimeout bounds a server's cold start; a million names take under a minute here.
+const startTimeout = 5 * time.Minute
+
+// server is one running process under test: ./coredns or knotd.
+type server struct {
+	label   string
+	dns     string // UDP and TCP address
+	ready   string // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
+	api     string // base URL of the registration API, "" if none
+	logPath string
+
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+
+	// coldStart is from the process start to the first ready answer and SOA answer.
+	coldStart time.Duration
+}
+
+// lab owns every process and port of one benchmark run.
+type lab struct {
+	dir     string
+	binary  string
+	pin     bool // taskset is used: two or more CPUs
+	ports   map[int]bool
+	servers []*server
+}
+
+// freePort returns a loopback port that nobody holds over TCP or UDP. CoreDNS binds with
+// SO_REUSEPORT, so a port another CoreDNS holds would be silently shared: checking both
+// protocols without that option finds such holders.
+func (l *lab) freePort() (int, error) {
+	for range 100 {
+		t, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := t.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		t.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		if !l.ports[port] {
+			l.ports[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free loopback port found")
+}
+
+// freePorts returns n distinct free ports.
+func (l *lab) freePorts(n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		p, err := l.freePort()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+// start runs args (a program and its arguments) pinned to cpu, with its output in a log
+// file named after label, and waits until it serves.
+func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args ...string) (*server, error) {
+	s.label = label
+	s.logPath = filepath.Join(l.dir, "log-"+label+".txt")
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	if l.pin {
+		args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+	}
+	s.cmd = exec.Command(args[0], args[1:]...)
+	s.cmd.Dir = l.dir
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// taskset execs the program in place, so the pid is the server's; and if this program
+	// dies, the server goes with it instead of holding ports and CPU.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	s.done = make(chan struct{})
+	begin := time.Now()
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", label, err)
+	}
+	l.servers = append(l.servers, s)
+	go func() { s.waitErr = s.cmd.Wait(); close(s.done) }()
+	if err := s.waitServing(ctx); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("%s: %w\n%s", label, err, s.logTail())
+	}
+	s.coldStart = time.Since(begin)
+	if n := udpSockets(s.port()); n != 1 {
+		s.stop()
+		return nil, fmt.Errorf("%s: %d UDP sockets on port %d: another process shares it (SO_REUSEPORT)", label, n, s.port())
+	}
+	return s, nil
+}
+
+// waitServing polls the ready plugin, then asks for the zone's SOA until it is answered.
+func (s *server) waitServing(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	poll := func(ok func() bool) error {
+		for !ok() {
+			select {
+			case <-s.done:
+				return fmt.Errorf("exited before serving: %v", s.waitErr)
+			case <-ctx.Done():
+				return fmt.Errorf("not serving after %v: %w", startTimeout, ctx.Err())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	if s.ready != "" {
+		client := &http.Client{Timeout: time.Second}
+		err := poll(func() bool {
+			resp, err := client.Get(s.ready)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return poll(func() bool {
+		r, err := exchange(s.dns, zone, dns.TypeSOA, 200*time.Millisecond)
+		return err == nil && r.Rcode == dns.RcodeSuccess && r.Authoritative && len(r.Answer) == 1
+	})
+}
+
+func (s *server) port() int {
+	_, p, _ := net.SplitHostPort(s.dns)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func (s *server) pid() int { return s.cmd.Process.Pid }
+
+// cpuTime is the CPU time (user and system) the process has used so far.
+func (s *server) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces; utime
+	// and stime are the 14th and 15th fields of the line, in clock ticks of 1/100 s.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("%s: unexpected /proc/%d/stat", s.label, s.pid())
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// cpuBusy is the time CPU cpu has spent on anything but idling, from /proc/stat.
+func cpuBusy(cpu int) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	prefix := fmt.Sprintf("cpu%d ", cpu)
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		// user nice system idle iowait irq softirq steal ..., in ticks of 1/100 s.
+		f := strings.Fields(line)[1:]
+		var busy int64
+		for i, v := range f[:min(len(f), 8)] {
+			if i == 3 || i == 4 {
+				continue // idle, iowait
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			busy += n
+		}
+		return time.Duration(busy) * 10 * time.Millisecond, nil
+	}
+	return 0, fmt.Errorf("no %s in /proc/stat", strings.TrimSpace(prefix))
+}
+
+// cpuShare measures the share of one CPU the process used while fn ran.
+func (s *server) cpuShare(fn func() error) (float64, error) {
+	c0, err := s.cpuTime()
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if err := fn(); err != nil {
+		return 0, err
+	}
+	wall := time.Since(t0)
+	c1, err := s.cpuTime()
+	if err != nil {
+		return 0, err
+	}
+	return float64(c1-c0) / float64(wall), nil
+}
+
+// memory returns the resident set (VmRSS) and its peak (VmHWM) in bytes.
+func (s *server) memory() (rss, peak int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), ":")
+		fields := strings.Fields(v)
+		if len(fields) != 2 || fields[1] != "kB" {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			rss = kb << 10
+		case "VmHWM":
+			peak = kb << 10
+		}
+	}
+	if rss == 0 {
+		return 0, 0, fmt.Errorf("%s: no VmRSS in /proc/%d/status", s.label, s.pid())
+	}
+	return rss, peak, sc.Err()
+}
+
+// settledMemory waits for the process to settle after loading (the view's decoding garbage
+// collected, etcd's startup work done) and reads its memory.
+func (s *server) settledMemory() (rss, peak int64, err error) {
+	time.Sleep(2 * time.Second)
+	return s.memory()
+}
+
+// stop ends the process with SIGTERM (SIGKILL after a minute) and waits for it.
+func (s *server) stop() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(time.Minute):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+// stopAll stops every process the lab started.
+func (l *lab) stopAll() {
+	for _, s := range l.servers {
+		s.stop()
+	}
+	l.servers = nil
+}
+
+// logTail is the end of the server's output, for error messages.
+func (s *server) logTail() string {
+	b, _ := os.ReadFile(s.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// udpSockets counts the IPv4 UDP sockets bound to port, from /proc/net/udp.
+func udpSockets(port int) int {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return -1
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasSuffix(f[1], suffix) {
+			n++
+		}
+	}
+	return n
+}
+
+// exchange sends one UDP query without recursion desired, as an authoritative server gets it.
+func exchange(addr, qname string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(qname, qtype)
+	m.RecursionDesired = false
+	c := &dns.Client{Net: "udp", Timeout: timeout}
+	r, _, err := c.Exchange(m, addr)
+	return r, err
+}
+
+// registryOptions is what differs between the registry processes of a run.
+type registryOptions struct {
+	dataDir string
+	// embedded etcd: its client and peer ports; replica: the endpoint of another's etcd.
+	etcdClient, etcdPeer int
+	endpoint             string
+	prefix               string
+}
+
+// startRegistry starts ./coredns serving the zone with the registry plugin.
+func (l *lab) startRegistry(ctx context.Context, label string, cpu int, o registryOptions) (*server, error) {
+	ports, err := l.freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	return l.startRegistryOn(ctx, label, cpu, o, ports)
+}
+
+// startRegistryOn starts the registry on given DNS, ready and API ports; a restart reuses
+// them, and must, since the embedded etcd's member keeps its URLs.
+func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o registryOptions, ports []int) (*server, error) {
+	etcd := fmt.Sprintf("etcd_listen http://127.0.0.1:%d http://127.0.0.1:%d", o.etcdClient, o.etcdPeer)
+	if o.endpoint != "" {
+		etcd = "etcd " + o.endpoint
+	}
+	prefix := ""
+	if o.prefix != "" {
+		prefix = "etcd_prefix " + o.prefix
+	}
+	corefile := fmt.Sprintf(`%s:%d {
+    bind 127.0.0.1
+    ready 127.0.0.1:%d
+    registry {
+        api 127.0.0.1:%d
+        data %s
+        %s
+        %s
+        tunnel %s
+        trusted_proxy 127.0.0.1
+    }
+}
+`, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr)
+	cf := filepath.Join(l.dir, "Corefile-"+label)
+	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
+		return nil, err
+	}
+	s := &server{
+		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
+		api:   fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
+	}
+	return l.start(ctx, label, cpu, s, l.binary, "-conf", cf)
+}
+
+// startFile starts ./coredns serving zoneFile with the file plugin: the baseline.
+func (l *lab) startFile(ctx context.Context, label, zoneFile string) (*server, error) {
+	ports, err := l.freePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	// reload 0: the file plugin would otherwise re-read the file's SOA every minute.
+	corefile := fmt.Sprintf(`%s:%d {
+    bind 127.0.0.1
+    ready 127.0.0.1:%d
+    file %s {
+        reload 0
+    }
+}
+`, zone, ports[0], ports[1], zoneFile)
+	cf := filepath.Join(l.dir, "Corefile-"+label)
+	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
+		return nil, err
+	}
+	s := &server{
+		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
+	}
+	return l.start(ctx, label, serverCPU, s, l.binary, "-conf", cf)
+}
+
+// startKnot starts Knot DNS on zoneFile with one UDP and one TCP worker, the same single
+// core as the others.
+func (l *lab) startKnot(ctx context.Context, label, zoneFile string) (*server, error) {
+	port, err := l.freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(l.dir, label)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf(`server:
+    rundir: "%[1]s"
+    listen: 127.0.0.1@%[2]d
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "%[1]s"
+zone:
+  - domain: %[3]s
+    storage: "%[1]s"
+    file: "%[4]s"
+`, dir, port, zone, zoneFile)
+	cf := filepath.Join(dir, "knot.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	s := &server{dns: fmt.Sprintf("127.0.0.1:%d", port)}
+	return l.start(ctx, label, serverCPU, s, "knotd", "-c", cf)
+}
