@@ -27,6 +27,8 @@ type Store interface {
 	Get(ctx context.Context, sel etcdstore.Selector) (etcdstore.Domain, error)
 	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error)
 	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Domain) error) (etcdstore.Domain, error)
+	// Cached is the record of an API token as this replica's view holds it (maybe slightly behind).
+	Cached(token string) (*etcdstore.Domain, bool)
 }
 
 // Config holds the settings of a Server.
@@ -41,6 +43,10 @@ type Config struct {
 	ChallengeKeep  int            // challenge values kept per name; default 2 (minimum 2)
 	VerifyTTL      time.Duration  // lifetime of a verification link; default 24h
 	ReclaimTTL     time.Duration  // lifetime of a reclamation token; default 24h
+	// PingGranularity is how precisely the last ping's time is kept: a ping from unchanged
+	// addresses within it of the last recorded one writes nothing. Default one minute; keep
+	// it well under any expiry period.
+	PingGranularity time.Duration
 
 	// AllowPrivateAddrs accepts loopback, private, link-local and special-purpose addresses in
 	// the ip and ipv6 parameters, for test setups on a LAN. Unspecified, multicast and
@@ -57,26 +63,28 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	defaultChallengeKeep = 2
-	defaultVerifyTTL     = 24 * time.Hour
-	defaultReclaimTTL    = 24 * time.Hour
+	defaultChallengeKeep   = 2
+	defaultVerifyTTL       = 24 * time.Hour
+	defaultReclaimTTL      = 24 * time.Hour
+	defaultPingGranularity = time.Minute
 )
 
 // Server answers the registration API.
 type Server struct {
-	store          Store
-	zone           string
-	reserved       map[string]bool
-	trustedProxies []netip.Prefix
-	locator        Locator
-	mailer         Mailer
-	verifyURL      string
-	challengeKeep  int
-	verifyTTL      time.Duration
-	reclaimTTL     time.Duration
-	allowPrivate   bool
-	clientLimit    *limiter // nil: off
-	mailLimit      *limiter // nil: off
+	store           Store
+	zone            string
+	reserved        map[string]bool
+	trustedProxies  []netip.Prefix
+	locator         Locator
+	mailer          Mailer
+	verifyURL       string
+	challengeKeep   int
+	verifyTTL       time.Duration
+	reclaimTTL      time.Duration
+	pingGranularity time.Duration
+	allowPrivate    bool
+	clientLimit     *limiter // nil: off
+	mailLimit       *limiter // nil: off
 
 	verifySubject, verifyBody   *template.Template
 	reclaimSubject, reclaimBody *template.Template
@@ -98,17 +106,18 @@ func New(store Store, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("api: invalid zone %q", cfg.Zone)
 	}
 	s := &Server{
-		store:          store,
-		zone:           zone,
-		reserved:       map[string]bool{"api": true, "www": true, "_psl": true},
-		trustedProxies: cfg.TrustedProxies,
-		locator:        cfg.Locator,
-		mailer:         cfg.Mailer,
-		verifyURL:      orDefault(cfg.VerifyURL, "https://api."+zone+"/verifyemail"),
-		challengeKeep:  orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
-		verifyTTL:      orDefault(cfg.VerifyTTL, defaultVerifyTTL),
-		reclaimTTL:     orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
-		allowPrivate:   cfg.AllowPrivateAddrs,
+		store:           store,
+		zone:            zone,
+		reserved:        map[string]bool{"api": true, "www": true, "_psl": true},
+		trustedProxies:  cfg.TrustedProxies,
+		locator:         cfg.Locator,
+		mailer:          cfg.Mailer,
+		verifyURL:       orDefault(cfg.VerifyURL, "https://api."+zone+"/verifyemail"),
+		challengeKeep:   orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
+		verifyTTL:       orDefault(cfg.VerifyTTL, defaultVerifyTTL),
+		reclaimTTL:      orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
+		pingGranularity: orDefault(cfg.PingGranularity, defaultPingGranularity),
+		allowPrivate:    cfg.AllowPrivateAddrs,
 	}
 	for _, name := range cfg.Reserved {
 		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/netip"
@@ -348,4 +349,33 @@ func TestInfo(t *testing.T) {
 	}
 	e.fails(t, "MissingParameter", "/info")
 	e.fails(t, "InvalidToken", "/info", "token", "00000000-0000-4000-8000-000000000000")
+}
+
+// A ping from the same address within the ping granularity writes nothing; an older last ping, or a
+// new address, is written.
+func TestPingWithoutChange(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	rev := func() int64 { return e.store.View().Revision() }
+	before, at := e.stored(t, "demo"), rev()
+	e.ok(t, "/ping", "token", token)
+	if d := e.stored(t, "demo"); !d.LastPing.Equal(before.LastPing) || rev() != at {
+		t.Errorf("a ping with nothing new wrote: last ping %v (was %v), revision %d (was %d)", d.LastPing, before.LastPing, rev(), at)
+	}
+	old := time.Now().Add(-2 * defaultPingGranularity)
+	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+		d.LastPing = old
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.ok(t, "/ping", "token", token)
+	if d := e.stored(t, "demo"); !d.LastPing.After(old.Add(defaultPingGranularity)) {
+		t.Errorf("a ping after %s did not record its time: %v", 2*defaultPingGranularity, d.LastPing)
+	}
+	e.ok(t, "/ping", "token", token, "ip", "198.51.99.7")
+	if d := e.stored(t, "demo"); d.IPv4.String() != "198.51.99.7" {
+		t.Errorf("a ping with a new address did not record it: %v", d.IPv4)
+	}
+	e.fails(t, "InvalidToken", "/ping", "token", strings.ToUpper("00000000-0000-4000-8000-000000000000"))
 }

@@ -26,6 +26,7 @@ type View struct {
 
 	mu       sync.RWMutex
 	domains  map[string]*Domain
+	byToken  map[string]*Domain // the same records by API token
 	rev      int64
 	advanced chan struct{} // closed and replaced whenever rev moves
 
@@ -38,6 +39,7 @@ func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
 	return &View{
 		cli: cli, keys: k, timeout: timeout,
 		domains:  map[string]*Domain{},
+		byToken:  map[string]*Domain{},
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -49,6 +51,18 @@ func (v *View) Lookup(name string) (*Domain, bool) {
 	d, ok := v.domains[name]
 	v.mu.RUnlock()
 	return d, ok
+}
+
+// LookupToken returns the record whose API token is token, as the view last saw it, or false.
+// Empty tokens match nothing.
+func (v *View) LookupToken(token string) (*Domain, bool) {
+	if token == "" {
+		return nil, false
+	}
+	v.mu.RLock()
+	d, ok := v.byToken[token]
+	v.mu.RUnlock()
+	return d, ok && ByToken(token).matches(d)
 }
 
 // Len is the number of names in the view.
@@ -140,9 +154,11 @@ func (v *View) run(ctx context.Context) {
 // load reads every record at one revision and replaces the view's content with it.
 func (v *View) load(ctx context.Context) (int64, error) {
 	fresh := make(map[string]*Domain, v.Len())
+	byToken := make(map[string]*Domain, v.Len())
 	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(key, value []byte) {
 		if d := decode(value); d != nil {
 			fresh[v.keys.nameOf(string(key))] = d
+			byToken[d.Token] = d
 		}
 	})
 	if err != nil {
@@ -150,7 +166,7 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	}
 	viewReloads.Inc()
 	v.mu.Lock()
-	v.domains = fresh
+	v.domains, v.byToken = fresh, byToken
 	v.loaded.Store(true)
 	v.advance(rev)
 	v.mu.Unlock()
@@ -240,13 +256,15 @@ func (v *View) follow(ctx context.Context, rev int64) {
 		v.mu.Lock()
 		for _, ev := range resp.Events {
 			name := v.keys.nameOf(string(ev.Kv.Key))
-			switch ev.Type {
-			case clientv3.EventTypePut:
+			if old, ok := v.domains[name]; ok {
+				delete(v.byToken, old.Token)
+				delete(v.domains, name)
+			}
+			if ev.Type == clientv3.EventTypePut {
 				if d := decode(ev.Kv.Value); d != nil {
 					v.domains[name] = d
+					v.byToken[d.Token] = d
 				}
-			case clientv3.EventTypeDelete:
-				delete(v.domains, name)
 			}
 			v.advance(ev.Kv.ModRevision)
 		}

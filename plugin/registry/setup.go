@@ -322,6 +322,10 @@ func (cfg *Config) finish() error {
 		cfg.SOA.Rname = "hostmaster." + zone
 	}
 	cfg.API.Zone = strings.TrimSuffix(zone, ".")
+	if cfg.Expire > 0 {
+		// A ping must be recorded well before its name could expire.
+		cfg.API.PingGranularity = min(time.Minute, cfg.Expire/100)
+	}
 	if err := cfg.buildStatic(); err != nil {
 		return err
 	}
