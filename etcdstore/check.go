@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // Check reads every key under the store's prefix at one revision and returns one line per
@@ -21,7 +23,8 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 	var names []string
 	type entry struct{ dir, hash, name string }
 	var entries []entry
-	_, err := scan(ctx, s.cli, s.timeout, s.keys.prefix, func(k, value []byte) {
+	_, err := scan(ctx, s.cli, s.timeout, s.keys.prefix, func(kv *mvccpb.KeyValue) {
+		k, value := kv.Key, kv.Value
 		key := string(k)
 		rel := strings.TrimPrefix(key, s.keys.prefix)
 		dir := ""

@@ -49,6 +49,8 @@ type Domain struct {
 
 	// memo holds values derived from a record of the View (see Memo); nil elsewhere.
 	memo *memo
+	// rev is the etcd mod revision of a record of the View; 0 elsewhere.
+	rev int64
 }
 
 // memo is a small copy-on-write list, read without locks on the DNS path.

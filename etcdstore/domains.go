@@ -114,6 +114,26 @@ func (s *Store) read(ctx context.Context, sel Selector) (Domain, int64, error) {
 	return d, resp.Kvs[0].ModRevision, nil
 }
 
+// cached is the selected record as the view holds it, with its revision (0 if the view has
+// none, or the selector is one the view does not index).
+func (s *Store) cached(sel Selector) (Domain, int64, error) {
+	var d *Domain
+	var ok bool
+	switch sel.kind {
+	case byToken:
+		d, ok = s.view.LookupToken(sel.value)
+	case byName:
+		d, ok = s.view.Lookup(sel.value)
+		ok = ok && sel.matches(d)
+	}
+	if !ok {
+		return Domain{}, 0, nil
+	}
+	c := *d
+	c.memo = nil
+	return c, d.rev, nil
+}
+
 // Create stores d if no record of its name exists, or returns ErrNameTaken.
 func (s *Store) Create(ctx context.Context, d Domain) error {
 	if d.Name == "" || d.Token == "" {
@@ -161,8 +181,13 @@ func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Domain) er
 // change is the optimistic read-modify-write loop behind Update and Delete; fn returns the
 // new record, or nil to delete it.
 func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Domain, error)) (Domain, error) {
-	for range maxAttempts {
-		old, rev, err := s.read(ctx, sel)
+	for attempt := range maxAttempts {
+		// First from the local view, saving two reads: the write's guard on the record's
+		// revision rejects a stale copy, and the next attempt then reads etcd.
+		old, rev, err := s.cached(sel)
+		if attempt > 0 || rev == 0 {
+			old, rev, err = s.read(ctx, sel)
+		}
 		if err != nil {
 			return Domain{}, err
 		}

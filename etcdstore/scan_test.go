@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
 // The streamed read and the paged fallback (for etcd servers without RangeStream) see the same
@@ -23,16 +25,16 @@ func TestScanStreamAndPagesAgree(t *testing.T) {
 		want = append(want, key)
 	}
 	s.cli.Put(ctx, "/scan/namesake", "outside the prefix")
-	for name, read := range map[string]func(context.Context, string, func(k, v []byte)) (int64, error){
-		"stream": func(ctx context.Context, p string, fn func(k, v []byte)) (int64, error) {
+	for name, read := range map[string]func(context.Context, string, func(*mvccpb.KeyValue)) (int64, error){
+		"stream": func(ctx context.Context, p string, fn func(*mvccpb.KeyValue)) (int64, error) {
 			return scanStream(ctx, s.cli, 2*time.Second, p, fn)
 		},
-		"pages": func(ctx context.Context, p string, fn func(k, v []byte)) (int64, error) {
+		"pages": func(ctx context.Context, p string, fn func(*mvccpb.KeyValue)) (int64, error) {
 			return scanPages(ctx, s.cli, 2*time.Second, p, fn)
 		},
 	} {
 		var got []string
-		rev, err := read(ctx, "/scan/names/", func(k, _ []byte) { got = append(got, string(k)) })
+		rev, err := read(ctx, "/scan/names/", func(kv *mvccpb.KeyValue) { got = append(got, string(kv.Key)) })
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -155,9 +156,9 @@ func (v *View) run(ctx context.Context) {
 func (v *View) load(ctx context.Context) (int64, error) {
 	fresh := make(map[string]*Domain, v.Len())
 	byToken := make(map[string]*Domain, v.Len())
-	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(key, value []byte) {
-		if d := decode(value); d != nil {
-			fresh[v.keys.nameOf(string(key))] = d
+	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(kv *mvccpb.KeyValue) {
+		if d := decode(kv); d != nil {
+			fresh[v.keys.nameOf(string(kv.Key))] = d
 			byToken[d.Token] = d
 		}
 	})
@@ -176,7 +177,7 @@ func (v *View) load(ctx context.Context) (int64, error) {
 // scan hands fn every key under prefix, in key order, as of one revision, which it returns.
 // It streams the range (etcd 3.7's RangeStream), and pages through it on servers without
 // RangeStream.
-func scan(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+func scan(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(*mvccpb.KeyValue)) (int64, error) {
 	rev, err := scanStream(ctx, cli, timeout, prefix, fn)
 	if status.Code(err) != codes.Unimplemented {
 		return rev, err
@@ -187,7 +188,7 @@ func scan(ctx context.Context, cli *clientv3.Client, timeout time.Duration, pref
 // scanStream reads the range as one stream: unlike paged reads, whose every page makes etcd
 // count the rest of the range (quadratic in the zone's size), it costs one pass. Each chunk
 // must arrive within timeout.
-func scanStream(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+func scanStream(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(*mvccpb.KeyValue)) (int64, error) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	idle := time.AfterFunc(timeout, cancel)
@@ -203,7 +204,7 @@ func scanStream(ctx context.Context, cli *clientv3.Client, timeout time.Duration
 		}
 		idle.Reset(timeout)
 		for _, kv := range chunk.Kvs {
-			fn(kv.Key, kv.Value)
+			fn(kv)
 		}
 		if chunk.Header != nil {
 			rev = chunk.Header.Revision
@@ -216,7 +217,7 @@ func scanStream(ctx context.Context, cli *clientv3.Client, timeout time.Duration
 }
 
 // scanPages reads the range pageSize keys at a time, all at the first page's revision.
-func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(key, value []byte)) (int64, error) {
+func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration, prefix string, fn func(*mvccpb.KeyValue)) (int64, error) {
 	key, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
 	var rev int64
 	for {
@@ -234,7 +235,7 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 			rev = resp.Header.Revision
 		}
 		for _, kv := range resp.Kvs {
-			fn(kv.Key, kv.Value)
+			fn(kv)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return rev, nil
@@ -261,7 +262,7 @@ func (v *View) follow(ctx context.Context, rev int64) {
 				delete(v.domains, name)
 			}
 			if ev.Type == clientv3.EventTypePut {
-				if d := decode(ev.Kv.Value); d != nil {
+				if d := decode(ev.Kv); d != nil {
 					v.domains[name] = d
 					v.byToken[d.Token] = d
 				}
@@ -289,9 +290,9 @@ func (v *View) advance(rev int64) {
 
 // decode parses a stored record; a record that does not parse is left out of the view
 // rather than stopping it, and shows up in the consistency check.
-func decode(b []byte) *Domain {
-	d := &Domain{memo: new(memo)}
-	if err := json.Unmarshal(b, d); err != nil {
+func decode(kv *mvccpb.KeyValue) *Domain {
+	d := &Domain{memo: new(memo), rev: kv.ModRevision}
+	if err := json.Unmarshal(kv.Value, d); err != nil {
 		return nil
 	}
 	return d
