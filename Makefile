@@ -5,7 +5,7 @@ BINARY   := coredns
 COREFILE ?= Corefile.example
 GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
 
-.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz clean
+.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak clean
 
 all: build
 
@@ -39,6 +39,12 @@ test-deps:
 		echo "installing Debian packages for the end-to-end tests: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# The soak test (a short version runs in `make test`): mixed API and DNS load on two replicas
+# while etcd is stopped and started and replicas are killed; SOAK sets how long.
+SOAK ?= 5m
+soak: build test-deps
+	COREDNS_BINARY=$(CURDIR)/$(BINARY) REGDNS_SOAK=$(SOAK) $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./build/
 
 # Every native fuzz target for FUZZTIME each (seeds also run in `make test`).
 FUZZTIME ?= 10s

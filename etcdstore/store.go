@@ -12,6 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 )
 
 // Errors a caller can act on; any other error means etcd could not be reached or answered badly.
@@ -65,7 +67,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		DialTimeout:          cfg.Timeout,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: cfg.Timeout,
-		Logger:               zap.NewNop(),
+		// gRPC's default reconnect backoff grows to two minutes: after an etcd outage the API
+		// would answer 501, and the view stay stale, long after etcd is back. Retry every second at most.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: cfg.Timeout,
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		// A missing or rejected client certificate shows up only as a timeout here.
