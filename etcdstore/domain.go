@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"net/netip"
-	"sync/atomic"
 	"time"
 )
 
@@ -47,58 +46,8 @@ type Domain struct {
 	ReclaimHash    string    `json:"reclaim_hash,omitempty"`
 	ReclaimExpires time.Time `json:"reclaim_expires,omitzero"`
 
-	// memo holds values derived from a record of the View (see Memo); nil elsewhere.
-	memo *memo
 	// rev is the etcd mod revision of a record of the View; 0 elsewhere.
 	rev int64
-}
-
-// memo is a small copy-on-write list, read without locks on the DNS path.
-type memo struct {
-	entries atomic.Pointer[[]memoEntry]
-}
-
-type memoEntry struct{ key, value any }
-
-const maxMemo = 4
-
-// Memo returns what Remember stored under key on this record, or nil. Records of the View
-// never change (a change replaces the record), so a value derived from one, such as the DNS
-// answers built from it, stays right for as long as the record is in the View.
-func (d *Domain) Memo(key any) any {
-	if d.memo == nil {
-		return nil
-	}
-	if es := d.memo.entries.Load(); es != nil {
-		for _, e := range *es {
-			if e.key == key {
-				return e.value
-			}
-		}
-	}
-	return nil
-}
-
-// Remember stores value under key for Memo, on records of the View; on other records it does nothing.
-func (d *Domain) Remember(key, value any) {
-	if d.memo == nil {
-		return
-	}
-	for {
-		old := d.memo.entries.Load()
-		var next []memoEntry
-		if old != nil {
-			next = append(next, *old...)
-		}
-		next = append(next, memoEntry{key, value})
-		// Each reload brings a new key; the newest few are the ones still asked for.
-		if len(next) > maxMemo {
-			next = next[len(next)-maxMemo:]
-		}
-		if d.memo.entries.CompareAndSwap(old, &next) {
-			return
-		}
-	}
 }
 
 // SetAddr records addr as the gateway's address of its family.
@@ -128,11 +77,17 @@ func (d *Domain) AddChallenge(value string, now time.Time, keep int) {
 	d.Challenges = out
 }
 
+// Live reports whether the value is still served at now: set less than maxAge ago, or
+// maxAge is 0 (values never expire).
+func (c Challenge) Live(now time.Time, maxAge time.Duration) bool {
+	return maxAge <= 0 || now.Sub(c.Set) < maxAge
+}
+
 // LiveChallenges returns the values set after now-maxAge, newest first.
 func (d *Domain) LiveChallenges(now time.Time, maxAge time.Duration) []string {
 	var out []string
 	for _, c := range d.Challenges {
-		if maxAge <= 0 || now.Sub(c.Set) < maxAge {
+		if c.Live(now, maxAge) {
 			out = append(out, c.Value)
 		}
 	}

@@ -129,9 +129,7 @@ func (s *Store) cached(sel Selector) (Domain, int64, error) {
 	if !ok {
 		return Domain{}, 0, nil
 	}
-	c := *d
-	c.memo = nil
-	return c, d.rev, nil
+	return *d, d.rev, nil
 }
 
 // Create stores d if no record of its name exists, or returns ErrNameTaken.

@@ -156,9 +156,11 @@ func (v *View) run(ctx context.Context) {
 func (v *View) load(ctx context.Context) (int64, error) {
 	fresh := make(map[string]*Domain, v.Len())
 	byToken := make(map[string]*Domain, v.Len())
+	var l loader
+	prefix := len(v.keys.names())
 	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(kv *mvccpb.KeyValue) {
-		if d := decode(kv); d != nil {
-			fresh[v.keys.nameOf(string(kv.Key))] = d
+		if name, d := l.decode(kv, kv.Key[prefix:]); d != nil {
+			fresh[name] = d
 			byToken[d.Token] = d
 		}
 	})
@@ -262,7 +264,7 @@ func (v *View) follow(ctx context.Context, rev int64) {
 				delete(v.domains, name)
 			}
 			if ev.Type == clientv3.EventTypePut {
-				if d := decode(ev.Kv); d != nil {
+				if d := decode(name, ev.Kv); d != nil {
 					v.domains[name] = d
 					v.byToken[d.Token] = d
 				}
@@ -289,11 +291,15 @@ func (v *View) advance(rev int64) {
 }
 
 // decode parses a stored record; a record that does not parse is left out of the view
-// rather than stopping it, and shows up in the consistency check.
-func decode(kv *mvccpb.KeyValue) *Domain {
-	d := &Domain{memo: new(memo), rev: kv.ModRevision}
+// rather than stopping it, and shows up in the consistency check. The record's name shares
+// the map key's string (name, from the record's key): one object fewer per name to keep.
+func decode(name string, kv *mvccpb.KeyValue) *Domain {
+	d := &Domain{rev: kv.ModRevision}
 	if err := json.Unmarshal(kv.Value, d); err != nil {
 		return nil
+	}
+	if d.Name == name {
+		d.Name = name
 	}
 	return d
 }

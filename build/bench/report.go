@@ -54,7 +54,7 @@ func (r *reporter) results(results []sizeResult, pin bool) {
 		"     %d runs per server alternated, medians; latency percentiles from dnsperf -v per-query times\n",
 		perfClients, perfOutstanding, o.duration, o.queries, mixA, mixTXT, mixNX, o.runs)
 	tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "N\tserver\tqueries/s\tavg ms\tp50 ms\tp99 ms\tlost\tvs file\t")
+	fmt.Fprintln(tw, "N\tserver\tqueries/s\tavg ms\tp50 ms\tp99 ms\tlost\tvs file\tRSS after\t")
 	for _, res := range results {
 		base := fileMedian(res, func(p perfResult) float64 { return p.QPS })
 		for _, d := range res.DNS {
@@ -63,14 +63,15 @@ func (r *reporter) results(results []sizeResult, pin bool) {
 			for _, p := range d.Runs {
 				lost += p.Lost
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t\n", res.N, serverKind(d.Server), qps,
+			fmt.Fprintf(tw, "%d\t%s\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t\n", res.N, serverKind(d.Server), qps,
 				ms(medianOf(d.Runs, func(p perfResult) float64 { return float64(p.Avg) })),
 				ms(medianOf(d.Runs, func(p perfResult) float64 { return float64(p.P50) })),
 				ms(medianOf(d.Runs, func(p perfResult) float64 { return float64(p.P99) })),
-				lost, ratio(qps, base))
+				lost, ratio(qps, base), bytesOf(float64(d.RSS)))
 		}
 	}
 	tw.Flush()
+	r.sizeRatios(results)
 	fmt.Fprintf(r.w, "\nConditions of those runs (medians): the share of CPU %d the server used, and the share that went to\n"+
 		"other work (other processes, and interrupt work such as delivering the server's own packets: about 10%%\n"+
 		"on a quiet machine); the share of CPU %d dnsperf used (near 100%%: dnsperf set the pace); answers per\n"+
@@ -249,4 +250,25 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// sizeRatios prints, for each server, its rate at every N over its rate at the smallest N:
+// how much the rate falls as the zone grows.
+func (r *reporter) sizeRatios(results []sizeResult) {
+	if len(results) < 2 {
+		return
+	}
+	first := map[string]float64{}
+	for _, d := range results[0].DNS {
+		first[serverKind(d.Server)] = medianOf(d.Runs, func(p perfResult) float64 { return p.QPS })
+	}
+	for _, res := range results[1:] {
+		for _, d := range res.DNS {
+			kind := serverKind(d.Server)
+			if base, ok := first[kind]; ok && base > 0 {
+				qps := medianOf(d.Runs, func(p perfResult) float64 { return p.QPS })
+				fmt.Fprintf(r.w, "%s at N=%d: %s of its rate at N=%d\n", kind, res.N, percent(qps/base), results[0].N)
+			}
+		}
+	}
 }

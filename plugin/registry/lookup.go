@@ -29,13 +29,14 @@ const (
 
 // answer fills m for a query inside zone and says which kind of answer it is. CNAMEs are
 // followed inside the zone; the rcode and authority section then describe the last name.
-func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, m *dns.Msg) string {
+func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, rep *reply) string {
+	m := &rep.Msg
 	zone := r.cfg.Zones[zi]
 	qname, qtype := state.Name(), state.QType()
 	// Owner names echo the question's case (0x20 randomisation relies on it).
 	owner := state.QName()
 	for range maxChain {
-		rrs, cname, exists := r.node(view, zi, qname, owner, qtype, state)
+		rrs, cname, exists := r.node(view, zi, qname, owner, qtype, state, rep)
 		if !exists {
 			return r.negative(view, zone, m, dns.RcodeNameError)
 		}
@@ -47,7 +48,7 @@ func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, m
 				return r.negative(view, zone, m, dns.RcodeSuccess)
 			}
 			if m.Answer == nil {
-				// Compiled answers are shared and clipped: whoever appends to them copies.
+				// Answers may live in the reply or be shared, and are clipped: whoever appends copies.
 				m.Answer = rrs
 			} else {
 				m.Answer = append(m.Answer, rrs...)
@@ -69,7 +70,8 @@ func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, m
 
 // node returns the records of qtype at qname (owner is qname in the question's case), or the
 // CNAME there when qname has one and qtype is not CNAME, and whether qname exists at all.
-func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype uint16, state request.Request) (rrs []dns.RR, cname dns.RR, exists bool) {
+// The answer of a registered name may be built into rep (once per reply: it ends a chain).
+func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype uint16, state request.Request, rep *reply) (rrs []dns.RR, cname dns.RR, exists bool) {
 	zone := r.cfg.Zones[zi]
 	if s, ok := r.cfg.Static[qname]; ok {
 		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
@@ -96,16 +98,14 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 		if !ok || r.expired(d) {
 			return nil, nil, false
 		}
-		switch c := r.answers(d, zi); qtype {
-		case dns.TypeA:
-			rrs = c.a
-		case dns.TypeAAAA:
-			rrs = c.aaaa
-		default:
-			rrs = addressRRs(qname, qtype, r.addresses(d), r.cfg.AddressTTL)
-			if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
-				rrs = rrsetOf(r.cfg.NameRecords, qname, qtype)
-			}
+		var buf [2]netip.Addr
+		addrs := r.addresses(d, buf[:0])
+		if qtype == dns.TypeA || qtype == dns.TypeAAAA {
+			return rep.address(owner, qtype, addrs, r.cfg.AddressTTL), nil, true
+		}
+		rrs = addressRRs(qname, qtype, addrs, r.cfg.AddressTTL)
+		if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
+			rrs = rrsetOf(r.cfg.NameRecords, qname, qtype)
 		}
 		return named(rrs, qname, owner), nil, true
 	}
@@ -120,12 +120,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 		if qtype != dns.TypeTXT && qtype != dns.TypeANY {
 			return nil, nil, true
 		}
-		c, now := r.answers(d, zi), time.Now()
-		txt := c.txt
-		if !now.Before(c.txtUntil) {
-			txt = txtRRs(qname, d.LiveChallenges(now, r.cfg.ChallengeExpiry), r.cfg.ChallengeTTL)
-		}
-		return named(txt, qname, owner), nil, true
+		return rep.challenges(owner, d, time.Now(), r.cfg.ChallengeExpiry, r.cfg.ChallengeTTL), nil, true
 	}
 	if q, ok := parseKite(rel, strings.TrimSuffix(zone, ".")); ok {
 		// Every query of this shape is answered, so that a frontend never fails open.
@@ -200,16 +195,15 @@ func (r *Registry) soa(view *etcdstore.View, zone string, ttl uint32) dns.RR {
 }
 
 // addresses are what a registered name resolves to: its tunnel's in tunnel mode, the
-// gateway's own in dynamic-DNS mode.
-func (r *Registry) addresses(d *etcdstore.Domain) []netip.Addr {
+// gateway's own in dynamic-DNS mode (appended to buf, which has room for both families).
+func (r *Registry) addresses(d *etcdstore.Domain, buf []netip.Addr) []netip.Addr {
 	if d.Mode == etcdstore.ModeDynamic {
-		var out []netip.Addr
-		for _, a := range []netip.Addr{d.IPv4, d.IPv6} {
+		for _, a := range [...]netip.Addr{d.IPv4, d.IPv6} {
 			if a.IsValid() {
-				out = append(out, a)
+				buf = append(buf, a)
 			}
 		}
-		return out
+		return buf
 	}
 	return byContinent(r.cfg.Tunnels, d.Continent)
 }

@@ -84,10 +84,12 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	}
 
 	// The reply shares the request's question instead of copying it (SetReply would).
-	m := &dns.Msg{Question: req.Question}
+	rep := &reply{}
+	m := &rep.Msg
+	m.Question = req.Question
 	m.Id, m.Response, m.Opcode, m.Authoritative = req.Id, true, req.Opcode, true
 	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
-	result := r.answer(view, zi, state, m)
+	result := r.answer(view, zi, state, rep)
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}

@@ -58,7 +58,7 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 			owner := d.Name + "." + zone
 			var rrs []dns.RR
 			for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-				rrs = append(rrs, addressRRs(owner, t, r.addresses(d), r.cfg.AddressTTL)...)
+				rrs = append(rrs, addressRRs(owner, t, r.addresses(d, nil), r.cfg.AddressTTL)...)
 			}
 			for _, set := range r.cfg.NameRecords {
 				for _, rr := range set {

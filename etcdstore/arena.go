@@ -1,0 +1,84 @@
+package etcdstore
+
+import (
+	"encoding/json"
+	"unsafe"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// loader builds the records of a full load of the view in few, large allocations: records in
+// slabs, their strings and challenge lists packed into shared chunks. The garbage collector
+// traces the view on every cycle, and what it pays is mostly one cache miss per distinct
+// object a pointer leads to; a million records as a million small objects each (and as many
+// strings) cost it seconds per cycle, the same records in a few hundred large objects a small
+// part of that. The queries pay for every such cycle, since they are what allocates.
+//
+// A chunk stays in memory while any record of it is in the view, so records replaced later
+// (by the watch, which allocates as usual) can keep a chunk alive: at most what the load
+// itself took, until the next full load builds new chunks.
+type loader struct {
+	domains    []Domain
+	challenges []Challenge
+	bytes      []byte
+}
+
+const (
+	slabDomains    = 1024
+	slabChallenges = 1024
+	chunkBytes     = 64 << 10
+)
+
+// decode parses the record stored at kv, named name (the key's last part), into the slab, or
+// returns nil for a record that does not parse (it shows up in the consistency check).
+func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Domain) {
+	if len(l.domains) == cap(l.domains) {
+		l.domains = make([]Domain, 0, slabDomains)
+	}
+	l.domains = l.domains[:len(l.domains)+1]
+	d := &l.domains[len(l.domains)-1]
+	if err := json.Unmarshal(kv.Value, d); err != nil {
+		*d = Domain{}
+		l.domains = l.domains[:len(l.domains)-1]
+		return "", nil
+	}
+	d.rev = kv.ModRevision
+	key := l.str(unsafe.String(unsafe.SliceData(name), len(name)))
+	if d.Name == key {
+		d.Name = key
+	} else {
+		d.Name = l.str(d.Name)
+	}
+	for _, s := range []*string{&d.Token, &d.Description, &d.Continent, &d.Email, &d.PendingEmail, &d.VerifyHash, &d.ReclaimHash} {
+		*s = l.str(*s)
+	}
+	if n := len(d.Challenges); n > 0 {
+		if len(l.challenges)+n > cap(l.challenges) {
+			l.challenges = make([]Challenge, 0, max(slabChallenges, n))
+		}
+		at := len(l.challenges)
+		l.challenges = append(l.challenges, d.Challenges...)
+		d.Challenges = l.challenges[at : at+n : at+n]
+		for i := range d.Challenges {
+			d.Challenges[i].Value = l.str(d.Challenges[i].Value)
+		}
+	}
+	return key, d
+}
+
+// str returns a copy of s in the current chunk.
+func (l *loader) str(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > chunkBytes/8 {
+		return string([]byte(s))
+	}
+	if len(l.bytes)+len(s) > cap(l.bytes) {
+		l.bytes = make([]byte, 0, chunkBytes)
+	}
+	at := len(l.bytes)
+	l.bytes = append(l.bytes, s...)
+	// The chunk's bytes up to len are never written again, so the string stays immutable.
+	return unsafe.String(&l.bytes[at], len(s))
+}
