@@ -285,6 +285,10 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				cfg.ExpireGrace, err = parseDuration(args[1])
 			}
 		}
+	case "ping_granularity":
+		if err = need(1, 1); err == nil {
+			cfg.API.PingGranularity, err = parseDuration(args[0])
+		}
 	case "api_tls":
 		if err = need(2, 2); err == nil {
 			cfg.APICert, cfg.APIKey = args[0], args[1]
@@ -324,7 +328,11 @@ func (cfg *Config) finish() error {
 	cfg.API.Zone = strings.TrimSuffix(zone, ".")
 	if cfg.Expire > 0 {
 		// A ping must be recorded well before its name could expire.
-		cfg.API.PingGranularity = min(time.Minute, cfg.Expire/100)
+		if g := cfg.API.PingGranularity; g > cfg.Expire/10 {
+			return fmt.Errorf("ping_granularity %s: must be at most a tenth of expire (%s)", g, cfg.Expire)
+		} else if g == 0 {
+			cfg.API.PingGranularity = min(time.Minute, cfg.Expire/100)
+		}
 	}
 	if err := cfg.buildStatic(); err != nil {
 		return err

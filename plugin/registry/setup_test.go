@@ -106,6 +106,23 @@ func TestParse(t *testing.T) {
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
 		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
 		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
+		{name: "ping granularity", input: "registry {\nping_granularity 10m\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != 10*time.Minute {
+				t.Errorf("ping_granularity %s", c.API.PingGranularity)
+			}
+		}},
+		{name: "ping granularity within expire", input: "registry {\nexpire 720h 24h\nping_granularity 1h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != time.Hour {
+				t.Errorf("ping_granularity %s", c.API.PingGranularity)
+			}
+		}},
+		{name: "ping granularity default under expire", input: "registry {\nexpire 1h 1h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != 36*time.Second {
+				t.Errorf("ping_granularity %s, want a hundredth of expire", c.API.PingGranularity)
+			}
+		}},
+		{name: "ping granularity too coarse for expire", input: "registry {\nexpire 1h 1h\nping_granularity 10m\n}", wantErr: "at most a tenth of expire"},
+		{name: "ping granularity not a duration", input: "registry {\nping_granularity often\n}", wantErr: "not a positive duration"},
 		{name: "api_tls with missing files", input: "registry {\napi_tls /nonexistent/c.pem /nonexistent/k.pem\n}", wantErr: "api_tls"},
 		{name: "unknown property", input: "registry {\nfoo bar\n}", wantErr: "unknown property 'foo'"},
 		{name: "two blocks", input: "registry\nregistry", wantErr: "only be used once"},
