@@ -23,27 +23,11 @@ func TestSecondaryAXFR(t *testing.T) {
 	if _, err := exec.LookPath("nsd"); err != nil {
 		t.Fatal("nsd is required (make test installs Debian's nsd package)")
 	}
-	dir := t.TempDir()
-	addrs := freeAddrs(t, 5)
-	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    transfer {
-        to %s
-    }
-    registry {
-        api %s
-        data %s
-        etcd_listen http://%s http://%s
-        ns ns1.example.org 127.0.0.1
+	nsdAddr := freeAddrs(t, 1)[0]
+	p := startServer(t, "    transfer {\n        to "+nsdAddr+"\n    }", `        ns ns1.example.org 127.0.0.1
         tunnel 192.0.2.80
         record @ CAA 0 issue letsencrypt.org
-        trusted_proxy 127.0.0.1
-    }
-}
-`, dnsPort, addrs[4], addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3])
-	p := runCorefile(t, dir, corefile, addrs[0], addrs[1])
+        trusted_proxy 127.0.0.1`)
 
 	subscribe := func(name string) string {
 		t.Helper()
@@ -68,7 +52,7 @@ func TestSecondaryAXFR(t *testing.T) {
 	}
 	p.ok("/dnsconfig", url.Values{"token": {sub.Token}, "challenge": {"gamma-challenge"}})
 
-	nsd := startNSD(t, addrs[4], addrs[0])
+	nsd := startNSD(t, nsdAddr, p.dns)
 	nsd.waitSerial(p)
 	// same checks that NSD answers exactly as ./coredns does: the apex, a nonexistent name and
 	// the names' addresses and challenges.
@@ -103,7 +87,7 @@ func TestSecondaryAXFR(t *testing.T) {
 	}
 
 	// AXFR is only for the addresses in transfer's "to".
-	if rc := axfrRcode(t, "127.0.0.2", addrs[0]); rc != dns.RcodeRefused {
+	if rc := axfrRcode(t, "127.0.0.2", p.dns); rc != dns.RcodeRefused {
 		t.Errorf("AXFR from 127.0.0.2: %s, want REFUSED", dns.RcodeToString[rc])
 	}
 

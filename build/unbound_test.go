@@ -145,31 +145,14 @@ func rdata(m *dns.Msg, qtype uint16) []string {
 }
 
 func TestUnboundStubZone(t *testing.T) {
-	dir := t.TempDir()
 	const zone = "example.org."
-	keyBase, anchor := zoneKey(t, dir, zone)
-	addrs := freeAddrs(t, 4)
-	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    dnssec {
-        key file %s
-    }
-    registry {
-        api %s
-        data %s
-        etcd_listen http://%s http://%s
-        ns ns1.example.org 127.0.0.1
+	keyBase, anchor := zoneKey(t, t.TempDir(), zone)
+	p := startServer(t, "    dnssec {\n        key file "+keyBase+"\n    }", `        ns ns1.example.org 127.0.0.1
         soa ns1.example.org hostmaster.example.org 3600 600 604800 2
         tunnel 192.0.2.80
         record @ CAA 0 issue letsencrypt.org
-        trusted_proxy 127.0.0.1
-    }
-}
-`, dnsPort, keyBase, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3])
-	p := runCorefile(t, dir, corefile, addrs[0], addrs[1])
-	u := startUnbound(t, zone, addrs[0], anchor)
+        trusted_proxy 127.0.0.1`)
+	u := startUnbound(t, zone, p.dns, anchor)
 
 	secure := func(m *dns.Msg, what string) {
 		t.Helper()

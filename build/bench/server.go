@@ -370,16 +370,7 @@ func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o regi
     }
 }
 `, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr)
-	cf := filepath.Join(l.dir, "Corefile-"+label)
-	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
-		return nil, err
-	}
-	s := &server{
-		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
-		api:   fmt.Sprintf("http://127.0.0.1:%d", ports[2]),
-	}
-	return l.start(ctx, label, cpu, s, l.binary, "-conf", cf)
+	return l.startCorefile(ctx, label, cpu, corefile, ports)
 }
 
 // startFile starts ./coredns serving zoneFile with the file plugin: the baseline.
@@ -397,6 +388,12 @@ func (l *lab) startFile(ctx context.Context, label, zoneFile string) (*server, e
     }
 }
 `, zone, ports[0], ports[1], zoneFile)
+	return l.startCorefile(ctx, label, serverCPU, corefile, ports)
+}
+
+// startCorefile writes corefile and starts ./coredns on it; ports are its DNS, ready and
+// (when there is one) API ports.
+func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile string, ports []int) (*server, error) {
 	cf := filepath.Join(l.dir, "Corefile-"+label)
 	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
 		return nil, err
@@ -405,7 +402,10 @@ func (l *lab) startFile(ctx context.Context, label, zoneFile string) (*server, e
 		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
 	}
-	return l.start(ctx, label, serverCPU, s, l.binary, "-conf", cf)
+	if len(ports) > 2 {
+		s.api = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
+	}
+	return l.start(ctx, label, cpu, s, l.binary, "-conf", cf)
 }
 
 // startKnot starts Knot DNS on zoneFile with one UDP and one TCP worker, the same single

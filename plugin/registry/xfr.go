@@ -57,8 +57,9 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 			}
 			owner := d.Name + "." + zone
 			var rrs []dns.RR
+			addrs := r.addresses(d, nil)
 			for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-				rrs = append(rrs, addressRRs(owner, t, r.addresses(d, nil), r.cfg.AddressTTL)...)
+				rrs = append(rrs, addressRRs(owner, t, addrs, r.cfg.AddressTTL)...)
 			}
 			for _, set := range r.cfg.NameRecords {
 				for _, rr := range set {
