@@ -191,6 +191,22 @@ func benchSize(ctx context.Context, l *lab, o options, r *reporter, res *sizeRes
 	}
 	res.Notes = append(res.Notes, notes...)
 	servers := []*server{reg, file, rep}
+	if o.memLimit != "" {
+		// The same replica with a soft memory limit: what bounding its heap costs in speed.
+		r.progressf("N=%d: a replica with GOMEMLIMIT=%s to query", n, o.memLimit)
+		limited := replica
+		limited.env = []string{"GOMEMLIMIT=" + o.memLimit}
+		limited.dataDir = filepath.Join(l.dir, fmt.Sprintf("replica-memlimit-%d", n))
+		lim, err := l.startRegistry(ctx, fmt.Sprintf("replica-memlimit-%d", n), serverCPU, limited)
+		if err != nil {
+			return err
+		}
+		if notes, err = compareAnswers(n, reg, lim); err != nil {
+			return fmt.Errorf("the memory-limited replica does not answer as the registry does: %w", err)
+		}
+		res.Notes = append(res.Notes, notes...)
+		servers = append(servers, lim)
+	}
 	// Knot is an optional second reference: when it cannot take part, say why and go on.
 	if _, err := exec.LookPath("knotd"); err == nil {
 		r.progressf("N=%d: Knot DNS on the same zone file", n)

@@ -40,7 +40,8 @@ type options struct {
 	concurrency  int           // workers of the API and etcd loads
 	rate         int           // changes per second of the propagation run
 	propDuration time.Duration
-	queries      int // lines of the dnsperf queries file
+	queries      int    // lines of the dnsperf queries file
+	memLimit     string // GOMEMLIMIT of a second replica; "" for none
 	out          string
 	binary       string
 	save         bool
@@ -59,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rate, "rate", 200, "changes per second of the propagation run")
 	fs.DurationVar(&o.propDuration, "propagation-duration", 10*time.Second, "length of the propagation run")
 	fs.IntVar(&o.queries, "queries", 200_000, "lines of the dnsperf queries file")
+	fs.StringVar(&o.memLimit, "replica-memlimit", "900MiB", "also query a replica run with this GOMEMLIMIT (\"\" for none)")
 	quick := fs.Bool("quick", false, "smoke run: 10000 names, short runs (flags given explicitly still apply)")
 	fs.StringVar(&o.out, "out", "", "keep zone, query, Corefile, log and dnsperf files in this directory (default: a temporary one, deleted)")
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")

@@ -31,9 +31,10 @@ const startTimeout = 5 * time.Minute
 // server is one running process under test: ./coredns or knotd.
 type server struct {
 	label   string
-	dns     string // UDP and TCP address
-	ready   string // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
-	api     string // base URL of the registration API, "" if none
+	dns     string   // UDP and TCP address
+	ready   string   // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
+	api     string   // base URL of the registration API, "" if none
+	env     []string // added to the environment of the process
 	logPath string
 
 	cmd     *exec.Cmd
@@ -105,6 +106,9 @@ func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args 
 	}
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Dir = l.dir
+	if len(s.env) > 0 {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	// taskset execs the program in place, so the pid is the server's; and if this program
 	// dies, the server goes with it instead of holding ports and CPU.
@@ -335,6 +339,7 @@ type registryOptions struct {
 	etcdClient, etcdPeer int
 	endpoint             string
 	prefix               string
+	env                  []string // added to the process's environment
 }
 
 // startRegistry starts ./coredns serving the zone with the registry plugin.
@@ -370,7 +375,7 @@ func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o regi
     }
 }
 `, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr)
-	return l.startCorefile(ctx, label, cpu, corefile, ports)
+	return l.startCorefile(ctx, label, cpu, corefile, ports, o.env...)
 }
 
 // startFile starts ./coredns serving zoneFile with the file plugin: the baseline.
@@ -391,9 +396,9 @@ func (l *lab) startFile(ctx context.Context, label, zoneFile string) (*server, e
 	return l.startCorefile(ctx, label, serverCPU, corefile, ports)
 }
 
-// startCorefile writes corefile and starts ./coredns on it; ports are its DNS, ready and
-// (when there is one) API ports.
-func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile string, ports []int) (*server, error) {
+// startCorefile writes corefile and starts ./coredns on it, with env added to its
+// environment; ports are its DNS, ready and (when there is one) API ports.
+func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile string, ports []int, env ...string) (*server, error) {
 	cf := filepath.Join(l.dir, "Corefile-"+label)
 	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
 		return nil, err
@@ -401,6 +406,7 @@ func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile
 	s := &server{
 		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
+		env:   env,
 	}
 	if len(ports) > 2 {
 		s.api = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
