@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -30,6 +31,9 @@ func FuzzServeDNS(f *testing.F) {
 	}
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1})
 	r, _ := benchRegistry(f, 1)
+	orig := packsAtOnce
+	packsAtOnce = func(w dns.ResponseWriter) bool { _, ok := w.(*packingWriter); return ok || orig(w) }
+	f.Cleanup(func() { packsAtOnce = orig })
 	f.Fuzz(func(t *testing.T, packet []byte) {
 		req := new(dns.Msg)
 		if err := req.Unpack(packet); err != nil || len(req.Question) != 1 {
@@ -40,12 +44,35 @@ func FuzzServeDNS(f *testing.F) {
 		if err == nil && rec.msg == nil && pluginWrites(rcode) {
 			t.Fatalf("rcode %d without a reply", rcode)
 		}
+		var want []byte
 		if rec.msg != nil {
-			if _, err := rec.msg.Pack(); err != nil {
+			if want, err = rec.msg.Pack(); err != nil {
 				t.Fatalf("reply does not pack: %v\n%v", err, rec.msg)
 			}
 		}
+		// The same query answered with a recycled reply (twice: the second reuses the
+		// first's) gives the same bytes.
+		for range 2 {
+			pw := &packingWriter{}
+			r.ServeDNS(context.Background(), pw, req)
+			if !bytes.Equal(pw.packed, want) {
+				t.Fatalf("recycled reply differs:\n%x\nwant\n%x", pw.packed, want)
+			}
+		}
 	})
+}
+
+// packingWriter packs the reply when it is written, as the server's UDP and TCP writers do,
+// and keeps only the bytes.
+type packingWriter struct {
+	test.ResponseWriter
+	packed []byte
+}
+
+func (w *packingWriter) WriteMsg(m *dns.Msg) error {
+	var err error
+	w.packed, err = m.Pack()
+	return err
 }
 
 // pluginWrites reports whether the handler, returning rcode, must have written the reply itself.

@@ -27,12 +27,13 @@ const (
 	maxChain = 8
 )
 
-// answer fills m for a query inside zone and says which kind of answer it is. CNAMEs are
-// followed inside the zone; the rcode and authority section then describe the last name.
-func (r *Registry) answer(view *etcdstore.View, zi int, state request.Request, rep *reply) string {
+// answer fills m for a query for qname (the question's name in lower case) inside zone and
+// says which kind of answer it is. CNAMEs are followed inside the zone; the rcode and
+// authority section then describe the last name.
+func (r *Registry) answer(view *etcdstore.View, zi int, qname string, state request.Request, rep *reply) string {
 	m := &rep.Msg
 	zone := r.cfg.Zones[zi]
-	qname, qtype := state.Name(), state.QType()
+	qtype := state.QType()
 	// Owner names echo the question's case (0x20 randomisation relies on it).
 	owner := state.QName()
 	for range maxChain {

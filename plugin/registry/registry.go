@@ -58,8 +58,12 @@ func (r *Registry) Ready() bool {
 
 // ServeDNS implements plugin.Handler.
 func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.Msg) (int, error) {
+	// The reply is taken first: the question's name is lowered into it.
+	recycle := packsAtOnce(w)
+	rep := newReply(recycle)
+	defer rep.release(recycle)
 	state := request.Request{W: w, Req: req}
-	qname := state.Name()
+	qname := rep.lower(req.Question[0].Name)
 	zi := r.zoneIndex(qname)
 	if zi < 0 {
 		if r.Next == nil {
@@ -84,12 +88,11 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	}
 
 	// The reply shares the request's question instead of copying it (SetReply would).
-	rep := &reply{}
 	m := &rep.Msg
 	m.Question = req.Question
 	m.Id, m.Response, m.Opcode, m.Authoritative = req.Id, true, req.Opcode, true
 	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
-	result := r.answer(view, zi, state, rep)
+	result := r.answer(view, zi, qname, state, rep)
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
