@@ -276,7 +276,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 		DNSChallenges: []string{},
 		Email:         d.Email,
 		Verified:      d.Email != "",
-		PendingEmail:  d.PendingEmail,
+		PendingEmail:  d.PendingEmail(),
 		OptOut:        d.OptOut,
 		Timestamp:     d.Created.Unix(),
 	}
@@ -339,10 +339,10 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := time.Now()
 	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Domain) error {
-		if now.After(d.VerifyExpires) {
+		if now.After(d.VerifyExpires()) {
 			return badRequest("InvalidVerification", "The link has expired; ask for a new one from your gateway.")
 		}
-		d.Email = d.PendingEmail
+		d.Email = d.PendingEmail()
 		d.ClearVerification()
 		return nil
 	})

@@ -55,8 +55,8 @@ func TestClientLimit(t *testing.T) {
 	}
 	limited(t, e.do(t, http.MethodGet, gw, "/setemail", "token", token, "email", "b@example.org"), 1, 100)
 	limited(t, e.do(t, http.MethodGet, gw, "/reclaim", "name", "first"), 1, 100)
-	if d := e.stored(t, "first"); d.PendingEmail != "a@example.org" || len(e.smtp.all()) != 1 {
-		t.Errorf("limited setemail changed the record (pending %q) or sent mail (%d sent)", d.PendingEmail, len(e.smtp.all()))
+	if d := e.stored(t, "first"); d.PendingEmail() != "a@example.org" || len(e.smtp.all()) != 1 {
+		t.Errorf("limited setemail changed the record (pending %q) or sent mail (%d sent)", d.PendingEmail(), len(e.smtp.all()))
 	}
 
 	// /ping and /dnsconfig are what a gateway calls all the time; they stay open.
@@ -119,8 +119,8 @@ func TestMailFlood(t *testing.T) {
 			continue
 		}
 		limited(t, r, 3000, 3600)
-		if d := e.stored(t, name); d.PendingEmail != "" || d.VerifyHash != "" {
-			t.Errorf("%s: a limited setemail stored pending %q", name, d.PendingEmail)
+		if d := e.stored(t, name); d.PendingEmail() != "" || d.VerifyHash() != "" {
+			t.Errorf("%s: a limited setemail stored pending %q", name, d.PendingEmail())
 		}
 	}
 	if n := len(e.smtp.all()); n != 3 {
@@ -140,8 +140,8 @@ func TestMailLimitPerName(t *testing.T) {
 		e.ok(t, "/setemail", "token", token, "email", fmt.Sprintf("owner%d@example.org", i))
 	}
 	limited(t, e.get(t, "/setemail", "token", token, "email", "owner3@example.org"), 3000, 3600)
-	if d := e.stored(t, "demo"); d.PendingEmail != "owner2@example.org" || len(e.smtp.all()) != 3 {
-		t.Errorf("after the limit: pending %q, %d mails", d.PendingEmail, len(e.smtp.all()))
+	if d := e.stored(t, "demo"); d.PendingEmail() != "owner2@example.org" || len(e.smtp.all()) != 3 {
+		t.Errorf("after the limit: pending %q, %d mails", d.PendingEmail(), len(e.smtp.all()))
 	}
 }
 
@@ -151,7 +151,7 @@ func TestMailLimitReclaim(t *testing.T) {
 	e.verify(t, e.subscribe(t, "alpha"), "owner@example.org")
 	e.verify(t, e.subscribe(t, "beta"), "owner+beta@example.org")
 	e.ok(t, "/reclaim", "name", "alpha")
-	hash := e.stored(t, "alpha").ReclaimHash
+	hash := e.stored(t, "alpha").ReclaimHash()
 
 	// beta has mail left, but its owner's mailbox has had three.
 	limited(t, e.get(t, "/reclaim", "name", "beta"), 3000, 3600)
@@ -159,7 +159,7 @@ func TestMailLimitReclaim(t *testing.T) {
 	if n := len(e.smtp.all()); n != 3 {
 		t.Errorf("%d mails sent, want 3", n)
 	}
-	if e.stored(t, "beta").ReclaimHash != "" || e.stored(t, "alpha").ReclaimHash != hash {
+	if e.stored(t, "beta").ReclaimHash() != "" || e.stored(t, "alpha").ReclaimHash() != hash {
 		t.Error("a limited reclaim changed a reclamation token")
 	}
 	e.fails(t, "NoSuchName", "/reclaim", "name", "gamma")

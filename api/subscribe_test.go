@@ -143,8 +143,8 @@ func TestReclaim(t *testing.T) {
 	if !strings.Contains(body, "valid until") {
 		t.Errorf("reclaim mail does not say how long the token is valid:\n%s", body)
 	}
-	if d := e.stored(t, "demo"); d.ReclaimHash == "" || strings.Contains(d.ReclaimHash, rt) || d.ReclaimExpires.Before(time.Now().Add(23*time.Hour)) {
-		t.Errorf("stored reclamation %q until %v", d.ReclaimHash, d.ReclaimExpires)
+	if d := e.stored(t, "demo"); d.ReclaimHash() == "" || strings.Contains(d.ReclaimHash(), rt) || d.ReclaimExpires().Before(time.Now().Add(23*time.Hour)) {
+		t.Errorf("stored reclamation %q until %v", d.ReclaimHash(), d.ReclaimExpires())
 	}
 
 	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", "00000000-0000-4000-8000-000000000000")
@@ -162,7 +162,7 @@ func TestReclaim(t *testing.T) {
 	if info["mode"] != 1.0 || info["description"] != "old description" || info["email"] != "owner@example.org" {
 		t.Errorf("after reclaim: %v", info)
 	}
-	if d := e.stored(t, "demo"); d.ReclaimHash != "" || !d.ReclaimExpires.IsZero() {
+	if d := e.stored(t, "demo"); d.ReclaimHash() != "" || !d.ReclaimExpires().IsZero() {
 		t.Error("reclamation token kept after use")
 	}
 	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
@@ -337,7 +337,7 @@ func TestInfo(t *testing.T) {
 	if string(got) != string(exp) {
 		t.Errorf("info\n got %s\nwant %s", got, exp)
 	}
-	for _, secret := range []string{d.VerifyHash, d.ReclaimHash} {
+	for _, secret := range []string{d.VerifyHash(), d.ReclaimHash()} {
 		if secret == "" || strings.Contains(r.body, secret) {
 			t.Errorf("info shows a secret hash, or the setup set none: %q", secret)
 		}

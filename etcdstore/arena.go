@@ -49,7 +49,7 @@ func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Domain) {
 	} else {
 		d.Name = l.str(d.Name)
 	}
-	for _, s := range []*string{&d.Token, &d.Description, &d.Continent, &d.Email, &d.PendingEmail, &d.VerifyHash, &d.ReclaimHash} {
+	for _, s := range []*string{&d.Token, &d.Description, &d.Continent, &d.Email} {
 		*s = l.str(*s)
 	}
 	if n := len(d.Challenges); n > 0 {

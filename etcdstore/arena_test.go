@@ -20,8 +20,8 @@ func fullDomain(i int) Domain {
 		Description: fmt.Sprintf("gw%d's server", i), Mode: ModeDynamic, Continent: "EU",
 		IPv4: netip.MustParseAddr("203.0.113.7"), IPv6: netip.MustParseAddr("2001:db8::7"),
 		Created: now, LastPing: now.Add(time.Minute), Email: "a@example.org", OptOut: true,
-		PendingEmail: "b@example.org", VerifyHash: strings.Repeat("ab", 32), VerifyExpires: now.Add(time.Hour),
-		ReclaimHash: strings.Repeat("cd", 32), ReclaimExpires: now.Add(2 * time.Hour),
+		Pending: &Pending{PendingEmail: "b@example.org", VerifyHash: strings.Repeat("ab", 32), VerifyExpires: now.Add(time.Hour),
+			ReclaimHash: strings.Repeat("cd", 32), ReclaimExpires: now.Add(2 * time.Hour)},
 	}
 	for j := range i % 3 {
 		d.AddChallenge(fmt.Sprintf("challenge-%d-%d", i, j), now, 2)

@@ -1,8 +1,10 @@
 package etcdstore
 
 import (
+	"encoding/json"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -129,7 +131,7 @@ func TestReclamationTokenValid(t *testing.T) {
 	var d Domain
 	d.SetReclamationToken("rt", now.Add(time.Hour))
 	d.ClearReclamationToken()
-	if d.ReclamationTokenValid("rt", now) || d.ReclaimHash != "" || !d.ReclaimExpires.IsZero() {
+	if d.ReclamationTokenValid("rt", now) || d.ReclaimHash() != "" || !d.ReclaimExpires().IsZero() {
 		t.Errorf("after ClearReclamationToken: %+v", d)
 	}
 }
@@ -173,11 +175,68 @@ func TestVerification(t *testing.T) {
 	var d Domain
 	exp := time.Now().Add(time.Hour)
 	d.SetVerification("a@example.org", "vid", exp)
-	if d.PendingEmail != "a@example.org" || d.VerifyHash != hashSecret("vid") || !d.VerifyExpires.Equal(exp) {
+	if d.PendingEmail() != "a@example.org" || d.VerifyHash() != hashSecret("vid") || !d.VerifyExpires().Equal(exp) {
 		t.Errorf("after SetVerification: %+v", d)
 	}
 	d.ClearVerification()
-	if d.PendingEmail != "" || d.VerifyHash != "" || !d.VerifyExpires.IsZero() {
+	if d.PendingEmail() != "" || d.VerifyHash() != "" || !d.VerifyExpires().IsZero() {
 		t.Errorf("after ClearVerification: %+v", d)
+	}
+}
+
+// Records of the view are copied before a change, and the copy shares their Pending: setting
+// or clearing on the copy must leave the original alone.
+func TestPendingCopiedOnWrite(t *testing.T) {
+	exp := time.Now().Add(time.Hour)
+	orig := &Domain{Name: "gw"}
+	orig.SetVerification("a@example.org", "vid", exp)
+	orig.SetReclamationToken("rt", exp)
+	before := *orig.Pending
+
+	cp := *orig
+	cp.SetVerification("b@example.org", "vid2", exp)
+	cp.ClearReclamationToken()
+	if *orig.Pending != before {
+		t.Errorf("changing a copy changed the original: %+v, was %+v", *orig.Pending, before)
+	}
+	if cp.PendingEmail() != "b@example.org" || cp.ReclaimHash() != "" || orig.ReclaimHash() != hashSecret("rt") {
+		t.Errorf("copy %+v, original %+v", cp.Pending, orig.Pending)
+	}
+	cp.ClearVerification()
+	if cp.Pending != nil {
+		t.Errorf("nothing pending, yet Pending is %+v", *cp.Pending)
+	}
+}
+
+// The stored JSON is one flat object, as before Pending was split out: a record with nothing
+// pending has none of its keys, and one with something pending has them beside the rest.
+func TestPendingJSON(t *testing.T) {
+	d := Domain{Name: "gw", Token: "t"}
+	b, err := json.Marshal(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "pending") || strings.Contains(string(b), "reclaim") || strings.Contains(string(b), "verify") {
+		t.Errorf("nothing pending, stored as %s", b)
+	}
+	var back Domain
+	if err := json.Unmarshal(b, &back); err != nil || back.Pending != nil {
+		t.Errorf("read back: %v, Pending %+v", err, back.Pending)
+	}
+
+	exp := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	d.SetVerification("a@example.org", "vid", exp)
+	b, _ = json.Marshal(&d)
+	var flat map[string]any
+	if err := json.Unmarshal(b, &flat); err != nil {
+		t.Fatal(err)
+	}
+	if flat["pending_email"] != "a@example.org" || flat["verify_hash"] != hashSecret("vid") || flat["verify_expires"] != "2026-11-27T00:00:00Z" || flat["name"] != "gw" {
+		t.Errorf("stored as %s", b)
+	}
+	// A record written before the split reads the same.
+	old := `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","reclaim_hash":"h","reclaim_expires":"2026-11-27T00:00:00Z"}`
+	if err := json.Unmarshal([]byte(old), &back); err != nil || back.ReclaimHash() != "h" || !back.ReclaimExpires().Equal(exp) || back.Mode != ModeDynamic || back.PendingEmail() != "" {
+		t.Errorf("old record: %v, %+v", err, back)
 	}
 }

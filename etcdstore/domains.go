@@ -66,9 +66,9 @@ func (s Selector) matches(d *Domain) bool {
 	case byToken:
 		have, want = d.Token, s.value
 	case byReclamationToken:
-		have, want = d.ReclaimHash, hashSecret(s.value)
+		have, want = d.ReclaimHash(), hashSecret(s.value)
 	case byVerificationID:
-		have, want = d.VerifyHash, hashSecret(s.value)
+		have, want = d.VerifyHash(), hashSecret(s.value)
 	}
 	return have != "" && subtle.ConstantTimeCompare([]byte(have), []byte(want)) == 1
 }

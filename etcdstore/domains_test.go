@@ -195,7 +195,7 @@ func TestUpdateMovesIndexes(t *testing.T) {
 			[]Selector{ByVerificationID("vid2")}, []Selector{ByVerificationID("vid1")}, 4},
 		{"clear reclamation token", ByName("alpha"), func(d *Domain) { d.ClearReclamationToken() },
 			[]Selector{ByVerificationID("vid2")}, []Selector{ByReclamationToken("rt2")}, 3},
-		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.Email = d.PendingEmail; d.ClearVerification() },
+		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.Email = d.PendingEmail(); d.ClearVerification() },
 			[]Selector{ByToken(newToken)}, []Selector{ByVerificationID("vid2")}, 2},
 		{"change that moves no index", ByToken(newToken), func(d *Domain) { d.Description = "moved house" },
 			[]Selector{ByToken(newToken), ByName("alpha")}, []Selector{ByToken(oldToken)}, 2},
@@ -207,7 +207,7 @@ func TestUpdateMovesIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := s.Get(t.Context(), ByName("alpha"))
-			if got.Token != want.Token || got.ReclaimHash != want.ReclaimHash || got.VerifyHash != want.VerifyHash {
+			if got.Token != want.Token || got.ReclaimHash() != want.ReclaimHash() || got.VerifyHash() != want.VerifyHash() {
 				t.Errorf("Update returned %+v, stored is %+v", got, want)
 			}
 			for _, sel := range tt.found {

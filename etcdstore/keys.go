@@ -69,8 +69,8 @@ type index struct{ dir, hash string }
 func indexesOf(d *Domain) []index {
 	return []index{
 		{tokensDir, tokenHash(d.Token)},
-		{reclaimDir, d.ReclaimHash},
-		{verifyDir, d.VerifyHash},
+		{reclaimDir, d.ReclaimHash()},
+		{verifyDir, d.VerifyHash()},
 	}
 }
 
