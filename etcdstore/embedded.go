@@ -66,6 +66,12 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	// Keep a day of history for watches that fall behind; older revisions are compacted.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "24h"
+	// etcd keeps the raft entries since its last snapshot in memory (and replays them from the
+	// WAL at start), plus SnapshotCatchUpEntries after it for followers. The data itself is in
+	// the backend, and an embedded member has no followers: the defaults (10,000 and 5,000)
+	// only cost memory and start time, as much as the entries are large.
+	cfg.SnapshotCount = embeddedSnapshotCount
+	cfg.SnapshotCatchUpEntries = embeddedCatchUpEntries
 	if c.Fast {
 		cfg.TickMs, cfg.ElectionMs = 10, 50
 		cfg.UnsafeNoFsync = true
@@ -85,6 +91,13 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 	}
 	return &Embedded{etcd: e, log: quiet}, nil
 }
+
+// The embedded member's raft log bounds: a snapshot every embeddedSnapshotCount entries,
+// keeping embeddedCatchUpEntries before it.
+const (
+	embeddedSnapshotCount  = 2000
+	embeddedCatchUpEntries = 500
+)
 
 // Endpoints are the client URLs to give Open.
 func (e *Embedded) Endpoints() []string {

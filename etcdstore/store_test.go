@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +186,39 @@ func TestStoresKeepToTheirPrefix(t *testing.T) {
 	}
 	assertConsistent(t, a)
 	assertConsistent(t, b)
+}
+
+// The embedded member snapshots its raft log every embeddedSnapshotCount entries (etcd's
+// default is 10,000), so that the entries it keeps in memory and replays at start stay few.
+func TestEmbeddedSnapshotsItsRaftLog(t *testing.T) {
+	dir := t.TempDir()
+	e, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	snaps := func() []string {
+		m, _ := filepath.Glob(filepath.Join(dir, "member", "snap", "*.snap"))
+		return m
+	}
+	if s := snaps(); len(s) != 0 {
+		t.Fatalf("snapshots before any write: %v", s)
+	}
+	for i := range embeddedSnapshotCount + 100 {
+		if _, err := cli.Put(t.Context(), fmt.Sprintf("/snap-test/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(snaps()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no raft snapshot after %d entries", embeddedSnapshotCount+100)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
