@@ -51,7 +51,7 @@ soak: build test-deps
 # "context deadline exceeded" failure when a duration budget expires (golang/go#75804, fixed in
 # Go 1.27); a count has no deadline to race. A duration (FUZZTIME=1m) works but may hit that race.
 FUZZTIME ?= 20000x
-FUZZ_PACKAGES := ./api ./plugin/registry
+FUZZ_PACKAGES := ./api ./etcdstore ./plugin/registry
 fuzz:
 	@for pkg in $(FUZZ_PACKAGES); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \

@@ -1,11 +1,17 @@
 package etcdstore
 
 import (
-	"encoding/json"
 	"unsafe"
 
+	fastjson "github.com/segmentio/encoding/json"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
+
+// unmarshalRecord decodes a stored record into d. Records are written with encoding/json and
+// read with segmentio/encoding/json, a drop-in decoder about four times faster on them
+// (BenchmarkDecodeRecord): at a full load of a million records, decoding is most of the
+// time. FuzzDecodeRecord checks that it reads what encoding/json writes as encoding/json does.
+func unmarshalRecord(b []byte, d *Domain) error { return fastjson.Unmarshal(b, d) }
 
 // loader builds the records of a full load of the view in few, large allocations: records in
 // slabs, their strings and challenge lists packed into shared chunks. The garbage collector
@@ -37,7 +43,7 @@ func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Domain) {
 	}
 	l.domains = l.domains[:len(l.domains)+1]
 	d := &l.domains[len(l.domains)-1]
-	if err := json.Unmarshal(kv.Value, d); err != nil {
+	if err := unmarshalRecord(kv.Value, d); err != nil {
 		*d = Domain{}
 		l.domains = l.domains[:len(l.domains)-1]
 		return "", nil

@@ -38,6 +38,9 @@ type Config struct {
 	CertFile, KeyFile, CAFile string
 	Prefix                    string
 	Timeout                   time.Duration
+	// Local is the embedded member serving Endpoints, when this process runs it: full loads
+	// of the view then read its store directly, without encoding the zone for the client.
+	Local *Embedded
 }
 
 // Store reads and writes registry data in etcd and keeps a View of the zone current.
@@ -81,6 +84,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
 	s.view = newView(cli, s.keys, cfg.Timeout)
+	s.view.local = cfg.Local
 	if err := s.view.start(ctx); err != nil {
 		cli.Close()
 		return nil, err

@@ -2,7 +2,6 @@ package etcdstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,10 @@ type View struct {
 	loaded atomic.Bool
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// local, when set, reads the zone for a full load from the embedded member this process
+	// runs, instead of through the client.
+	local *Embedded
 }
 
 func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
@@ -158,12 +161,19 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	byToken := make(map[string]*Domain, v.Len())
 	var l loader
 	prefix := len(v.keys.names())
-	rev, err := scan(ctx, v.cli, v.timeout, v.keys.names(), func(kv *mvccpb.KeyValue) {
+	add := func(kv *mvccpb.KeyValue) {
 		if name, d := l.decode(kv, kv.Key[prefix:]); d != nil {
 			fresh[name] = d
 			byToken[d.Token] = d
 		}
-	})
+	}
+	var rev int64
+	var err error
+	if v.local != nil {
+		rev, err = v.local.scan(ctx, v.keys.names(), add)
+	} else {
+		rev, err = scan(ctx, v.cli, v.timeout, v.keys.names(), add)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -295,7 +305,7 @@ func (v *View) advance(rev int64) {
 // the map key's string (name, from the record's key): one object fewer per name to keep.
 func decode(name string, kv *mvccpb.KeyValue) *Domain {
 	d := &Domain{rev: kv.ModRevision}
-	if err := json.Unmarshal(kv.Value, d); err != nil {
+	if err := unmarshalRecord(kv.Value, d); err != nil {
 		return nil
 	}
 	if d.Name == name {

@@ -168,7 +168,7 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		ecfg.Endpoints = e.Endpoints()
+		ecfg.Endpoints, ecfg.Local = e.Endpoints(), e
 		release = func() { embeds.release(key) }
 	}
 	s, err := etcdstore.Open(context.Background(), ecfg)
