@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.etcd.io/etcd/server/v3/etcdserver/txn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -142,6 +143,10 @@ func (e *Embedded) scan(ctx context.Context, prefix string, fn func(*mvccpb.KeyV
 		r.Key = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
 	}
 }
+
+// client is an etcd client that calls the member in this process directly (etcd's
+// v3client): requests and watch events skip encoding, the loopback connection and decoding.
+func (e *Embedded) client() *clientv3.Client { return v3client.New(e.etcd.Server) }
 
 // Endpoints are the client URLs to give Open.
 func (e *Embedded) Endpoints() []string {

@@ -54,7 +54,8 @@ func TestLocalScanMatchesClient(t *testing.T) {
 		t.Fatalf("client read %d keys at %d, local %d at %d; equal: %v", len(viaClient), crev, len(local), lrev, fmt.Sprint(local) == fmt.Sprint(viaClient))
 	}
 
-	// A store opened with Local loads through it, and follows the watch from its revision.
+	// A store opened with Local loads through it, follows the watch from its revision and
+	// writes through it, reading its own writes at once.
 	ls := openConfig(t, Config{Endpoints: e.Endpoints(), Prefix: "/scan/", Local: e})
 	if err := ls.View().WaitLoaded(t.Context()); err != nil {
 		t.Fatal(err)
@@ -62,16 +63,31 @@ func TestLocalScanMatchesClient(t *testing.T) {
 	if got := ls.View().Len(); got != n {
 		t.Fatalf("view loaded locally holds %d names, want %d", got, n)
 	}
-	d := newDomain("after-load")
-	if err := s.Create(t.Context(), d); err != nil {
+	if err := s.Create(t.Context(), newDomain("by-client")); err != nil {
 		t.Fatal(err)
 	}
 	rev, _ := s.cli.Get(t.Context(), "x")
 	if err := ls.View().WaitRevision(t.Context(), rev.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := ls.View().Lookup("after-load"); !ok {
-		t.Error("a name created after the local load is not in the view")
+	if _, ok := ls.View().Lookup("by-client"); !ok {
+		t.Error("a name created through a client after the local load is not in the local view")
+	}
+	d := newDomain("by-local")
+	if err := ls.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Create(t.Context(), newDomain("by-local")); err != ErrNameTaken {
+		t.Errorf("second create of a name through the local store: %v, want ErrNameTaken", err)
+	}
+	if got, ok := ls.View().Lookup("by-local"); !ok || got.Token != d.Token {
+		t.Error("the local store does not read its own write")
+	}
+	if _, err := ls.Update(t.Context(), ByToken(d.Token), func(d *Domain) error { d.Description = "changed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(t.Context(), ByName("by-local")); err != nil || got.Description != "changed" {
+		t.Errorf("the client store reads %+v, %v after a local update", got, err)
 	}
 }
 

@@ -38,8 +38,9 @@ type Config struct {
 	CertFile, KeyFile, CAFile string
 	Prefix                    string
 	Timeout                   time.Duration
-	// Local is the embedded member serving Endpoints, when this process runs it: full loads
-	// of the view then read its store directly, without encoding the zone for the client.
+	// Local is the embedded member serving Endpoints, when this process runs it: the store
+	// then calls it directly rather than through a connection, and full loads of the view
+	// read its store, without encoding the zone for a client.
 	Local *Embedded
 }
 
@@ -58,6 +59,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	var cli *clientv3.Client
+	if cfg.Local != nil {
+		cli = cfg.Local.client()
+	} else {
+		var err error
+		if cli, err = dial(cfg); err != nil {
+			return nil, err
+		}
+	}
+	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
+	s.view = newView(cli, s.keys, cfg.Timeout)
+	s.view.local = cfg.Local
+	if err := s.view.start(ctx); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// dial connects a client to cfg's endpoints.
+func dial(cfg Config) (*clientv3.Client, error) {
 	tlsCfg, err := cfg.tls()
 	if err != nil {
 		return nil, err
@@ -82,14 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// A missing or rejected client certificate shows up only as a timeout here.
 		return nil, fmt.Errorf("etcd client for %s: %w (with TLS, check the client certificate and CA)", strings.Join(cfg.Endpoints, ","), err)
 	}
-	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
-	s.view = newView(cli, s.keys, cfg.Timeout)
-	s.view.local = cfg.Local
-	if err := s.view.start(ctx); err != nil {
-		cli.Close()
-		return nil, err
-	}
-	return s, nil
+	return cli, nil
 }
 
 func (cfg Config) tls() (*tls.Config, error) {
