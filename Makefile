@@ -69,7 +69,7 @@ fmt:
 # Go benchmarks of the DNS hot paths, then dnsperf against ./coredns (registry plugin vs file
 # plugin, N = 10k and 1M), API load and replica propagation: see build/bench/README.md.
 # `make bench BENCHFLAGS=-quick` for a short run.
-BENCH_PACKAGES := dnsperf util-linux
+BENCH_PACKAGES := dnsperf util-linux knot
 BENCHFLAGS ?=
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/registry/

@@ -14,6 +14,7 @@ type scaleRow struct {
 	Process   string
 	ColdStart time.Duration
 	RSS, Peak int64
+	File      int64 // of RSS, pages of mapped files (etcd's database): the kernel can reclaim them
 	EmptyRSS  int64 // the same process serving an empty zone
 }
 
@@ -257,7 +258,11 @@ func addScale(res *sizeResult, process string, s *server, emptyRSS int64) error 
 	if err != nil {
 		return err
 	}
-	res.Scale = append(res.Scale, scaleRow{Process: process, ColdStart: s.coldStart, RSS: rss, Peak: peak, EmptyRSS: emptyRSS})
+	file, err := s.fileBacked()
+	if err != nil {
+		return err
+	}
+	res.Scale = append(res.Scale, scaleRow{Process: process, ColdStart: s.coldStart, RSS: rss, Peak: peak, File: file, EmptyRSS: emptyRSS})
 	return nil
 }
 

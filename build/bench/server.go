@@ -240,11 +240,26 @@ func (s *server) cpuShare(fn func() error) (float64, error) {
 
 // memory returns the resident set (VmRSS) and its peak (VmHWM) in bytes.
 func (s *server) memory() (rss, peak int64, err error) {
+	st, err := s.status("VmRSS", "VmHWM")
+	return st["VmRSS"], st["VmHWM"], err
+}
+
+// fileBacked returns the part of the resident set that is pages of mapped files (RssFile):
+// etcd's database, which etcd maps. They are the file's, clean, so the kernel can take them
+// back under memory pressure, unlike the rest (RssAnon, RssShmem).
+func (s *server) fileBacked() (int64, error) {
+	st, err := s.status("RssFile")
+	return st["RssFile"], err
+}
+
+// status reads the named kB fields of /proc/PID/status, in bytes; each must be there.
+func (s *server) status(keys ...string) (map[string]int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer f.Close()
+	out := map[string]int64{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), ":")
@@ -253,17 +268,17 @@ func (s *server) memory() (rss, peak int64, err error) {
 			continue
 		}
 		kb, _ := strconv.ParseInt(fields[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			peak = kb << 10
+		out[k] = kb << 10
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if _, ok := out[k]; !ok {
+			return nil, fmt.Errorf("%s: no %s in /proc/%d/status", s.label, k, s.pid())
 		}
 	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("%s: no VmRSS in /proc/%d/status", s.label, s.pid())
-	}
-	return rss, peak, sc.Err()
+	return out, nil
 }
 
 // settledMemory waits for the process to settle after loading (the view's decoding garbage
