@@ -74,8 +74,9 @@ func (rep *reply) release(recycle bool) {
 
 // lower is s (a name in presentation format) in lower case (RFC 4343: ASCII letters only): s
 // itself when it has no upper-case letter, otherwise built into rep's name buffer, or
-// allocated when rep has none or s is longer. A string from the buffer is valid only while rep is: the
-// lookup may read it and build the reply's records with it, but must keep it nowhere else.
+// allocated when rep has none or s is longer. A string from the buffer is valid only while
+// rep is: the lookup may read it and build the reply's records with it, but must keep it
+// nowhere else.
 func (rep *reply) lower(s string) string {
 	i := 0
 	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
