@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -31,10 +32,16 @@ import (
 
 const faultTunnel = "192.0.2.80"
 
-// faultCall is one API call from any goroutine: unlike product.call it returns transport
-// errors instead of failing the test, without the URL, whose query holds the token.
-func faultCall(c *http.Client, base, path string, params url.Values) (int, string, error) {
-	resp, err := c.Get(base + path + "?" + params.Encode())
+// faultCall is one API call from any goroutine, with header added: unlike product.call it
+// returns transport errors instead of failing the test, without the URL, whose query holds
+// the token.
+func faultCall(c *http.Client, base, path string, params url.Values, header http.Header) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, base+path+"?"+params.Encode(), nil)
+	if err != nil {
+		return 0, "", err
+	}
+	maps.Copy(req.Header, header)
+	resp, err := c.Do(req)
 	if ue, ok := err.(*url.Error); ok {
 		return 0, "", ue.Err
 	}
@@ -207,7 +214,7 @@ func hammer(t *testing.T, p *product, round int, killAfter time.Duration) []*kil
 			defer func() { mu.Lock(); all = append(all, mine...); mu.Unlock() }()
 			// do makes one call; false stops the goroutine.
 			do := func(n *killedName, path string, params url.Values) (string, bool) {
-				code, body, err := faultCall(client, p.api, path, params)
+				code, body, err := faultCall(client, p.api, path, params, nil)
 				if code == 200 && err == nil {
 					acked.Add(1)
 					return body, true
@@ -572,7 +579,7 @@ func apiWave(base string, n int, tokens []string, during func()) waveResult {
 		wg.Go(func() {
 			<-start
 			t0 := time.Now()
-			code, body, err := faultCall(client, base, path, params)
+			code, body, err := faultCall(client, base, path, params, nil)
 			took := time.Since(t0)
 			key := fmt.Sprintf("%d %s", code, errorCode(body))
 			switch {
@@ -718,7 +725,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
 	proxy.heal()
 	healed := time.Now()
 	waitUntil(t, 60*time.Second, "API recovery after the freeze", func() bool {
-		code, _, err := faultCall(http.DefaultClient, p.api, "/info", url.Values{"token": {tokens[1]}})
+		code, _, err := faultCall(http.DefaultClient, p.api, "/info", url.Values{"token": {tokens[1]}}, nil)
 		return err == nil && code == 200
 	})
 	recovery := time.Since(healed)
@@ -822,7 +829,7 @@ func TestReloadBrokenAndGood(t *testing.T) {
 			default:
 			}
 			name := fmt.Sprintf("during-%d", i)
-			code, body, err := faultCall(http.DefaultClient, p.api, "/subscribe", url.Values{"name": {name}})
+			code, body, err := faultCall(http.DefaultClient, p.api, "/subscribe", url.Values{"name": {name}}, nil)
 			var sub struct{ Token string }
 			if jsonInto(body, &sub); err != nil || code != 200 || sub.Token == "" {
 				refused = append(refused, fmt.Sprintf("%s: %d %s %v", name, code, errorCode(body), err))

@@ -267,29 +267,14 @@ func nextCaller() string {
 
 var apiClient = &http.Client{Timeout: 20 * time.Second}
 
-// apiGet calls the API without failing the test, so that goroutines can use it.
+// apiGet calls the API as caller (X-Real-IP; none if "") without failing the test, so that
+// goroutines can use it.
 func apiGet(base, path string, params url.Values, caller string) (int, string, error) {
-	req, err := http.NewRequest("GET", base+path+"?"+params.Encode(), nil)
-	if err != nil {
-		return 0, "", err
-	}
+	h := http.Header{}
 	if caller != "" {
-		req.Header.Set("X-Real-IP", caller)
+		h.Set("X-Real-IP", caller)
 	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
-// apiError is the error code of an API error body.
-func apiError(body string) string {
-	var e struct{ Error string }
-	json.Unmarshal([]byte(body), &e)
-	return e.Error
+	return faultCall(apiClient, base, path, params, h)
 }
 
 // subscribeFrom subscribes name in dynamic-DNS mode from caller and returns its token.
@@ -298,7 +283,7 @@ func subscribeFrom(t *testing.T, r *replica, name, caller string) string {
 	code, body, err := apiGet(r.api, "/subscribe", url.Values{"name": {name}, "mode": {"1"}}, caller)
 	var sub struct{ Token string }
 	if err != nil || code != 200 || jsonInto(body, &sub) != nil || sub.Token == "" {
-		t.Fatalf("subscribe %s on %s: %d %s %v", name, r.name, code, apiError(body), err)
+		t.Fatalf("subscribe %s on %s: %d %s %v", name, r.name, code, errorCode(body), err)
 	}
 	return sub.Token
 }
@@ -402,7 +387,7 @@ func TestReplicas(t *testing.T) {
 
 		c := fmt.Sprintf("challenge-%d", i)
 		if code, body, err := apiGet(b.api, "/dnsconfig", url.Values{"token": {w.token}, "challenge": {c}}, ""); code != 200 {
-			t.Fatalf("dnsconfig %s on B: %d %s %v", w.name, code, apiError(body), err)
+			t.Fatalf("dnsconfig %s on B: %d %s %v", w.name, code, errorCode(body), err)
 		}
 		start = time.Now()
 		w.challenges = []string{c}
@@ -445,9 +430,9 @@ func TestReplicas(t *testing.T) {
 		done.Wait()
 		win := slices.IndexFunc(res[:], func(r result) bool { return r.code == 200 })
 		lose := 1 - win
-		if win < 0 || res[lose].code != 400 || apiError(res[lose].body) != "UnavailableName" {
-			t.Fatalf("%s through both: A %d %s %v, B %d %s %v", name, res[0].code, apiError(res[0].body), res[0].err,
-				res[1].code, apiError(res[1].body), res[1].err)
+		if win < 0 || res[lose].code != 400 || errorCode(res[lose].body) != "UnavailableName" {
+			t.Fatalf("%s through both: A %d %s %v, B %d %s %v", name, res[0].code, errorCode(res[0].body), res[0].err,
+				res[1].code, errorCode(res[1].body), res[1].err)
 		}
 		var sub struct{ Token string }
 		jsonInto(res[win].body, &sub)
@@ -455,7 +440,7 @@ func TestReplicas(t *testing.T) {
 			var info struct{ Name, IP string }
 			code, body, err := apiGet(r.api, "/info", url.Values{"token": {sub.Token}}, "")
 			if code != 200 || jsonInto(body, &info) != nil || info.Name != name || info.IP != res[win].addr {
-				t.Fatalf("info of %s (won on %s) on %s: %d %s %v", name, replicas[win].name, r.name, code, apiError(body), err)
+				t.Fatalf("info of %s (won on %s) on %s: %d %s %v", name, replicas[win].name, r.name, code, errorCode(body), err)
 			}
 		}
 		names = append(names, &written{name: name, token: sub.Token, addr: res[win].addr})
@@ -500,7 +485,7 @@ func TestReplicas(t *testing.T) {
 				if code == 200 && jsonInto(body, &sub) == nil {
 					at.token = sub.Token
 				} else {
-					at.errCode = apiError(body)
+					at.errCode = errorCode(body)
 				}
 				mu.Lock()
 				attempts = append(attempts, at)
@@ -581,7 +566,7 @@ func TestReplicas(t *testing.T) {
 			var info struct{ Name string }
 			code, body, err := apiGet(r.api, "/info", url.Values{"token": {at.token}}, "")
 			if code != 200 || jsonInto(body, &info) != nil || info.Name != at.name {
-				t.Errorf("%s got 200 on %s but /info on %s: %d %s %v", at.name, replicas[at.replica].name, r.name, code, apiError(body), err)
+				t.Errorf("%s got 200 on %s but /info on %s: %d %s %v", at.name, replicas[at.replica].name, r.name, code, errorCode(body), err)
 			}
 			if !answers(r.dns, at.name+".example.org.", dns.TypeA, at.caller) {
 				t.Errorf("%s got 200 on %s but %s does not answer it", at.name, replicas[at.replica].name, r.name)

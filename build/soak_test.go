@@ -318,7 +318,7 @@ func TestSoak(t *testing.T) {
 				r := replicas[rng.IntN(len(replicas))]
 				ph := phase.Load()
 				var err error
-				live := r.live(func() { code, body, err = faultCall(client, r.api, path, params) })
+				live := r.live(func() { code, body, err = faultCall(client, r.api, path, params, nil) })
 				key := fmt.Sprint(code)
 				switch {
 				case err != nil:
@@ -473,7 +473,7 @@ func TestSoak(t *testing.T) {
 			}
 			// A new name each time: an attempt that failed may still have created its name.
 			name := fmt.Sprintf("probe%d-%d-%d", outage, via, attempt)
-			code, body, _ := faultCall(client, r.api, "/subscribe", url.Values{"name": {name}})
+			code, body, _ := faultCall(client, r.api, "/subscribe", url.Values{"name": {name}}, nil)
 			var sub struct{ Token string }
 			if code == 200 && jsonInto(body, &sub) == nil && sub.Token != "" {
 				n = &soakName{name: name, token: sub.Token}
@@ -673,7 +673,7 @@ func verifySoakName(n *soakName, replicas []*soakReplica) (lost []string, checks
 	client := &http.Client{Timeout: 20 * time.Second}
 	fqdn := n.name + ".example.org."
 	for i, r := range replicas {
-		code, body, err := faultCall(client, r.api, "/info", url.Values{"token": {n.token}})
+		code, body, err := faultCall(client, r.api, "/info", url.Values{"token": {n.token}}, nil)
 		if err != nil {
 			return []string{fmt.Sprintf("%s on replica %d: /info: %v", n.name, i, err)}, checks, 0
 		}
