@@ -161,14 +161,15 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 
 // ping records that the gateway is alive and where it is.
 func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
-	addrs, err := s.addresses(r, r.URL.Query())
+	q := r.URL.Query()
+	addrs, err := s.addresses(r, q)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
 	// A gateway pinging again from the same addresses within s.pingGranularity changes nothing
 	// worth a write: answer from the local view, so that ping storms cost etcd nothing.
-	if token, err := requiredSecret(r.URL.Query(), "token"); err == nil {
+	if token, err := requiredSecret(q, "token"); err == nil {
 		if d, ok := s.store.Cached(token); ok && now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs) {
 			return nil
 		}
