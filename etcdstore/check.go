@@ -47,6 +47,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 				records[rest] = nil
 				return
 			}
+			d.upgrade()
 			records[rest] = &d
 			if d.Name != rest {
 				report("%s: record is named %q", key, d.Name)
@@ -75,9 +76,6 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 			report("%s: record has no API token", s.keys.name(name))
 		}
 		for _, ix := range indexesOf(d) {
-			if ix.hash == "" {
-				continue
-			}
 			k := s.keys.hashedKey(ix.dir, ix.hash)
 			owner, ok := owners[k]
 			switch {
