@@ -66,9 +66,9 @@ func (s Selector) matches(d *Domain) bool {
 	case byToken:
 		return equalSecret(d.Token, s.value)
 	case byReclamationToken:
-		found := false
+		want, found := hashSecret(s.value), false
 		for _, r := range d.ReclamationTokens() {
-			found = equalSecret(r.Hash, hashSecret(s.value)) || found
+			found = equalSecret(r.Hash, want) || found
 		}
 		return found
 	}
