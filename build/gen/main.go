@@ -29,33 +29,8 @@ func main() {
 }
 
 func generate(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	names, pkgs, err := readPlugins(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var names, pkgs []string
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, pkg, ok := strings.Cut(line, ":")
-		if !ok || name == "" || pkg == "" {
-			return nil, fmt.Errorf("%s:%d: want name:package, got %q", path, n, line)
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("%s:%d: plugin %q listed twice", path, n, name)
-		}
-		seen[name] = true
-		if !strings.Contains(pkg, "/") {
-			pkg = corePlugins + pkg
-		}
-		names, pkgs = append(names, name), append(pkgs, pkg)
-	}
-	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
@@ -70,4 +45,34 @@ func generate(path string) ([]byte, error) {
 	}
 	b.WriteString("}\n\nfunc init() {\n\tif err := dnsserver.SetDirectives(directives); err != nil {\n\t\tpanic(err)\n\t}\n}\n")
 	return format.Source(b.Bytes())
+}
+
+// readPlugins returns the plugin names of a plugin.cfg in order, with their full packages.
+func readPlugins(path string) (names, pkgs []string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, pkg, ok := strings.Cut(line, ":")
+		if !ok || name == "" || pkg == "" {
+			return nil, nil, fmt.Errorf("%s:%d: want name:package, got %q", path, n, line)
+		}
+		if seen[name] {
+			return nil, nil, fmt.Errorf("%s:%d: plugin %q listed twice", path, n, name)
+		}
+		seen[name] = true
+		if !strings.Contains(pkg, "/") {
+			pkg = corePlugins + pkg
+		}
+		names, pkgs = append(names, name), append(pkgs, pkg)
+	}
+	return names, pkgs, sc.Err()
 }
