@@ -3,16 +3,22 @@
 GO       ?= go
 BINARY   := coredns
 COREFILE ?= Corefile.example
-GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
+GOFILES  := $(shell find . -name '*.go' -not -path './data/*' -not -path './dist/*')
 
-.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak clean
+# This project's release and commit, printed by ./coredns -version (build/version).
+VERSION  := $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X github.com/regdns/regdns/build/version.Version=$(VERSION) \
+            -X github.com/regdns/regdns/build/version.Commit=$(COMMIT)
+
+.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak release clean
 
 all: build
 
 build: $(BINARY)
 
 $(BINARY): build/zplugins.go $(GOFILES) go.mod go.sum
-	$(GO) build -o $(BINARY) ./build
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINARY) ./build
 
 # build/zplugins.go is generated from plugin.cfg (and committed, so `go build ./...` works).
 build/zplugins.go: plugin.cfg build/gen/main.go
@@ -82,5 +88,23 @@ bench-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Static linux binaries (no cgo) for each of RELEASE_PLATFORMS in dist/, with SHA256SUMS:
+# coredns and, where build/regdnsctl exists, regdnsctl, named NAME-VERSION-OS-ARCH.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+release: build/zplugins.go
+	rm -rf dist && mkdir -p dist
+	@for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		for cmd in coredns:./build regdnsctl:./build/regdnsctl; do \
+			name=$${cmd%%:*}; pkg=$${cmd#*:}; \
+			[ -d $$pkg ] || continue; \
+			echo "building dist/$$name-$(VERSION)-$$os-$$arch"; \
+			CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' \
+				-o dist/$$name-$(VERSION)-$$os-$$arch $$pkg || exit 1; \
+		done; \
+	done
+	cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS
+
 clean:
 	rm -f $(BINARY)
+	rm -rf dist

@@ -3,6 +3,23 @@ package main
 
 //go:generate go run ./gen -in ../plugin.cfg -out zplugins.go
 
-import "github.com/coredns/coredns/coremain"
+import (
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/coremain"
 
-func main() { coremain.Run() }
+	"github.com/regdns/regdns/build/version"
+)
+
+func main() {
+	nameBuild()
+	coremain.Run()
+}
+
+// nameBuild makes -version and the startup banner name this project's release and commit
+// ("regdns-VERSION (CoreDNS-1.15.0)", then "linux/amd64, go1.26.x, COMMIT") instead of a
+// stock CoreDNS with an empty commit.
+func nameBuild() {
+	caddy.AppName = "regdns"
+	caddy.AppVersion = version.Version + " (CoreDNS-" + coremain.CoreVersion + ")"
+	coremain.GitCommit = version.Commit
+}
