@@ -23,6 +23,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	audited(r.Context()).name = name
 	desc, err := description(q)
 	if err != nil {
 		return err
@@ -110,13 +111,18 @@ func (s *Server) nameTaken(ctx context.Context, name, addr string) error {
 func (s *Server) unsubscribe(_ http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	token, rt := secret(q, "token"), secret(q, "reclamationToken")
+	audit := audited(r.Context())
 	var err error
 	switch {
 	case token != "":
-		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), nil)
+		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
+			audit.name = d.Name
+			return nil
+		})
 	case rt != "":
 		now := time.Now()
 		_, err = s.store.Delete(r.Context(), etcdstore.ByReclamationToken(rt), func(d *etcdstore.Domain) error {
+			audit.name = d.Name
 			if !d.ReclamationTokenValid(rt, now) {
 				return badRequest("InvalidToken", "The reclamation token has expired.")
 			}
@@ -139,6 +145,7 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	audited(r.Context()).name = name
 	now := time.Now()
 	rt, expires := uuid.NewString(), now.Add(s.reclaimTTL)
 	var counted string
@@ -164,7 +171,7 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	}
 	data := s.data(d)
 	data.Email, data.Token, data.Expires = d.Email, rt, expires
-	return s.mail(r.Context(), d.Email, s.reclaimSubject, s.reclaimBody, data)
+	return s.mail(r.Context(), reclaimMail, d.Email, s.reclaimSubject, s.reclaimBody, data)
 }
 
 // firstExpiry is when the first of tokens expires.
@@ -190,6 +197,7 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 	// worth a write: answer from the local view, so that ping storms cost etcd nothing.
 	if token, err := requiredSecret(q, "token"); err == nil {
 		if d, ok := s.store.Cached(token); ok && now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs) {
+			audited(r.Context()).quiet = true
 			return nil
 		}
 	}
@@ -351,7 +359,7 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	}
 	data := s.data(d)
 	data.Email, data.Link, data.Expires = addr, s.verifyURL+"?s="+id, expires
-	return s.mail(r.Context(), addr, s.verifySubject, s.verifyBody, data)
+	return s.mail(r.Context(), ownerMail, addr, s.verifySubject, s.verifyBody, data)
 }
 
 // verifyEmail marks the contact address of the link's record verified. The link works once,
@@ -361,8 +369,9 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return badRequest("InvalidVerification", "The link is incomplete; open the full link from the mail.")
 	}
-	now := time.Now()
+	now, audit := time.Now(), audited(r.Context())
 	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Domain) error {
+		audit.name = d.Name
 		if _, expires := d.Verification(); now.After(expires) {
 			return badRequest("InvalidVerification", "The link has expired; ask for a new one from your gateway.")
 		}
@@ -410,7 +419,11 @@ func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcd
 	if err != nil {
 		return etcdstore.Domain{}, err
 	}
-	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), fn)
+	audit := audited(r.Context())
+	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
+		audit.name = d.Name
+		return fn(d)
+	})
 	if errors.Is(err, etcdstore.ErrNotFound) {
 		return d, invalidToken()
 	}
@@ -424,7 +437,7 @@ func (s *Server) data(d etcdstore.Domain) templateData {
 
 // mail sends one templated mail. It goes out even if the request is cancelled, because the
 // change it announces has already been stored; the mailer's own timeout bounds it.
-func (s *Server) mail(ctx context.Context, to string, subject, body *template.Template, data templateData) error {
+func (s *Server) mail(ctx context.Context, kind mailBudget, to string, subject, body *template.Template, data templateData) error {
 	var sub, text strings.Builder
 	if err := subject.Execute(&sub, data); err != nil {
 		return fmt.Errorf("mail subject: %w", err)
@@ -433,7 +446,9 @@ func (s *Server) mail(ctx context.Context, to string, subject, body *template.Te
 		return fmt.Errorf("mail body: %w", err)
 	}
 	if err := s.mailer.Send(context.WithoutCancel(ctx), Mail{To: to, Subject: strings.TrimSpace(sub.String()), Body: text.String()}); err != nil {
+		mails.WithLabelValues(string(kind), "failed").Inc()
 		return fmt.Errorf("sending mail: %w", err)
 	}
+	mails.WithLabelValues(string(kind), "sent").Inc()
 	return nil
 }

@@ -20,4 +20,21 @@ var (
 		Help:      "Histogram of the time registration API requests take, by endpoint.",
 		Buckets:   prometheus.DefBuckets,
 	}, []string{"endpoint"})
+
+	mails = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "mails_total",
+		Help:      "Counter of mails handed to the SMTP server (or written to the mail directory) by kind (owner: /setemail's verification, reclaim) and result (sent, failed).",
+	}, []string{"kind", "result"})
 )
+
+// Every series of mails_total exists from the start, so that a rate of failures is 0, not
+// absent, before the first mail.
+func init() {
+	for _, kind := range []mailBudget{ownerMail, reclaimMail} {
+		for _, result := range []string{"sent", "failed"} {
+			mails.WithLabelValues(string(kind), result)
+		}
+	}
+}

@@ -62,6 +62,8 @@ type Config struct {
 	// Default {Rate: 1.0 / 60, Burst: 10}: one person can set up ten gateways with one
 	// mailbox at once, then one a minute. A negative Rate turns it off.
 	MailLimit RateLimit
+	// AuditOff stops the audit log, one INFO line per call that changes a name.
+	AuditOff bool
 }
 
 // Defaults of Config.
@@ -88,6 +90,7 @@ type Server struct {
 	allowPrivate    bool
 	clientLimit     *limiter // nil: off
 	mailLimit       *limiter // nil: off
+	audit           bool
 
 	verifySubject, verifyBody   *template.Template
 	reclaimSubject, reclaimBody *template.Template
@@ -121,6 +124,7 @@ func New(store Store, cfg Config) (*Server, error) {
 		reclaimTTL:      orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
 		pingGranularity: orDefault(cfg.PingGranularity, defaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
+		audit:           !cfg.AuditOff,
 	}
 	for _, name := range append(builtinReserved, cfg.Reserved...) {
 		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
@@ -168,26 +172,29 @@ type endpoint struct {
 	page bool
 	// limited counts it against the caller's ClientLimit: it creates names or sends mail.
 	limited bool
+	// changes names: each call is in the audit log.
+	changes bool
 }
 
 func (s *Server) routes() *httprouter.Router {
 	router := httprouter.New()
 	for path, e := range map[string]endpoint{
-		"/subscribe":          {handle: s.subscribe, cors: true, limited: true},
-		"/unsubscribe":        {handle: s.unsubscribe, cors: true},
-		"/reclaim":            {handle: s.reclaim, cors: true, limited: true},
-		"/ping":               {handle: s.ping, cors: true},
-		"/dnsconfig":          {handle: s.dnsconfig, cors: true},
+		"/subscribe":          {handle: s.subscribe, cors: true, limited: true, changes: true},
+		"/unsubscribe":        {handle: s.unsubscribe, cors: true, changes: true},
+		"/reclaim":            {handle: s.reclaim, cors: true, limited: true, changes: true},
+		"/ping":               {handle: s.ping, cors: true, changes: true},
+		"/dnsconfig":          {handle: s.dnsconfig, cors: true, changes: true},
 		"/info":               {handle: s.info, cors: true},
-		"/setemail":           {handle: s.setEmail, cors: true, limited: true},
-		"/verifyemail":        {handle: s.verifyEmail, page: true},
-		"/revokeemail":        {handle: s.revokeEmail, cors: true},
+		"/setemail":           {handle: s.setEmail, cors: true, limited: true, changes: true},
+		"/verifyemail":        {handle: s.verifyEmail, page: true, changes: true},
+		"/revokeemail":        {handle: s.revokeEmail, cors: true, changes: true},
 		"/connectivity-check": {handle: connectivityCheck, cors: true},
 	} {
 		router.GET(path, func(w http.ResponseWriter, r *http.Request, _ httprouter.Params) {
 			if e.cors {
 				w.Header().Set("Access-Control-Allow-Origin", "*")
 			}
+			audited(r.Context()).changes = e.changes
 			var err error
 			if wait := s.limit(r, e.limited); wait > 0 {
 				err = rateLimited(wait, "from your address")
@@ -233,8 +240,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name = strings.TrimPrefix(path, "/")
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	audit := &auditRecord{}
+	if s.audit {
+		r, audit = withAudit(r)
+	}
 	s.router.ServeHTTP(rec, r)
 	took := time.Since(start)
+	audit.log(path, caller, rec.status)
 
 	requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 	requestDuration.WithLabelValues(name).Observe(took.Seconds())

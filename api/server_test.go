@@ -168,13 +168,44 @@ func TestMailFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tt := range [][]string{
-		{"/setemail", "token", token, "email", "new@example.org"},
-		{"/reclaim", "name", "demo"},
+	for _, tt := range []struct {
+		kind mailBudget
+		call []string
+	}{
+		{ownerMail, []string{"/setemail", "token", token, "email", "new@example.org"}},
+		{reclaimMail, []string{"/reclaim", "name", "demo"}},
 	} {
-		r := e.get(t, tt[0], tt[1:]...)
+		failed, sent := mails.WithLabelValues(string(tt.kind), "failed"), mails.WithLabelValues(string(tt.kind), "sent")
+		failedBefore, sentBefore := counterValue(t, failed), counterValue(t, sent)
+		r := e.get(t, tt.call[0], tt.call[1:]...)
 		if r.status != http.StatusNotImplemented || r.code() != "InternalError" || strings.Contains(r.body, dead) {
-			t.Errorf("%s: %d %s", tt[0], r.status, r.body)
+			t.Errorf("%s: %d %s", tt.call[0], r.status, r.body)
+		}
+		if got := counterValue(t, failed) - failedBefore; got != 1 {
+			t.Errorf("%s: mails_total{kind=%q,result=\"failed\"} grew by %v, want 1", tt.call[0], tt.kind, got)
+		}
+		if got := counterValue(t, sent) - sentBefore; got != 0 {
+			t.Errorf("%s: mails_total{kind=%q,result=\"sent\"} grew by %v, want 0", tt.call[0], tt.kind, got)
+		}
+	}
+}
+
+// TestMailsSentCounted: a delivered mail counts once as sent, by kind.
+func TestMailsSentCounted(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	for _, tt := range []struct {
+		kind mailBudget
+		call func()
+	}{
+		{ownerMail, func() { e.verifyLink(t, token, "owner@example.org") }},
+		{reclaimMail, func() { e.reclamationToken(t, "demo") }},
+	} {
+		sent := mails.WithLabelValues(string(tt.kind), "sent")
+		before := counterValue(t, sent)
+		tt.call()
+		if got := counterValue(t, sent) - before; got != 1 {
+			t.Errorf("mails_total{kind=%q,result=\"sent\"} grew by %v, want 1", tt.kind, got)
 		}
 	}
 }

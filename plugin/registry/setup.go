@@ -2,6 +2,7 @@ package registry
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -301,6 +302,8 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				err = fmt.Errorf("must be at least 1")
 			}
 		}
+	case "audit":
+		err = parseAudit(args, &cfg.API)
 	case "fallthrough":
 		cfg.Fall.SetZonesFromArgs(args)
 	default:
@@ -309,6 +312,15 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 	if err != nil {
 		return c.Errf("%s: %v", prop, err)
 	}
+	return nil
+}
+
+// parseAudit reads `audit on|off`: the INFO line per API call that changes a name.
+func parseAudit(args []string, cfg *api.Config) error {
+	if len(args) != 1 || (args[0] != "on" && args[0] != "off") {
+		return errors.New("want on or off")
+	}
+	cfg.AuditOff = args[0] == "off"
 	return nil
 }
 

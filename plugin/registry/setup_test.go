@@ -103,6 +103,17 @@ func TestParse(t *testing.T) {
 				t.Errorf("expire %s grace %s concurrent %d", c.Expire, c.ExpireGrace, c.APIMaxConcurrent)
 			}
 		}},
+		{name: "audit on by default", input: "registry", check: func(t *testing.T, c Config) {
+			if c.API.AuditOff {
+				t.Error("audit off by default")
+			}
+		}},
+		{name: "audit off", input: "registry {\naudit off\n}", check: func(t *testing.T, c Config) {
+			if !c.API.AuditOff {
+				t.Error("audit still on")
+			}
+		}},
+		{name: "audit neither on nor off", input: "registry {\naudit maybe\n}", wantErr: "audit: want on or off"},
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
 		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
 		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
