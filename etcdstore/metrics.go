@@ -1,6 +1,9 @@
 package etcdstore
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -34,6 +37,16 @@ var (
 		Help:      "Counter of writes acknowledged before the local view showed them (the view lagged beyond the etcd timeout).",
 	})
 
+	// views are the views of this process, whose greatest Lag view_lag_seconds reports.
+	views sync.Map
+
+	_ = promauto.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "view_lag_seconds",
+		Help:      "Seconds the in-memory view has been behind etcd: the age of the oldest unanswered request for its watch's progress (asked every second).",
+	}, maxViewLag)
+
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "coredns",
 		Subsystem: "registry",
@@ -41,6 +54,16 @@ var (
 		Help:      "Counter of full reloads of the view from etcd (start, compaction, broken watch).",
 	})
 )
+
+// maxViewLag is the greatest Lag of the process's views, in seconds.
+func maxViewLag() float64 {
+	var lag time.Duration
+	views.Range(func(v, _ any) bool {
+		lag = max(lag, v.(*View).Lag())
+		return true
+	})
+	return lag.Seconds()
+}
 
 // observe counts one etcd operation and passes its error through.
 func observe(op string, err error) error {

@@ -34,6 +34,11 @@ type View struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// behindSince is when the view was first seen behind etcd's revision (Unix nanoseconds),
+	// 0 once it reached behindTarget, the newest revision etcd reported: see Lag.
+	behindSince  atomic.Int64
+	behindTarget atomic.Int64
+
 	// local, when set, reads the zone for a full load from the embedded member this process
 	// runs, instead of through the client.
 	local *Embedded
@@ -94,6 +99,19 @@ func (v *View) Revision() int64 {
 	return v.rev
 }
 
+// Lag is how long the view has been behind etcd: every lagProbeEvery the view reads etcd's
+// current revision; while the view has not applied it, Lag counts from the first read that
+// found it behind, and falls to 0 when the view reaches the newest revision read. So it is
+// 0 while the view follows etcd, and grows while its watch is stalled, behind or broken, or
+// etcd cannot be read.
+func (v *View) Lag() time.Duration {
+	since := v.behindSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Since(time.Unix(0, since))
+}
+
 // Loaded reports whether the view holds the whole zone at least once.
 func (v *View) Loaded() bool { return v.loaded.Load() }
 
@@ -126,6 +144,7 @@ func (v *View) WaitLoaded(ctx context.Context) error {
 
 func (v *View) start(ctx context.Context) error {
 	ctx, v.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	views.Store(v, struct{}{})
 	go v.run(ctx)
 	return nil
 }
@@ -133,12 +152,19 @@ func (v *View) start(ctx context.Context) error {
 func (v *View) stop() {
 	v.cancel()
 	<-v.done
+	views.Delete(v)
 }
 
 // run loads the zone and follows the watch; any break in the watch (compaction, lost
 // leader, closed channel) leads to a fresh load, with a growing pause while etcd fails.
 func (v *View) run(ctx context.Context) {
 	defer close(v.done)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		v.measureLag(ctx)
+	}()
+	defer func() { <-lagDone }()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		rev, err := v.load(ctx)
@@ -306,12 +332,59 @@ func (v *View) follow(ctx context.Context, rev int64) {
 	}
 }
 
+// lagProbeEvery is how often the view compares its revision with etcd's.
+const lagProbeEvery = time.Second
+
+// measureLag compares the view's revision with etcd's every lagProbeEvery until ctx ends.
+func (v *View) measureLag(ctx context.Context) {
+	tick := time.NewTicker(lagProbeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			v.probeLag(ctx, now)
+		}
+	}
+}
+
+// probeLag reads etcd's current revision (a linearizable read of one key). When the view is
+// behind it, it marks since when and asks the watch for its progress: etcd's answer comes
+// once the watch has delivered every change to that revision, and brings the view to it even
+// when the changes were to keys outside the watched prefix. A failed read counts as behind.
+func (v *View) probeLag(ctx context.Context, now time.Time) {
+	rctx, cancel := context.WithTimeout(ctx, v.timeout)
+	resp, err := v.cli.Get(rctx, v.keys.names(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		v.behindSince.CompareAndSwap(0, now.UnixNano())
+		return
+	}
+	v.mu.Lock()
+	behind := v.rev < resp.Header.Revision
+	if behind {
+		v.behindTarget.Store(max(v.behindTarget.Load(), resp.Header.Revision))
+		v.behindSince.CompareAndSwap(0, now.UnixNano())
+	} else {
+		v.behindSince.Store(0)
+	}
+	v.mu.Unlock()
+	if behind {
+		// The watch's stream is found by the metadata WithRequireLeader puts on the context.
+		v.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
+	}
+}
+
 // advance moves rev forward and wakes the waiters; v.mu must be held.
 func (v *View) advance(rev int64) {
 	if rev <= v.rev {
 		return
 	}
 	v.rev = rev
+	if rev >= v.behindTarget.Load() {
+		v.behindSince.Store(0)
+	}
 	close(v.advanced)
 	v.advanced = make(chan struct{})
 	viewRevision.Set(float64(rev))

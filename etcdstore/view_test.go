@@ -228,3 +228,61 @@ func TestEtcdDownAndBack(t *testing.T) {
 	}
 	assertConsistent(t, s)
 }
+
+// maxLagDuring is the greatest Lag of v sampled every 50ms for d.
+func maxLagDuring(v *View, d time.Duration) time.Duration {
+	var most time.Duration
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		most = max(most, v.Lag())
+	}
+	return most
+}
+
+// TestViewLag: a view that follows etcd reports a lag under a second (progress is asked
+// every second and answered within a round trip); with etcd gone the lag grows with the
+// outage; once etcd is back, it falls to nothing again.
+func TestViewLag(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientURL, peerURL := e.Endpoints()[0], "http://"+e.etcd.Peers[0].Listener.Addr().String()
+	s := openConfig(t, Config{Endpoints: e.Endpoints(), Timeout: 500 * time.Millisecond})
+	if err := s.View().WaitLoaded(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	// A change outside the watched prefix moves etcd's revision, not the watch's: the
+	// progress the view asks for brings it there.
+	if _, err := s.Client().Put(t.Context(), "/elsewhere", "x"); err != nil {
+		t.Fatal(err)
+	}
+	// Unanswered requests would reach 4 s in 5; answered ones stay within a round trip.
+	if lag := maxLagDuring(s.View(), 5*time.Second); lag >= 2*time.Second {
+		t.Errorf("following etcd, the view's lag reached %v", lag)
+	}
+
+	down := time.Now()
+	e.Close()
+	eventually(t, 15*time.Second, "lag did not grow with etcd down", func() bool { return s.View().Lag() > 3*time.Second })
+	if lag, since := s.View().Lag(), time.Since(down); lag > since+lagProbeEvery {
+		t.Errorf("lag %v, longer than the outage (%v) and a probe interval", lag, since)
+	}
+	if got := maxViewLag(); got < 3 {
+		t.Errorf("view_lag_seconds %v with a view %v behind", got, s.View().Lag())
+	}
+
+	restarted, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: clientURL, PeerURL: peerURL, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restarted.Close)
+	eventually(t, 20*time.Second, "lag did not fall after etcd came back", func() bool { return s.View().Lag() < time.Second })
+	if lag := maxLagDuring(s.View(), 3*time.Second); lag >= 2*time.Second {
+		t.Errorf("after etcd came back, the view's lag reached %v", lag)
+	}
+}
