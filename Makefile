@@ -11,7 +11,7 @@ COMMIT   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X github.com/regdns/regdns/build/version.Version=$(VERSION) \
             -X github.com/regdns/regdns/build/version.Commit=$(COMMIT)
 
-.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak release clean
+.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak release image clean
 
 all: build
 
@@ -32,8 +32,10 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite: Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2
+# unbound and tunnel through pagekite; the packaging tests run promtool (prometheus),
+# systemd-analyze (systemd) and the container image (podman, runc): Debian packages,
+# installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 prometheus systemd podman runc
 
 test: build test-deps
 	$(GO) vet ./...
@@ -104,6 +106,15 @@ release: build/zplugins.go
 		done; \
 	done
 	cd dist && sha256sum * > SHA256SUMS && cat SHA256SUMS
+
+# The container image (podman) of build/package/container/Containerfile: its build context in
+# dist/image holds a static ./coredns, the container's Corefile and an empty state directory.
+IMAGE ?= regdns:$(VERSION)
+image: build/zplugins.go
+	rm -rf dist/image && mkdir -p dist/image/state
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/image/coredns ./build
+	cp build/package/container/Corefile dist/image/
+	podman build -f build/package/container/Containerfile -t $(IMAGE) dist/image
 
 clean:
 	rm -f $(BINARY)
