@@ -31,9 +31,9 @@ func audited(ctx context.Context) *auditRecord {
 	return &auditRecord{}
 }
 
-// log writes the audit line of a finished request: one INFO line per call that changes (or
+// write logs the audit line of a finished request: one INFO line per call that changes (or
 // tried to change) a name, with the endpoint, the name, the caller's address and the status.
-func (a *auditRecord) log(path string, caller netip.Addr, status int) {
+func (a *auditRecord) write(path string, caller netip.Addr, status int) {
 	if !a.changes || a.quiet {
 		return
 	}

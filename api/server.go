@@ -246,7 +246,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.router.ServeHTTP(rec, r)
 	took := time.Since(start)
-	audit.log(path, caller, rec.status)
+	audit.write(path, caller, rec.status)
 
 	requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 	requestDuration.WithLabelValues(name).Observe(took.Seconds())
