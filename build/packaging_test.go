@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +236,24 @@ func TestContainerImage(t *testing.T) {
 	podman("rm", "-f", "-v", without).Run()
 	if !strings.Contains(string(out), "bind: permission denied") {
 		t.Errorf("without NET_BIND_SERVICE the server should fail to bind port 53; it said:\n%s", out)
+	}
+}
+
+// TestClusterExample checks the cluster example for the mistakes a reader would copy: the
+// member script parses, and the replicas' Corefile names exactly its three members' client
+// URLs. (The setup itself runs in TestReplicas, on loopback without TLS.)
+func TestClusterExample(t *testing.T) {
+	script := "package/cluster/etcd-member.sh"
+	if out, err := exec.Command("sh", "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("sh -n %s: %v\n%s", script, err, out)
+	}
+	members := regexp.MustCompile(`\bM([123])=(\S+)`).FindAllStringSubmatch(mustRead(t, script), -1)
+	var want []string
+	for _, m := range members {
+		want = append(want, "https://"+m[2]+":2379")
+	}
+	line := regexp.MustCompile(`(?m)^\s*etcd (.*)$`).FindStringSubmatch(mustRead(t, "package/cluster/Corefile"))
+	if len(want) != 3 || line == nil || !slices.Equal(strings.Fields(line[1]), want) {
+		t.Errorf("the replicas' etcd line %q, want the members %q", line, want)
 	}
 }
