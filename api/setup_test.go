@@ -110,10 +110,11 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 		Zone:      zone,
 		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
 		VerifyURL: base + "/verifyemail",
-		// Tests send bursts from one address and many mails to one recipient; the rate limit
-		// tests set their own limits.
+		// Tests send bursts from one address, many mails to one recipient and many changes
+		// of one name; the rate limit tests set their own limits.
 		ClientLimit: RateLimit{Rate: -1},
 		MailLimit:   RateLimit{Rate: -1},
+		WriteLimit:  RateLimit{Rate: -1},
 	}
 	if configure != nil {
 		configure(&cfg)

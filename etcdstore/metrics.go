@@ -34,6 +34,13 @@ var (
 		Help:      "Counter of writes acknowledged before the local view showed them (the view lagged beyond the etcd timeout).",
 	})
 
+	writeRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "write_retries_total",
+		Help:      "Counter of record writes run again because another replica changed the record first.",
+	})
+
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "coredns",
 		Subsystem: "registry",
