@@ -178,9 +178,10 @@ func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Domain) er
 
 // change is the read-modify-write behind Update and Delete; fn returns the new record, or nil
 // to delete it. Changes of one name on this replica wait their turn (nameQueue); a change that
-// loses to another replica's write backs off and runs again, until the change's deadline.
+// loses to another replica's write backs off and runs again. All of it takes at most the etcd
+// timeout, as one etcd call would: a change still waiting then fails with ErrConflict.
 func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Domain, error)) (Domain, error) {
-	ctx, cancel := context.WithTimeout(ctx, changeTimeouts*s.timeout)
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var release func()
 	defer func() {
@@ -233,13 +234,11 @@ func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Dom
 	}
 }
 
-// Bounds of change: its retries and its wait in the name's queue take at most changeTimeouts
-// etcd timeouts in all; a retry waits about firstPause, doubling up to maxPause, with jitter
-// so that racing replicas draw apart.
+// A change that lost to another replica waits about firstPause before it runs again, doubling
+// up to maxPause, with jitter so that racing replicas draw apart.
 const (
-	changeTimeouts = 4
-	firstPause     = 5 * time.Millisecond
-	maxPause       = 200 * time.Millisecond
+	firstPause = 5 * time.Millisecond
+	maxPause   = 200 * time.Millisecond
 )
 
 // current is the selected record and its revision: first from the local view, saving two
