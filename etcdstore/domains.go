@@ -224,7 +224,8 @@ func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Dom
 			}
 			return *next, nil
 		}
-		// Another replica changed the record in between: read it from etcd after a pause.
+		// The record changed since it was read (another replica, or a view behind etcd):
+		// read it from etcd after a pause.
 		writeRetries.Inc()
 		fresh = true
 		if !sleep(ctx, pause/2+rand.N(pause)) {

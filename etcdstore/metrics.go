@@ -38,7 +38,7 @@ var (
 		Namespace: "coredns",
 		Subsystem: "registry",
 		Name:      "write_retries_total",
-		Help:      "Counter of record writes run again because another replica changed the record first.",
+		Help:      "Counter of record writes run again because the record changed after it was read (by another replica, or before this replica's view showed it).",
 	})
 
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
