@@ -6,6 +6,7 @@ import (
 	"fmt"
 	golog "log"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -81,32 +82,26 @@ func TestWriteLimitDefault(t *testing.T) {
 	}
 }
 
-// callAll makes n requests to the API at once, the i-th to path with kv(i), and returns the
-// statuses.
-func callAll(t *testing.T, urls []string, n int, path string, kv func(i int) []string) []int {
+// allOK makes n requests at once, the i-th to path on urls[i%len(urls)] with query(i), and
+// fails the test unless every one answers 200.
+func allOK(t *testing.T, urls []string, n int, path string, query func(i int) url.Values) {
 	t.Helper()
-	statuses := make([]int, n)
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			q := kv(i)
-			u := urls[i%len(urls)] + path + "?"
-			for j := 0; j+1 < len(q); j += 2 {
-				u += q[j] + "=" + q[j+1] + "&"
-			}
+			u := urls[i%len(urls)] + path + "?" + query(i).Encode()
+			<-start
 			r, err := request(http.MethodGet, nil, u)
 			if err != nil {
 				t.Error(err)
-				return
-			}
-			statuses[i] = r.status
-			if r.status != http.StatusOK {
+			} else if r.status != http.StatusOK {
 				t.Errorf("request %d: %d %s", i, r.status, r.body)
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
-	return statuses
 }
 
 // TestConcurrentDNSConfig sets 64 challenges of one name at once, through one replica and
@@ -134,7 +129,9 @@ func TestConcurrentDNSConfig(t *testing.T) {
 				eventually(t, "every replica sees the name", func() bool { _, ok := e.store.Cached(token); return ok })
 			}
 			const n = 64
-			callAll(t, urls, n, "/dnsconfig", func(i int) []string { return []string{"token", token, "challenge", fmt.Sprint("c", i)} })
+			allOK(t, urls, n, "/dnsconfig", func(i int) url.Values {
+				return url.Values{"token": {token}, "challenge": {fmt.Sprint("c", i)}}
+			})
 
 			d := envs[0].stored(t, "demo")
 			var got []string
