@@ -188,18 +188,32 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	// A gateway pinging again from the same addresses within s.pingGranularity changes nothing
 	// worth a write: answer from the local view, so that ping storms cost etcd nothing.
+	recorded := func(d *etcdstore.Domain) bool {
+		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
+	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.Cached(token); ok && now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs) {
+		if d, ok := s.store.Cached(token); ok && recorded(d) {
 			return nil
 		}
 	}
+	// Checked again on the record the write would replace: pings queued behind another of
+	// the same gateway find it recorded.
 	_, err = s.update(r, func(d *etcdstore.Domain) error {
+		if recorded(d) {
+			return errPingRecorded
+		}
 		d.LastPing = now
 		setAddrs(d, addrs)
 		return nil
 	})
+	if errors.Is(err, errPingRecorded) {
+		return nil
+	}
 	return err
 }
+
+// errPingRecorded stops the write of a ping that the record already shows.
+var errPingRecorded = errors.New("ping already recorded")
 
 // hasAddrs reports whether d already records each of addrs as the address of its family.
 func hasAddrs(d *etcdstore.Domain, addrs []netip.Addr) bool {
@@ -404,13 +418,21 @@ func invalidToken() error {
 	return badRequest("InvalidToken", "No name has this token.")
 }
 
-// update applies fn to the record of the request's token.
+// update applies fn to the record of the request's token, within the name's write limit; a
+// change beyond it is refused and stores nothing. The limit is counted only once fn has
+// accepted the change, so a request that writes nothing (a ping already recorded) costs none.
 func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error) {
 	token, err := requiredSecret(r.URL.Query(), "token")
 	if err != nil {
 		return etcdstore.Domain{}, err
 	}
-	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), fn)
+	counted := false
+	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
+		if err := fn(d); err != nil {
+			return err
+		}
+		return s.allowWrite(&counted, d.Name)
+	})
 	if errors.Is(err, etcdstore.ErrNotFound) {
 		return d, invalidToken()
 	}

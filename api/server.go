@@ -44,8 +44,8 @@ type Config struct {
 	VerifyTTL      time.Duration  // lifetime of a verification link; default 24h
 	ReclaimTTL     time.Duration  // lifetime of a reclamation token; default 24h
 	// PingGranularity is how precisely the last ping's time is kept: a ping from unchanged
-	// addresses within it of the last recorded one writes nothing. Default one minute; keep
-	// it well under any expiry period.
+	// addresses within it of the last recorded one writes nothing. Default
+	// DefaultPingGranularity; keep it well under any expiry period.
 	PingGranularity time.Duration
 
 	// AllowPrivateAddrs accepts loopback, private, link-local and special-purpose addresses in
@@ -62,15 +62,22 @@ type Config struct {
 	// Default {Rate: 1.0 / 60, Burst: 10}: one person can set up ten gateways with one
 	// mailbox at once, then one a minute. A negative Rate turns it off.
 	MailLimit RateLimit
+	// WriteLimit bounds the changes per name through /dnsconfig, /ping (those that write),
+	// /setemail and /revokeemail together, so that no token turns the API into an etcd write
+	// amplifier. Default {Rate: 1.0 / 60, Burst: 10}; a negative Rate turns it off.
+	WriteLimit RateLimit
 }
 
 // Defaults of Config.
 const (
-	defaultChallengeKeep   = 2
-	defaultVerifyTTL       = 24 * time.Hour
-	defaultReclaimTTL      = 24 * time.Hour
-	defaultPingGranularity = time.Minute
+	defaultChallengeKeep = 2
+	defaultVerifyTTL     = 24 * time.Hour
+	defaultReclaimTTL    = 24 * time.Hour
 )
+
+// DefaultPingGranularity is Config.PingGranularity's default: gateways ping hourly, so each
+// costs etcd one write in this time, yet the last ping is known to within it.
+const DefaultPingGranularity = 6 * time.Hour
 
 // Server answers the registration API.
 type Server struct {
@@ -88,6 +95,8 @@ type Server struct {
 	allowPrivate    bool
 	clientLimit     *limiter // nil: off
 	mailLimit       *limiter // nil: off
+	writeLimit      *limiter // nil: off
+	errorLog        *repeatLog
 
 	verifySubject, verifyBody   *template.Template
 	reclaimSubject, reclaimBody *template.Template
@@ -119,8 +128,9 @@ func New(store Store, cfg Config) (*Server, error) {
 		challengeKeep:   orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
 		verifyTTL:       orDefault(cfg.VerifyTTL, defaultVerifyTTL),
 		reclaimTTL:      orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
-		pingGranularity: orDefault(cfg.PingGranularity, defaultPingGranularity),
+		pingGranularity: orDefault(cfg.PingGranularity, DefaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
+		errorLog:        newRepeatLog(repeatWindow, log.Errorf),
 	}
 	for _, name := range append(builtinReserved, cfg.Reserved...) {
 		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
@@ -142,6 +152,9 @@ func New(store Store, cfg Config) (*Server, error) {
 	}
 	if s.mailLimit, err = newLimiter(cfg.MailLimit, defaultMailLimit); err != nil {
 		return nil, fmt.Errorf("api: mail limit: %w", err)
+	}
+	if s.writeLimit, err = newLimiter(cfg.WriteLimit, defaultWriteLimit); err != nil {
+		return nil, fmt.Errorf("api: write limit: %w", err)
 	}
 	if err = s.parseTemplates(cfg.Templates); err != nil {
 		return nil, err
@@ -277,12 +290,18 @@ func unavailableName(reason, format string, args ...any) error {
 	return &clientError{Code: "UnavailableName", Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// writeError answers a failed request. Anything but a clientError is logged and answered with
-// a 501 that tells nothing, since it may come from etcd or the mail server.
+// writeError answers a failed request. A change that kept losing to concurrent ones is a 503
+// Busy, to be retried. Anything else but a clientError is logged (identical lines once per
+// repeatWindow) and answered with a 501 that tells nothing, since it may come from etcd or the
+// mail server.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, page bool) {
 	var ce *clientError
-	if !errors.As(err, &ce) {
-		log.Errorf("%s: %v", r.URL.Path, err)
+	switch {
+	case errors.As(err, &ce):
+	case errors.Is(err, etcdstore.ErrConflict):
+		ce = &clientError{Code: "Busy", Message: "Too many changes of this name at once; try again shortly.", status: http.StatusServiceUnavailable, retryAfter: 1}
+	default:
+		s.errorLog.print(r.URL.Path + ": " + err.Error())
 		ce = &clientError{Code: "InternalError", Message: "The request could not be completed; try again later.", status: http.StatusNotImplemented}
 	}
 	status := orDefault(ce.status, http.StatusBadRequest)

@@ -71,11 +71,17 @@ var prefixes atomic.Int64
 // openStore opens a store on e under a prefix no other test uses.
 func openStore(t testing.TB, e *etcdstore.Embedded) *etcdstore.Store {
 	t.Helper()
+	return openStoreAt(t, e, fmt.Sprintf("/api-test/%d/", prefixes.Add(1)))
+}
+
+// openStoreAt opens a store on e under prefix: a second one on a prefix is another replica.
+func openStoreAt(t testing.TB, e *etcdstore.Embedded, prefix string) *etcdstore.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := etcdstore.Open(ctx, etcdstore.Config{
 		Endpoints: e.Endpoints(),
-		Prefix:    fmt.Sprintf("/api-test/%d/", prefixes.Add(1)),
+		Prefix:    prefix,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -110,10 +116,11 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 		Zone:      zone,
 		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
 		VerifyURL: base + "/verifyemail",
-		// Tests send bursts from one address and many mails to one recipient; the rate limit
-		// tests set their own limits.
+		// Tests send bursts from one address, many mails to one recipient and many changes
+		// of one name; the rate limit tests set their own limits.
 		ClientLimit: RateLimit{Rate: -1},
 		MailLimit:   RateLimit{Rate: -1},
+		WriteLimit:  RateLimit{Rate: -1},
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -170,9 +177,18 @@ func (e *env) do(t *testing.T, method string, header http.Header, path string, k
 
 func fetch(t *testing.T, method string, header http.Header, u string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, u, nil)
+	r, err := request(method, header, u)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// request is fetch for goroutines other than the test's own, which must not call t.Fatal.
+func request(method string, header http.Header, u string) (reply, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return reply{}, err
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
@@ -183,14 +199,14 @@ func fetch(t *testing.T, method string, header http.Header, u string) reply {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
 // ok calls path and fails the test unless it answers 200.

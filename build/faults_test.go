@@ -374,6 +374,7 @@ func TestKillDuringWrites(t *testing.T) {
         %s
         tunnel %s
         client_limit off
+        write_limit off
         mail_limit off
         smtp %s none
         mail_from registry@example.org`, addrs[1], embeddedEtcd(data, addrs[2], addrs[3]), faultTunnel, ms.addr))
@@ -627,6 +628,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
         etcd_timeout %s
         api_max_concurrent 32
         client_limit off
+        write_limit off
         tunnel %s`, addrs[1], proxy.addr(), timeout, faultTunnel))
 	p := startServing(t, dir, corefile, addrs[0], addrs[1])
 	metrics := "http://" + addrs[2] + "/metrics"
@@ -769,7 +771,8 @@ func TestReloadBrokenAndGood(t *testing.T) {
 		return zoneBlock(dnsPort, "", fmt.Sprintf(`        api %s
         %s
         tunnel %s
-        client_limit off%s`, api, embeddedEtcd(data, addrs[2], addrs[3]), tunnel, extra))
+        client_limit off
+        write_limit off%s`, api, embeddedEtcd(data, addrs[2], addrs[3]), tunnel, extra))
 	}
 	p := startServing(t, dir, corefile(addrs[1], faultTunnel, ""), addrs[0], addrs[1])
 	tokens := map[string]string{}

@@ -34,6 +34,13 @@ var (
 		Help:      "Counter of writes acknowledged before the local view showed them (the view lagged beyond the etcd timeout).",
 	})
 
+	writeRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "write_retries_total",
+		Help:      "Counter of record writes run again because the record changed after it was read (by another replica, or before this replica's view showed it).",
+	})
+
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{
 		Namespace: "coredns",
 		Subsystem: "registry",

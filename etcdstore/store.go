@@ -25,7 +25,8 @@ var (
 	// ErrSecretInUse: Create was given a token, reclamation token or verification id that
 	// another record holds (an import of rows sharing a token, say).
 	ErrSecretInUse = errors.New("a secret of the record is another record's")
-	// ErrConflict: the record kept changing under an Update; nothing was written.
+	// ErrConflict: the record kept changing under an Update until its deadline, or a secret it
+	// set is another record's; nothing was written.
 	ErrConflict = errors.New("too many concurrent changes")
 )
 
@@ -53,6 +54,7 @@ type Store struct {
 	keys    keys
 	timeout time.Duration
 	view    *View
+	queue   *nameQueue
 }
 
 // Open connects to etcd and starts loading the View and following changes in the background.
@@ -71,7 +73,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			return nil, err
 		}
 	}
-	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
+	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout, queue: newNameQueue()}
 	s.view = newView(cli, s.keys, cfg.Timeout)
 	s.view.local = cfg.Local
 	if err := s.view.start(ctx); err != nil {

@@ -182,7 +182,8 @@ func TestOpcodes(t *testing.T) {
 }
 
 func TestTruncationOverUDP(t *testing.T) {
-	s := startServer(t, "challenge_keep 12")
+	// Twelve challenges of one name at once are beyond what the default write_limit allows.
+	s := startServer(t, "challenge_keep 12\n\t\twrite_limit 1/m 12")
 	tok := s.subscribe("big", nil)
 	for i := range 12 {
 		s.mustGet("/dnsconfig", url.Values{"token": {tok}, "challenge": {strings.Repeat(string(rune('a'+i)), 43)}})

@@ -271,12 +271,9 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		if err = need(0, 0); err == nil {
 			cfg.API.AllowPrivateAddrs = true
 		}
-	case "client_limit", "mail_limit":
+	case "client_limit", "mail_limit", "write_limit":
 		if err = need(1, 2); err == nil {
-			limit := &cfg.API.ClientLimit
-			if prop == "mail_limit" {
-				limit = &cfg.API.MailLimit
-			}
+			limit := map[string]*api.RateLimit{"client_limit": &cfg.API.ClientLimit, "mail_limit": &cfg.API.MailLimit, "write_limit": &cfg.API.WriteLimit}[prop]
 			*limit, err = parseLimit(args)
 		}
 	case "expire":
@@ -331,7 +328,7 @@ func (cfg *Config) finish() error {
 		if g := cfg.API.PingGranularity; g > cfg.Expire/10 {
 			return fmt.Errorf("ping_granularity %s: must be at most a tenth of expire (%s)", g, cfg.Expire)
 		} else if g == 0 {
-			cfg.API.PingGranularity = min(time.Minute, cfg.Expire/100)
+			cfg.API.PingGranularity = min(api.DefaultPingGranularity, cfg.Expire/10)
 		}
 	}
 	if err := cfg.buildStatic(); err != nil {

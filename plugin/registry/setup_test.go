@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+
+	"github.com/regdns/regdns/api"
 )
 
 func TestParse(t *testing.T) {
@@ -116,11 +118,27 @@ func TestParse(t *testing.T) {
 				t.Errorf("ping_granularity %s", c.API.PingGranularity)
 			}
 		}},
-		{name: "ping granularity default under expire", input: "registry {\nexpire 1h 1h\n}", check: func(t *testing.T, c Config) {
-			if c.API.PingGranularity != 36*time.Second {
-				t.Errorf("ping_granularity %s, want a hundredth of expire", c.API.PingGranularity)
+		{name: "ping granularity default under a short expire", input: "registry {\nexpire 1h 1h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != 6*time.Minute {
+				t.Errorf("ping_granularity %s, want a tenth of expire", c.API.PingGranularity)
 			}
 		}},
+		{name: "ping granularity default under a long expire", input: "registry {\nexpire 2160h 720h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != api.DefaultPingGranularity {
+				t.Errorf("ping_granularity %s, want the default %s", c.API.PingGranularity, api.DefaultPingGranularity)
+			}
+		}},
+		{name: "write limit", input: "registry {\nwrite_limit 2/h 5\n}", check: func(t *testing.T, c Config) {
+			if c.API.WriteLimit.Rate != 2.0/3600 || c.API.WriteLimit.Burst != 5 {
+				t.Errorf("write_limit %+v", c.API.WriteLimit)
+			}
+		}},
+		{name: "write limit off", input: "registry {\nwrite_limit off\n}", check: func(t *testing.T, c Config) {
+			if c.API.WriteLimit.Rate >= 0 {
+				t.Errorf("write_limit %+v, want off", c.API.WriteLimit)
+			}
+		}},
+		{name: "write limit without burst", input: "registry {\nwrite_limit 1/m\n}", wantErr: "write_limit"},
 		{name: "ping granularity too coarse for expire", input: "registry {\nexpire 1h 1h\nping_granularity 10m\n}", wantErr: "at most a tenth of expire"},
 		{name: "ping granularity not a duration", input: "registry {\nping_granularity often\n}", wantErr: "not a positive duration"},
 		{name: "api_tls with missing files", input: "registry {\napi_tls /nonexistent/c.pem /nonexistent/k.pem\n}", wantErr: "api_tls"},
