@@ -108,7 +108,7 @@ func New(store Store, cfg Config) (*Server, error) {
 	s := &Server{
 		store:           store,
 		zone:            zone,
-		reserved:        map[string]bool{"api": true, "www": true, "_psl": true},
+		reserved:        reservedNames(cfg.Reserved),
 		trustedProxies:  cfg.TrustedProxies,
 		locator:         cfg.Locator,
 		mailer:          cfg.Mailer,
@@ -118,9 +118,6 @@ func New(store Store, cfg Config) (*Server, error) {
 		reclaimTTL:      orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
 		pingGranularity: orDefault(cfg.PingGranularity, defaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
-	}
-	for _, name := range cfg.Reserved {
-		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
 	}
 	// Two values at once is what ACME needs to validate a name and its wildcard together.
 	if s.challengeKeep < 2 {

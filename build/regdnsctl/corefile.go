@@ -1,0 +1,3 @@
+package main
+
+func runCorefile(g globals, args []string) int { return exitError }
