@@ -40,6 +40,9 @@ type ImportOptions struct {
 	// Progress, if set, is called (from one goroutine at a time) with how many records have
 	// been handled so far.
 	Progress func(done int)
+	// Same, if set, says whether a stored record counts as the one to import although their
+	// encodings differ (say, in times an import sets); without it only identical records do.
+	Same func(stored, record *Domain) bool
 }
 
 // maxTxnOps is etcd's default bound (--max-txn-ops) on the compares, and separately on the
@@ -89,12 +92,12 @@ func (ks *Keyspace) Import(ctx context.Context, records []Domain, opt ImportOpti
 			opt.Progress(done)
 		}
 	}
-	err := ks.importBatches(ctx, batches(pending), opt.DryRun, report)
+	err := ks.importBatches(ctx, batches(pending), opt, report)
 	return results, err
 }
 
 // importBatches runs the batches on importWorkers goroutines and returns the first error.
-func (ks *Keyspace) importBatches(ctx context.Context, all [][]importEntry, dryRun bool, report func([]importEntry, []ImportResult)) error {
+func (ks *Keyspace) importBatches(ctx context.Context, all [][]importEntry, opt ImportOptions, report func([]importEntry, []ImportResult)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []importEntry)
@@ -103,7 +106,7 @@ func (ks *Keyspace) importBatches(ctx context.Context, all [][]importEntry, dryR
 	for range importWorkers {
 		wg.Go(func() {
 			for batch := range work {
-				out, err := ks.importBatch(ctx, batch, dryRun)
+				out, err := ks.importBatch(ctx, batch, opt)
 				if err != nil {
 					errs <- err
 					cancel()
@@ -191,7 +194,7 @@ func batches(entries []importEntry) [][]importEntry {
 
 // importBatch creates the batch's records in one transaction if none of their keys exists;
 // otherwise it reads the keys, classifies each record, and tries again with those still free.
-func (ks *Keyspace) importBatch(ctx context.Context, batch []importEntry, dryRun bool) ([]ImportResult, error) {
+func (ks *Keyspace) importBatch(ctx context.Context, batch []importEntry, opt ImportOptions) ([]ImportResult, error) {
 	out := make([]ImportResult, len(batch))
 	free := make([]int, len(batch)) // positions in batch still to be written
 	for i, e := range batch {
@@ -199,7 +202,7 @@ func (ks *Keyspace) importBatch(ctx context.Context, batch []importEntry, dryRun
 		free[i] = i
 	}
 	for range maxAttempts {
-		if !dryRun {
+		if !opt.DryRun {
 			ok, err := ks.createAll(ctx, batch, free)
 			if err != nil || ok {
 				return out, err
@@ -211,12 +214,12 @@ func (ks *Keyspace) importBatch(ctx context.Context, batch []importEntry, dryRun
 		}
 		var still []int
 		for _, i := range free {
-			out[i] = classify(batch[i], stored)
+			out[i] = classify(batch[i], stored, opt.Same)
 			if out[i].Status == Imported {
 				still = append(still, i)
 			}
 		}
-		if dryRun || len(still) == 0 {
+		if opt.DryRun || len(still) == 0 {
 			return out, nil
 		}
 		free = still
@@ -277,10 +280,10 @@ func (ks *Keyspace) readKeys(ctx context.Context, batch []importEntry, free []in
 
 // classify says what to do with e given the stored values of its keys: Imported means its
 // keys are all free.
-func classify(e importEntry, stored map[string][]byte) ImportResult {
+func classify(e importEntry, stored map[string][]byte, same func(stored, record *Domain) bool) ImportResult {
 	r := ImportResult{Name: e.name}
 	if have, ok := stored[e.keys[0]]; ok {
-		if bytes.Equal(have, e.value) {
+		if bytes.Equal(have, e.value) || sameRecord(have, e.value, same) {
 			r.Status = Unchanged
 			return r
 		}
@@ -295,6 +298,12 @@ func classify(e importEntry, stored map[string][]byte) ImportResult {
 		}
 	}
 	return r
+}
+
+// sameRecord decodes two encoded records and asks same whether they count as the same.
+func sameRecord(have, want []byte, same func(stored, record *Domain) bool) bool {
+	var h, w Domain
+	return same != nil && json.Unmarshal(have, &h) == nil && json.Unmarshal(want, &w) == nil && same(&h, &w)
 }
 
 // recordDiff names the fields in which a stored record differs from the one to import.

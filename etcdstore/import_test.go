@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestImport(t *testing.T) {
@@ -104,5 +105,29 @@ func TestImportStopsOnEtcdError(t *testing.T) {
 	cancel()
 	if _, err := s.Import(ctx, []Domain{newDomain("a")}, ImportOptions{}); err == nil {
 		t.Fatal("an import with a cancelled context succeeded")
+	}
+}
+
+func TestImportSame(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := newDomain("alpha")
+	if _, err := s.Import(t.Context(), []Domain{d}, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := d
+	again.Created = d.Created.Add(time.Hour)
+	ignoreCreated := func(stored, record *Domain) bool { return stored.Token == record.Token && stored.Name == record.Name }
+	for _, tt := range []struct {
+		same func(stored, record *Domain) bool
+		want ImportStatus
+	}{{nil, Conflict}, {ignoreCreated, Unchanged}} {
+		res, err := s.Import(t.Context(), []Domain{again}, ImportOptions{Same: tt.same})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Status != tt.want {
+			t.Errorf("with Same %v: %+v, want status %d", tt.same != nil, res[0], tt.want)
+		}
 	}
 }

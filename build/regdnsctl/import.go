@@ -76,7 +76,7 @@ func runImport(g globals, args []string) int {
 	}
 	defer release()
 	start := time.Now()
-	results, err := ks.Import(ctx, records, etcdstore.ImportOptions{DryRun: *dryRun, Progress: progress(g.stderr, len(records))})
+	results, err := ks.Import(ctx, records, etcdstore.ImportOptions{DryRun: *dryRun, Progress: progress(g.stderr, len(records)), Same: sameImport})
 	if err != nil {
 		return g.fail("import", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"database/sql"
 	"fmt"
 	"net/netip"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -157,4 +159,24 @@ func (m mapping) setContact(d *etcdstore.Domain, r row, note func(string, ...any
 	default:
 		note("unverified email without a pending verification id: not kept (the record model has no place for it)")
 	}
+}
+
+// sameImport reports whether a stored record is the one this import would write, apart from
+// the times an import takes from its own clock (a challenge's set time, the expiry of a
+// pending verification id or reclamation token): a rerun finds its earlier import unchanged.
+func sameImport(stored, record *etcdstore.Domain) bool {
+	return reflect.DeepEqual(withoutImportTimes(*stored), withoutImportTimes(*record))
+}
+
+func withoutImportTimes(d etcdstore.Domain) etcdstore.Domain {
+	d.Challenges = slices.Clone(d.Challenges)
+	for i := range d.Challenges {
+		d.Challenges[i].Set = time.Time{}
+	}
+	if d.Pending != nil {
+		p := *d.Pending
+		p.VerifyExpires, p.ReclaimExpires = time.Time{}, time.Time{}
+		d.Pending = &p
+	}
+	return d
 }
