@@ -73,7 +73,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 			if desc != "" {
 				d.Description = desc
 			}
-			d.ClearReclamationToken()
+			d.SetEmail(d.Email, true)
 			setAddrs(d, addrs)
 			return nil
 		})
@@ -145,7 +145,7 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 		if err := s.allowMail(&counted, d.Name, d.Email); err != nil {
 			return err
 		}
-		d.SetReclamationToken(rt, expires)
+		d.AddReclamationToken(rt, expires)
 		return nil
 	})
 	if errors.Is(err, etcdstore.ErrNotFound) {
@@ -249,7 +249,6 @@ type domainInfo struct {
 	DNSChallenges []string `json:"dns_challenges"`
 	Email         string   `json:"email"`
 	Verified      bool     `json:"verified"`
-	PendingEmail  string   `json:"pending_email"`
 	OptOut        bool     `json:"optout"`
 	Timestamp     int64    `json:"timestamp"`
 	LastPing      int64    `json:"last_ping"`
@@ -276,8 +275,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 		Continent:     d.Continent,
 		DNSChallenges: []string{},
 		Email:         d.Email,
-		Verified:      d.Email != "",
-		PendingEmail:  d.PendingEmail(),
+		Verified:      d.EmailVerified(),
 		OptOut:        d.OptOut,
 		Timestamp:     d.Created.Unix(),
 	}
@@ -317,7 +315,8 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 		if err := s.allowMail(&counted, d.Name, addr); err != nil {
 			return err
 		}
-		d.SetVerification(addr, id, expires)
+		d.SetEmail(addr, false)
+		d.SetVerification(id, expires)
 		if optSet {
 			d.OptOut = opt
 		}
@@ -340,10 +339,10 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := time.Now()
 	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Domain) error {
-		if now.After(d.VerifyExpires()) {
+		if _, expires := d.Verification(); now.After(expires) {
 			return badRequest("InvalidVerification", "The link has expired; ask for a new one from your gateway.")
 		}
-		d.Email = d.PendingEmail()
+		d.SetEmail(d.Email, true)
 		d.ClearVerification()
 		return nil
 	})

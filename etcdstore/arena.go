@@ -13,6 +13,16 @@ import (
 // time. FuzzDecodeRecord checks that it reads what encoding/json writes as encoding/json does.
 func unmarshalRecord(b []byte, d *Domain) error { return fastjson.Unmarshal(b, d) }
 
+// decodeRecord reads a stored record for the view as this version keeps it, whichever
+// version wrote it.
+func decodeRecord(b []byte, d *Domain) error {
+	if err := unmarshalRecord(b, d); err != nil {
+		return err
+	}
+	d.upgrade()
+	return nil
+}
+
 // loader builds the records of a full load of the view in few, large allocations: records in
 // slabs, their strings and challenge lists packed into shared chunks. The garbage collector
 // traces the view on every cycle, and what it pays is mostly one cache miss per distinct
@@ -43,7 +53,7 @@ func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Domain) {
 	}
 	l.domains = l.domains[:len(l.domains)+1]
 	d := &l.domains[len(l.domains)-1]
-	if err := unmarshalRecord(kv.Value, d); err != nil {
+	if err := decodeRecord(kv.Value, d); err != nil {
 		*d = Domain{}
 		l.domains = l.domains[:len(l.domains)-1]
 		return "", nil

@@ -19,9 +19,9 @@ func fullDomain(i int) Domain {
 		Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i),
 		Description: fmt.Sprintf("gw%d's server", i), Mode: ModeDynamic, Continent: "EU",
 		IPv4: netip.MustParseAddr("203.0.113.7"), IPv6: netip.MustParseAddr("2001:db8::7"),
-		Created: now, LastPing: now.Add(time.Minute), Email: "a@example.org", OptOut: true,
-		Pending: &Pending{PendingEmail: "b@example.org", VerifyHash: strings.Repeat("ab", 32), VerifyExpires: now.Add(time.Hour),
-			ReclaimHash: strings.Repeat("cd", 32), ReclaimExpires: now.Add(2 * time.Hour)},
+		Created: now, LastPing: now.Add(time.Minute), Email: "a@example.org", EmailUnverified: i%2 == 0, OptOut: true,
+		Pending: &Pending{VerifyHash: strings.Repeat("ab", 32), VerifyExpires: now.Add(time.Hour),
+			Reclamations: []Reclamation{{strings.Repeat("cd", 32), now.Add(2 * time.Hour)}, {strings.Repeat("ef", 32), now.Add(time.Hour)}}},
 	}
 	for j := range i % 3 {
 		d.AddChallenge(fmt.Sprintf("challenge-%d-%d", i, j), now, 2)

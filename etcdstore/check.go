@@ -47,6 +47,7 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 				records[rest] = nil
 				return
 			}
+			d.upgrade()
 			records[rest] = &d
 			if d.Name != rest {
 				report("%s: record is named %q", key, d.Name)
@@ -75,9 +76,6 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 			report("%s: record has no API token", ks.keys.name(name))
 		}
 		for _, ix := range indexesOf(d) {
-			if ix.hash == "" {
-				continue
-			}
 			k := ks.keys.hashedKey(ix.dir, ix.hash)
 			owner, ok := owners[k]
 			switch {

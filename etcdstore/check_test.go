@@ -68,12 +68,18 @@ func TestCheckDetectsDamage(t *testing.T) {
 		}, []string{`names/other: record is named "else"`}},
 		{"reclamation token without index", func(d damage) {
 			rec := d.good
-			rec.SetReclamationToken(rawSecret, time.Now().Add(time.Hour))
+			rec.ClearReclamationTokens()
+			rec.AddReclamationToken(rawSecret, time.Now().Add(time.Hour))
 			putRecord(d, d.k.name("good"), rec)
 		}, []string{
 			`names/good: no index <prefix>reclaim/<raw hash> for its reclamation token`,
 			`reclaim/<rt hash>: points at "good", whose record has no reclamation token with this hash`,
 		}},
+		{"second reclamation token without index", func(d damage) {
+			rec := d.good
+			rec.AddReclamationToken(rawSecret, time.Now().Add(time.Hour))
+			putRecord(d, d.k.name("good"), rec)
+		}, []string{`names/good: no index <prefix>reclaim/<raw hash> for its reclamation token`}},
 		{"verification index to a record without that id", func(d damage) {
 			put(d, d.k.verify(rawSecret), "good")
 		}, []string{`verify/<raw hash>: points at "good", whose record has no verification id with this hash`}},

@@ -1,7 +1,9 @@
 package etcdstore
 
 import (
+	"crypto/subtle"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -25,41 +27,66 @@ type Challenge struct {
 // kept only as hashes; the token itself is kept because PageKite signatures are keyed by it.
 //
 // The view holds one per registered name, so its size is the view's: what few records
-// carry (a pending email verification or reclamation) is behind a pointer, nil for most, and
-// the small fields sit together.
+// carry (a pending email verification or reclamation tokens) is behind a pointer, nil for
+// most, and the small fields sit together.
 type Domain struct {
 	Name        string `json:"name"`
 	Token       string `json:"token"`
 	Description string `json:"description"`
 	Mode        Mode   `json:"mode"`
 	// OptOut records the gateway owner's choice to receive no mail but security mail.
-	OptOut     bool        `json:"optout,omitempty"`
-	Continent  string      `json:"continent,omitempty"`
-	IPv4       netip.Addr  `json:"ipv4,omitzero"`
-	IPv6       netip.Addr  `json:"ipv6,omitzero"`
-	Challenges []Challenge `json:"challenges,omitempty"`
-	Created    time.Time   `json:"created"`
-	LastPing   time.Time   `json:"last_ping,omitzero"`
+	OptOut bool `json:"optout,omitempty"`
+	// EmailUnverified says the contact address was set but not yet proved, by a verification
+	// link or a mailed reclamation token. It is stored negated so that records written when
+	// email held only verified addresses read as verified. Set it through SetEmail.
+	EmailUnverified bool        `json:"email_unverified,omitempty"`
+	Continent       string      `json:"continent,omitempty"`
+	IPv4            netip.Addr  `json:"ipv4,omitzero"`
+	IPv6            netip.Addr  `json:"ipv6,omitzero"`
+	Challenges      []Challenge `json:"challenges,omitempty"`
+	Created         time.Time   `json:"created"`
+	LastPing        time.Time   `json:"last_ping,omitzero"`
 
-	// Email is the verified address; mail for this name goes only there.
+	// Email is the name's contact address, verified or not: reclamation mail goes there.
 	Email string `json:"email,omitempty"`
 
 	// Pending is what waits for a confirmation, stored in the same JSON object as the rest.
-	// Its fields are read through the methods of the same names (nil means none pending) and
-	// changed only by the Set and Clear methods, which copy it: records of the view share it.
+	// Read it through Verification and ReclamationTokens (nil means nothing pending); it is
+	// changed only by methods that copy it, since records of the view share it.
 	*Pending
 
 	// rev is the etcd mod revision of a record of the View; 0 elsewhere.
 	rev int64
 }
 
-// Pending is an email verification and a reclamation token waiting to be used.
+// MaxReclamationTokens is how many reclamation tokens a record keeps: a new one pushes out
+// the oldest, so a few mails sent close together all stay usable.
+const MaxReclamationTokens = 3
+
+// Pending is the verification of the contact address waiting for its link to be followed,
+// and the reclamation tokens mailed to the contact address.
 type Pending struct {
-	PendingEmail   string    `json:"pending_email,omitempty"`
-	VerifyHash     string    `json:"verify_hash,omitempty"`
-	VerifyExpires  time.Time `json:"verify_expires,omitzero"`
-	ReclaimHash    string    `json:"reclaim_hash,omitempty"`
-	ReclaimExpires time.Time `json:"reclaim_expires,omitzero"`
+	VerifyHash    string        `json:"verify_hash,omitempty"`
+	VerifyExpires time.Time     `json:"verify_expires,omitzero"`
+	Reclamations  []Reclamation `json:"reclamations,omitempty"`
+
+	// Fields of records written before contact addresses and lists of reclamation tokens:
+	// read, moved to their place by upgrade, never written again.
+	LegacyPendingEmail   string    `json:"pending_email,omitempty"`
+	LegacyReclaimHash    string    `json:"reclaim_hash,omitempty"`
+	LegacyReclaimExpires time.Time `json:"reclaim_expires,omitzero"`
+}
+
+// Reclamation is one mailed reclamation token: usable, as often as needed, until Expires.
+type Reclamation struct {
+	Hash    string    `json:"hash"`
+	Expires time.Time `json:"expires"`
+}
+
+// empty reports whether nothing is pending.
+func (p *Pending) empty() bool {
+	return p.VerifyHash == "" && p.VerifyExpires.IsZero() && len(p.Reclamations) == 0 &&
+		p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero()
 }
 
 // pending returns what is pending, the zero Pending when nothing is.
@@ -73,27 +100,123 @@ func (d *Domain) pending() Pending {
 // setPending stores p as a new Pending (never writing the one d may share with the view's
 // record), or none when p is empty.
 func (d *Domain) setPending(p Pending) {
-	if p == (Pending{}) {
+	if p.empty() {
 		d.Pending = nil
 		return
 	}
 	d.Pending = &p
 }
 
-// PendingEmail is the address waiting for verification, or "".
-func (d *Domain) PendingEmail() string { return d.pending().PendingEmail }
+// upgrade moves what records of earlier versions stored in other fields to where this one
+// keeps it: a pending address becomes the unverified contact address (as the address set by
+// /setemail always is now), and the one reclamation token a list of one.
+func (d *Domain) upgrade() {
+	p := d.pending()
+	if p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero() {
+		return
+	}
+	if p.LegacyPendingEmail != "" {
+		d.Email, d.EmailUnverified = p.LegacyPendingEmail, true
+	}
+	if p.LegacyReclaimHash != "" && !slices.ContainsFunc(p.Reclamations, func(r Reclamation) bool { return r.Hash == p.LegacyReclaimHash }) {
+		p.Reclamations = append([]Reclamation{{p.LegacyReclaimHash, p.LegacyReclaimExpires}}, p.Reclamations...)
+	}
+	p.LegacyPendingEmail, p.LegacyReclaimHash, p.LegacyReclaimExpires = "", "", time.Time{}
+	d.setPending(p)
+}
 
-// VerifyHash is the hash of the pending verification id, or "".
-func (d *Domain) VerifyHash() string { return d.pending().VerifyHash }
+// SetEmail makes addr the contact address, verified or not ("" removes it). It leaves the
+// pending verification and the reclamation tokens alone.
+func (d *Domain) SetEmail(addr string, verified bool) {
+	d.Email, d.EmailUnverified = addr, addr != "" && !verified
+}
 
-// VerifyExpires is when the pending verification expires (zero when there is none).
-func (d *Domain) VerifyExpires() time.Time { return d.pending().VerifyExpires }
+// EmailVerified reports whether the contact address was proved to reach its owner.
+func (d *Domain) EmailVerified() bool { return d.Email != "" && !d.EmailUnverified }
 
-// ReclaimHash is the hash of the pending reclamation token, or "".
-func (d *Domain) ReclaimHash() string { return d.pending().ReclaimHash }
+// Verification is the hash of the pending verification id of the contact address and when
+// it expires, or "" and the zero time when none is pending.
+func (d *Domain) Verification() (hash string, expires time.Time) {
+	p := d.pending()
+	return p.VerifyHash, p.VerifyExpires
+}
 
-// ReclaimExpires is when the pending reclamation token expires (zero when there is none).
-func (d *Domain) ReclaimExpires() time.Time { return d.pending().ReclaimExpires }
+// SetVerification starts a verification of the contact address with id, valid until expires,
+// replacing any pending one.
+func (d *Domain) SetVerification(id string, expires time.Time) {
+	p := d.pending()
+	p.VerifyHash, p.VerifyExpires = hashSecret(id), expires
+	d.setPending(p)
+}
+
+// ClearVerification cancels any pending verification.
+func (d *Domain) ClearVerification() {
+	p := d.pending()
+	p.VerifyHash, p.VerifyExpires = "", time.Time{}
+	d.setPending(p)
+}
+
+// ReclamationTokens lists the record's reclamation tokens, newest first, expired or not.
+// The slice is shared: do not modify it.
+func (d *Domain) ReclamationTokens() []Reclamation { return d.pending().Reclamations }
+
+// AddReclamationToken makes rt, until expires, the newest reclamation token, keeping at most
+// MaxReclamationTokens (the oldest goes). Adding a token already there renews it.
+func (d *Domain) AddReclamationToken(rt string, expires time.Time) {
+	h := hashSecret(rt)
+	p := d.pending()
+	out := make([]Reclamation, 0, MaxReclamationTokens)
+	out = append(out, Reclamation{Hash: h, Expires: expires})
+	for _, r := range p.Reclamations {
+		if len(out) == MaxReclamationTokens {
+			break
+		}
+		if r.Hash != h {
+			out = append(out, r)
+		}
+	}
+	p.Reclamations = out
+	d.setPending(p)
+}
+
+// DropExpiredReclamationTokens removes the reclamation tokens that have expired at now.
+func (d *Domain) DropExpiredReclamationTokens(now time.Time) {
+	p := d.pending()
+	var live []Reclamation
+	for _, r := range p.Reclamations {
+		if now.Before(r.Expires) {
+			live = append(live, r)
+		}
+	}
+	if len(live) == len(p.Reclamations) {
+		return
+	}
+	p.Reclamations = live
+	d.setPending(p)
+}
+
+// ClearReclamationTokens removes every reclamation token.
+func (d *Domain) ClearReclamationTokens() {
+	p := d.pending()
+	p.Reclamations = nil
+	d.setPending(p)
+}
+
+// ReclamationTokenValid reports whether rt is one of the record's reclamation tokens and
+// has not expired at now.
+func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
+	if rt == "" {
+		return false
+	}
+	want := []byte(hashSecret(rt))
+	valid := false
+	for _, r := range d.ReclamationTokens() {
+		if subtle.ConstantTimeCompare([]byte(r.Hash), want) == 1 && now.Before(r.Expires) {
+			valid = true
+		}
+	}
+	return valid
+}
 
 // SetAddr records addr as the gateway's address of its family.
 func (d *Domain) SetAddr(addr netip.Addr) {
@@ -137,37 +260,4 @@ func (d *Domain) LiveChallenges(now time.Time, maxAge time.Duration) []string {
 		}
 	}
 	return out
-}
-
-// SetReclamationToken makes rt, until expires, the one reclamation token of the record.
-func (d *Domain) SetReclamationToken(rt string, expires time.Time) {
-	p := d.pending()
-	p.ReclaimHash, p.ReclaimExpires = hashSecret(rt), expires
-	d.setPending(p)
-}
-
-// ClearReclamationToken removes any pending reclamation token.
-func (d *Domain) ClearReclamationToken() {
-	p := d.pending()
-	p.ReclaimHash, p.ReclaimExpires = "", time.Time{}
-	d.setPending(p)
-}
-
-// ReclamationTokenValid reports whether rt is the record's pending, unexpired reclamation token.
-func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
-	return ByReclamationToken(rt).matches(d) && now.Before(d.ReclaimExpires())
-}
-
-// SetVerification starts an email verification of email with id, valid until expires.
-func (d *Domain) SetVerification(email, id string, expires time.Time) {
-	p := d.pending()
-	p.PendingEmail, p.VerifyHash, p.VerifyExpires = email, hashSecret(id), expires
-	d.setPending(p)
-}
-
-// ClearVerification cancels any pending email verification.
-func (d *Domain) ClearVerification() {
-	p := d.pending()
-	p.PendingEmail, p.VerifyHash, p.VerifyExpires = "", "", time.Time{}
-	d.setPending(p)
 }

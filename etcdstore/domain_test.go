@@ -2,7 +2,9 @@ package etcdstore
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -104,45 +106,83 @@ func TestSetAddr(t *testing.T) {
 func TestReclamationTokenValid(t *testing.T) {
 	now := time.Now()
 	tests := []struct {
-		name    string
-		set     string
-		expires time.Time
-		try     string
-		want    bool
+		name string
+		add  map[string]time.Time // tokens added, in no particular order
+		try  string
+		want bool
 	}{
-		{"right token before expiry", "rt", now.Add(time.Hour), "rt", true},
-		{"right token at expiry", "rt", now, "rt", false},
-		{"right token after expiry", "rt", now.Add(-time.Hour), "rt", false},
-		{"wrong token", "rt", now.Add(time.Hour), "other", false},
-		{"empty token, none set", "", time.Time{}, "", false},
-		{"empty token set, empty token tried", "", now.Add(time.Hour), "", false},
+		{"right token before expiry", map[string]time.Time{"rt": now.Add(time.Hour)}, "rt", true},
+		{"right token at expiry", map[string]time.Time{"rt": now}, "rt", false},
+		{"right token after expiry", map[string]time.Time{"rt": now.Add(-time.Hour)}, "rt", false},
+		{"wrong token", map[string]time.Time{"rt": now.Add(time.Hour)}, "other", false},
+		{"one of several", map[string]time.Time{"a": now.Add(time.Hour), "b": now.Add(time.Hour)}, "a", true},
+		{"expired one of several", map[string]time.Time{"a": now.Add(-time.Hour), "b": now.Add(time.Hour)}, "a", false},
+		{"empty token, none set", nil, "", false},
+		{"empty token set, empty token tried", map[string]time.Time{"": now.Add(time.Hour)}, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var d Domain
-			if !tt.expires.IsZero() {
-				d.SetReclamationToken(tt.set, tt.expires)
+			for rt, exp := range tt.add {
+				d.AddReclamationToken(rt, exp)
 			}
 			if got := d.ReclamationTokenValid(tt.try, now); got != tt.want {
 				t.Errorf("ReclamationTokenValid = %v, want %v", got, tt.want)
 			}
+			// Using a token does not spend it.
+			if got := d.ReclamationTokenValid(tt.try, now); got != tt.want {
+				t.Errorf("second ReclamationTokenValid = %v, want %v", got, tt.want)
+			}
 		})
 	}
 	var d Domain
-	d.SetReclamationToken("rt", now.Add(time.Hour))
-	d.ClearReclamationToken()
-	if d.ReclamationTokenValid("rt", now) || d.ReclaimHash() != "" || !d.ReclaimExpires().IsZero() {
-		t.Errorf("after ClearReclamationToken: %+v", d)
+	d.AddReclamationToken("rt", now.Add(time.Hour))
+	d.ClearReclamationTokens()
+	if d.ReclamationTokenValid("rt", now) || len(d.ReclamationTokens()) != 0 || d.Pending != nil {
+		t.Errorf("after ClearReclamationTokens: %+v", d)
+	}
+}
+
+func TestAddReclamationTokenKeepsTheNewest(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var d Domain
+	for i := range MaxReclamationTokens + 2 {
+		d.AddReclamationToken(fmt.Sprint("rt", i), t0.Add(time.Duration(i)*time.Hour))
+	}
+	var want []Reclamation
+	for i := MaxReclamationTokens + 1; i >= 2; i-- {
+		want = append(want, Reclamation{hashSecret(fmt.Sprint("rt", i)), t0.Add(time.Duration(i) * time.Hour)})
+	}
+	if got := d.ReclamationTokens(); !slices.Equal(got, want) {
+		t.Errorf("tokens %v, want %v", got, want)
+	}
+	// Adding one already there renews it in first place instead of listing it twice.
+	d.AddReclamationToken("rt2", t0.Add(9*time.Hour))
+	want = append([]Reclamation{{hashSecret("rt2"), t0.Add(9 * time.Hour)}}, want[:len(want)-1]...)
+	if got := d.ReclamationTokens(); !slices.Equal(got, want) {
+		t.Errorf("after renewing rt2: %v, want %v", got, want)
+	}
+
+	// rt4 expires at 4h exactly, rt3 before: only rt2 (9h) is left.
+	d.DropExpiredReclamationTokens(t0.Add(4 * time.Hour))
+	want = want[:1]
+	if got := d.ReclamationTokens(); !slices.Equal(got, want) {
+		t.Errorf("after dropping those expired at 4h: %v, want %v", got, want)
+	}
+	d.DropExpiredReclamationTokens(t0.Add(9 * time.Hour))
+	if d.Pending != nil {
+		t.Errorf("every token expired, yet Pending is %+v", *d.Pending)
 	}
 }
 
 func TestSelectorMatches(t *testing.T) {
 	d := Domain{Name: "alpha", Token: "tok"}
-	d.SetReclamationToken("rt", time.Now().Add(time.Hour))
-	d.SetVerification("a@example.org", "vid", time.Now().Add(time.Hour))
+	d.AddReclamationToken("rt", time.Now().Add(time.Hour))
+	d.AddReclamationToken("rt2", time.Now().Add(-time.Hour))
+	d.SetVerification("vid", time.Now().Add(time.Hour))
 	blank := Domain{}
-	blank.SetReclamationToken("", time.Now().Add(time.Hour))
-	blank.SetVerification("", "", time.Now().Add(time.Hour))
+	blank.AddReclamationToken("", time.Now().Add(time.Hour))
+	blank.SetVerification("", time.Now().Add(time.Hour))
 	tests := []struct {
 		name string
 		sel  Selector
@@ -154,6 +194,7 @@ func TestSelectorMatches(t *testing.T) {
 		{"token", ByToken("tok"), &d, true},
 		{"wrong token", ByToken("tok2"), &d, false},
 		{"reclamation token", ByReclamationToken("rt"), &d, true},
+		{"expired reclamation token still selects", ByReclamationToken("rt2"), &d, true},
 		{"token is no reclamation token", ByReclamationToken("tok"), &d, false},
 		{"verification id", ByVerificationID("vid"), &d, true},
 		{"reclamation token is no verification id", ByVerificationID("rt"), &d, false},
@@ -171,16 +212,35 @@ func TestSelectorMatches(t *testing.T) {
 	}
 }
 
+func TestContactEmail(t *testing.T) {
+	var d Domain
+	if d.EmailVerified() {
+		t.Error("no address, yet verified")
+	}
+	d.SetEmail("a@example.org", false)
+	if d.Email != "a@example.org" || d.EmailVerified() {
+		t.Errorf("unverified contact: %q verified %v", d.Email, d.EmailVerified())
+	}
+	d.SetEmail(d.Email, true)
+	if !d.EmailVerified() {
+		t.Error("marked verified, reads unverified")
+	}
+	d.SetEmail("", true)
+	if d.Email != "" || d.EmailVerified() || d.EmailUnverified {
+		t.Errorf("removed contact: %q verified %v unverified %v", d.Email, d.EmailVerified(), d.EmailUnverified)
+	}
+}
+
 func TestVerification(t *testing.T) {
 	var d Domain
 	exp := time.Now().Add(time.Hour)
-	d.SetVerification("a@example.org", "vid", exp)
-	if d.PendingEmail() != "a@example.org" || d.VerifyHash() != hashSecret("vid") || !d.VerifyExpires().Equal(exp) {
-		t.Errorf("after SetVerification: %+v", d)
+	d.SetVerification("vid", exp)
+	if h, e := d.Verification(); h != hashSecret("vid") || !e.Equal(exp) {
+		t.Errorf("after SetVerification: %q %v", h, e)
 	}
 	d.ClearVerification()
-	if d.PendingEmail() != "" || d.VerifyHash() != "" || !d.VerifyExpires().IsZero() {
-		t.Errorf("after ClearVerification: %+v", d)
+	if h, e := d.Verification(); h != "" || !e.IsZero() || d.Pending != nil {
+		t.Errorf("after ClearVerification: %q %v %+v", h, e, d.Pending)
 	}
 }
 
@@ -189,17 +249,21 @@ func TestVerification(t *testing.T) {
 func TestPendingCopiedOnWrite(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	orig := &Domain{Name: "gw"}
-	orig.SetVerification("a@example.org", "vid", exp)
-	orig.SetReclamationToken("rt", exp)
+	orig.SetVerification("vid", exp)
+	orig.AddReclamationToken("rt", exp)
+	orig.AddReclamationToken("rt2", exp)
 	before := *orig.Pending
+	beforeTokens := slices.Clone(before.Reclamations)
 
 	cp := *orig
-	cp.SetVerification("b@example.org", "vid2", exp)
-	cp.ClearReclamationToken()
-	if *orig.Pending != before {
+	cp.SetVerification("vid2", exp)
+	cp.AddReclamationToken("rt3", exp)
+	cp.DropExpiredReclamationTokens(exp.Add(-time.Minute))
+	if h, _ := orig.Verification(); h != hashSecret("vid") || !slices.Equal(orig.ReclamationTokens(), beforeTokens) {
 		t.Errorf("changing a copy changed the original: %+v, was %+v", *orig.Pending, before)
 	}
-	if cp.PendingEmail() != "b@example.org" || cp.ReclaimHash() != "" || orig.ReclaimHash() != hashSecret("rt") {
+	cp.DropExpiredReclamationTokens(exp)
+	if !slices.Equal(orig.ReclamationTokens(), beforeTokens) || len(cp.ReclamationTokens()) != 0 {
 		t.Errorf("copy %+v, original %+v", cp.Pending, orig.Pending)
 	}
 	cp.ClearVerification()
@@ -208,15 +272,15 @@ func TestPendingCopiedOnWrite(t *testing.T) {
 	}
 }
 
-// The stored JSON is one flat object, as before Pending was split out: a record with nothing
-// pending has none of its keys, and one with something pending has them beside the rest.
+// The stored JSON is one flat object: a record with nothing pending has none of its keys,
+// and one with something pending has them beside the rest.
 func TestPendingJSON(t *testing.T) {
 	d := Domain{Name: "gw", Token: "t"}
 	b, err := json.Marshal(&d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(b), "pending") || strings.Contains(string(b), "reclaim") || strings.Contains(string(b), "verify") {
+	if strings.Contains(string(b), "pending") || strings.Contains(string(b), "reclam") || strings.Contains(string(b), "verif") || strings.Contains(string(b), "email") {
 		t.Errorf("nothing pending, stored as %s", b)
 	}
 	var back Domain
@@ -225,18 +289,68 @@ func TestPendingJSON(t *testing.T) {
 	}
 
 	exp := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
-	d.SetVerification("a@example.org", "vid", exp)
+	d.SetEmail("a@example.org", false)
+	d.SetVerification("vid", exp)
+	d.AddReclamationToken("rt", exp)
 	b, _ = json.Marshal(&d)
 	var flat map[string]any
 	if err := json.Unmarshal(b, &flat); err != nil {
 		t.Fatal(err)
 	}
-	if flat["pending_email"] != "a@example.org" || flat["verify_hash"] != hashSecret("vid") || flat["verify_expires"] != "2026-11-27T00:00:00Z" || flat["name"] != "gw" {
+	reclamations, _ := json.Marshal(flat["reclamations"])
+	if flat["email"] != "a@example.org" || flat["email_unverified"] != true || flat["verify_hash"] != hashSecret("vid") ||
+		flat["verify_expires"] != "2026-11-27T00:00:00Z" || flat["name"] != "gw" ||
+		string(reclamations) != `[{"expires":"2026-11-27T00:00:00Z","hash":"`+hashSecret("rt")+`"}]` {
 		t.Errorf("stored as %s", b)
 	}
-	// A record written before the split reads the same.
-	old := `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","reclaim_hash":"h","reclaim_expires":"2026-11-27T00:00:00Z"}`
-	if err := json.Unmarshal([]byte(old), &back); err != nil || back.ReclaimHash() != "h" || !back.ReclaimExpires().Equal(exp) || back.Mode != ModeDynamic || back.PendingEmail() != "" {
-		t.Errorf("old record: %v, %+v", err, back)
+}
+
+// Records written by earlier versions read as this version keeps the same facts: the
+// verified address, a pending address as the unverified contact with its verification still
+// pending, and the one reclamation token as a list of one.
+func TestDecodeEarlierRecords(t *testing.T) {
+	exp := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	h := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, stored string
+		email        string
+		verified     bool
+		verify       string
+		tokens       []Reclamation
+	}{
+		{"verified address", `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","email":"a@example.org"}`,
+			"a@example.org", true, "", nil},
+		{"pending address", `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","pending_email":"b@example.org","verify_hash":"` + h + `","verify_expires":"2026-11-27T00:00:00Z"}`,
+			"b@example.org", false, h, nil},
+		{"verified and pending address", `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","email":"a@example.org","pending_email":"b@example.org","verify_hash":"` + h + `","verify_expires":"2026-11-27T00:00:00Z"}`,
+			"b@example.org", false, h, nil},
+		{"reclamation token", `{"name":"gw","token":"t","description":"","mode":1,"created":"2026-01-01T00:00:00Z","email":"a@example.org","reclaim_hash":"` + h + `","reclaim_expires":"2026-11-27T00:00:00Z"}`,
+			"a@example.org", true, "", []Reclamation{{h, exp}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for decoder, decode := range map[string]func([]byte, *Domain) error{
+				"view":          decodeRecord,
+				"encoding/json": func(b []byte, d *Domain) error { err := json.Unmarshal(b, d); d.upgrade(); return err },
+			} {
+				var d Domain
+				if err := decode([]byte(tt.stored), &d); err != nil {
+					t.Fatalf("%s: %v", decoder, err)
+				}
+				vh, _ := d.Verification()
+				if d.Email != tt.email || d.EmailVerified() != tt.verified || vh != tt.verify || !slices.Equal(d.ReclamationTokens(), tt.tokens) || d.Mode != ModeDynamic {
+					t.Errorf("%s: email %q verified %v verification %q tokens %v; want %q %v %q %v", decoder, d.Email, d.EmailVerified(), vh, d.ReclamationTokens(), tt.email, tt.verified, tt.verify, tt.tokens)
+				}
+				if p := d.pending(); p.LegacyPendingEmail != "" || p.LegacyReclaimHash != "" || !p.LegacyReclaimExpires.IsZero() {
+					t.Errorf("%s: earlier fields left in place: %+v", decoder, p)
+				}
+				// Written back, the record is in this version's form and reads the same.
+				b, _ := json.Marshal(&d)
+				var again Domain
+				if err := decodeRecord(b, &again); err != nil || !reflect.DeepEqual(again, d) {
+					t.Errorf("%s: rewritten as %s, reads as %+v", decoder, b, again)
+				}
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -33,7 +34,7 @@ func ByName(name string) Selector { return Selector{byName, name} }
 // ByToken selects the record whose API token is token.
 func ByToken(token string) Selector { return Selector{byToken, token} }
 
-// ByReclamationToken selects the record with that pending reclamation token.
+// ByReclamationToken selects the record holding that reclamation token, expired or not.
 func ByReclamationToken(rt string) Selector { return Selector{byReclamationToken, rt} }
 
 // ByVerificationID selects the record with that pending email verification id.
@@ -59,17 +60,25 @@ func (s Selector) matches(d *Domain) bool {
 	if s.value == "" {
 		return false
 	}
-	var have, want string
 	switch s.kind {
 	case byName:
 		return d.Name == s.value
 	case byToken:
-		have, want = d.Token, s.value
+		return equalSecret(d.Token, s.value)
 	case byReclamationToken:
-		have, want = d.ReclaimHash(), hashSecret(s.value)
-	case byVerificationID:
-		have, want = d.VerifyHash(), hashSecret(s.value)
+		found := false
+		for _, r := range d.ReclamationTokens() {
+			found = equalSecret(r.Hash, hashSecret(s.value)) || found
+		}
+		return found
 	}
+	h, _ := d.Verification()
+	return equalSecret(h, hashSecret(s.value))
+}
+
+// equalSecret compares a stored secret (or hash) with the one given, in constant time; an
+// empty stored one matches nothing.
+func equalSecret(have, want string) bool {
 	return have != "" && subtle.ConstantTimeCompare([]byte(have), []byte(want)) == 1
 }
 
@@ -104,10 +113,13 @@ func (s *Store) read(ctx context.Context, sel Selector) (Domain, int64, error) {
 	if len(resp.Kvs) == 0 {
 		return Domain{}, 0, ErrNotFound
 	}
+	// encoding/json rather than the view's decoder: its errors, which get logged, quote no
+	// more than a character of the record, never a secret.
 	var d Domain
 	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
 		return Domain{}, 0, fmt.Errorf("record %s: %w", name, err)
 	}
+	d.upgrade()
 	if !sel.matches(&d) {
 		return Domain{}, 0, ErrNotFound
 	}
@@ -214,7 +226,8 @@ func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Dom
 }
 
 // write replaces old (nil: absent) with next (nil: delete) in one transaction, guarded by
-// old's mod revision, and moves the indexes whose secrets differ. It reports false if the
+// old's mod revision, removing the index entries only old needs and adding (if absent) those
+// only next needs. It reports false if the
 // guard failed. On success it waits until the local View shows the change.
 func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Domain) (bool, error) {
 	var name string
@@ -243,15 +256,14 @@ func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Doma
 		ops = append(ops, clientv3.OpPut(nameKey, string(val)))
 	}
 	was, is := indexesOf(&o), indexesOf(&n)
-	for i := range was {
-		if was[i].hash == is[i].hash {
-			continue
+	for _, ix := range was {
+		if !slices.Contains(is, ix) {
+			ops = append(ops, clientv3.OpDelete(s.keys.hashedKey(ix.dir, ix.hash)))
 		}
-		if was[i].hash != "" {
-			ops = append(ops, clientv3.OpDelete(s.keys.hashedKey(was[i].dir, was[i].hash)))
-		}
-		if is[i].hash != "" {
-			k := s.keys.hashedKey(is[i].dir, is[i].hash)
+	}
+	for _, ix := range is {
+		if !slices.Contains(was, ix) {
+			k := s.keys.hashedKey(ix.dir, ix.hash)
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
 			ops = append(ops, clientv3.OpPut(k, name))
 		}

@@ -1,20 +1,33 @@
 package etcdstore
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-// withSecrets is d with a pending reclamation token and email verification.
+// withSecrets is d with a contact address, a reclamation token and a pending verification.
 func withSecrets(d Domain, rt, vid string) Domain {
 	exp := time.Now().Add(time.Hour)
-	d.SetReclamationToken(rt, exp)
-	d.SetVerification("owner@example.org", vid, exp)
+	d.SetEmail("owner@example.org", false)
+	d.AddReclamationToken(rt, exp)
+	d.SetVerification(vid, exp)
 	return d
+}
+
+// mustJSON is d as stored: what two records must share to hold the same facts.
+func mustJSON(t *testing.T, d Domain) string {
+	t.Helper()
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestGetBySelector(t *testing.T) {
@@ -185,17 +198,26 @@ func TestUpdateMovesIndexes(t *testing.T) {
 	}{
 		{"rotate token", ByToken(oldToken), func(d *Domain) { d.Token = newToken },
 			[]Selector{ByToken(newToken)}, []Selector{ByToken(oldToken)}, 2},
-		{"set reclamation token", ByName("alpha"), func(d *Domain) { d.SetReclamationToken("rt1", exp) },
+		{"add reclamation token", ByName("alpha"), func(d *Domain) { d.AddReclamationToken("rt1", exp) },
 			[]Selector{ByReclamationToken("rt1"), ByToken(newToken)}, nil, 3},
-		{"replace reclamation token", ByReclamationToken("rt1"), func(d *Domain) { d.SetReclamationToken("rt2", exp) },
-			[]Selector{ByReclamationToken("rt2")}, []Selector{ByReclamationToken("rt1")}, 3},
-		{"set verification", ByToken(newToken), func(d *Domain) { d.SetVerification("a@example.org", "vid1", exp) },
-			[]Selector{ByVerificationID("vid1"), ByReclamationToken("rt2")}, nil, 4},
-		{"replace verification", ByVerificationID("vid1"), func(d *Domain) { d.SetVerification("b@example.org", "vid2", exp) },
-			[]Selector{ByVerificationID("vid2")}, []Selector{ByVerificationID("vid1")}, 4},
-		{"clear reclamation token", ByName("alpha"), func(d *Domain) { d.ClearReclamationToken() },
-			[]Selector{ByVerificationID("vid2")}, []Selector{ByReclamationToken("rt2")}, 3},
-		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.Email = d.PendingEmail(); d.ClearVerification() },
+		{"add a second reclamation token", ByReclamationToken("rt1"), func(d *Domain) { d.AddReclamationToken("rt2", exp) },
+			[]Selector{ByReclamationToken("rt2"), ByReclamationToken("rt1")}, nil, 4},
+		{"add a third and a fourth: the first goes", ByName("alpha"), func(d *Domain) {
+			d.AddReclamationToken("rt3", exp)
+			d.AddReclamationToken("rt4", exp)
+		}, []Selector{ByReclamationToken("rt2"), ByReclamationToken("rt3"), ByReclamationToken("rt4")}, []Selector{ByReclamationToken("rt1")}, 5},
+		{"set verification", ByToken(newToken), func(d *Domain) { d.SetEmail("a@example.org", false); d.SetVerification("vid1", exp) },
+			[]Selector{ByVerificationID("vid1"), ByReclamationToken("rt2")}, nil, 6},
+		{"replace verification", ByVerificationID("vid1"), func(d *Domain) { d.SetEmail("b@example.org", false); d.SetVerification("vid2", exp) },
+			[]Selector{ByVerificationID("vid2")}, []Selector{ByVerificationID("vid1")}, 6},
+		{"drop one reclamation token, keep the others", ByName("alpha"), func(d *Domain) {
+			d.ClearReclamationTokens()
+			d.AddReclamationToken("rt3", exp)
+			d.AddReclamationToken("rt4", exp)
+		}, []Selector{ByReclamationToken("rt3"), ByReclamationToken("rt4")}, []Selector{ByReclamationToken("rt2")}, 5},
+		{"clear reclamation tokens", ByName("alpha"), func(d *Domain) { d.ClearReclamationTokens() },
+			[]Selector{ByVerificationID("vid2")}, []Selector{ByReclamationToken("rt3"), ByReclamationToken("rt4")}, 3},
+		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.SetEmail(d.Email, true); d.ClearVerification() },
 			[]Selector{ByToken(newToken)}, []Selector{ByVerificationID("vid2")}, 2},
 		{"change that moves no index", ByToken(newToken), func(d *Domain) { d.Description = "moved house" },
 			[]Selector{ByToken(newToken), ByName("alpha")}, []Selector{ByToken(oldToken)}, 2},
@@ -207,7 +229,7 @@ func TestUpdateMovesIndexes(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := s.Get(t.Context(), ByName("alpha"))
-			if got.Token != want.Token || got.ReclaimHash() != want.ReclaimHash() || got.VerifyHash() != want.VerifyHash() {
+			if g, w := mustJSON(t, got), mustJSON(t, want); g != w {
 				t.Errorf("Update returned %+v, stored is %+v", got, want)
 			}
 			for _, sel := range tt.found {
@@ -226,7 +248,7 @@ func TestUpdateMovesIndexes(t *testing.T) {
 			assertConsistent(t, s)
 		})
 	}
-	if d, _ := s.Get(t.Context(), ByName("alpha")); d.Email != "b@example.org" || d.Description != "moved house" {
+	if d, _ := s.Get(t.Context(), ByName("alpha")); d.Email != "b@example.org" || !d.EmailVerified() || d.Description != "moved house" {
 		t.Errorf("final record %+v", d)
 	}
 }
@@ -370,7 +392,7 @@ func TestFailingUpdateWritesNothing(t *testing.T) {
 	errInvalid := errors.New("invalid")
 	_, err := s.Update(t.Context(), ByToken(d.Token), func(d *Domain) error {
 		d.Token = "new-token"
-		d.SetReclamationToken("rt", time.Now().Add(time.Hour))
+		d.AddReclamationToken("rt", time.Now().Add(time.Hour))
 		d.Description = "changed"
 		return errInvalid
 	})
@@ -454,6 +476,88 @@ func TestUpdateCannotRename(t *testing.T) {
 	}
 	if s.View().Revision() != before {
 		t.Error("something was written")
+	}
+	assertConsistent(t, s)
+}
+
+// A record built with every secret, as an importer builds one, is created with every index.
+func TestCreateWritesEveryIndex(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	exp := time.Now().Add(time.Hour)
+	d := newDomain("alpha")
+	d.SetEmail("owner@example.org", false)
+	d.SetVerification("vid", exp)
+	for _, rt := range []string{"rt1", "rt2", "rt3"} {
+		d.AddReclamationToken(rt, exp)
+	}
+	if err := s.Create(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	for _, sel := range []Selector{ByToken(d.Token), ByVerificationID("vid"), ByReclamationToken("rt1"), ByReclamationToken("rt2"), ByReclamationToken("rt3")} {
+		got, err := s.Get(t.Context(), sel)
+		if err != nil || mustJSON(t, got) != mustJSON(t, d) {
+			t.Errorf("Get(%v) = %+v, %v", sel, got, err)
+		}
+	}
+	if n := keyCount(t, s); n != 6 {
+		t.Errorf("%d keys, want the record and 5 indexes", n)
+	}
+	assertConsistent(t, s)
+	// A reclamation token of another record blocks the create, as a taken API token does.
+	other := newDomain("beta")
+	other.AddReclamationToken("rt2", exp)
+	if err := s.Create(t.Context(), other); !errors.Is(err, ErrNameTaken) {
+		t.Errorf("Create with another record's reclamation token = %v, want ErrNameTaken", err)
+	}
+	assertConsistent(t, s)
+}
+
+// Records and indexes written by the previous version are found by their secrets, and the
+// first change rewrites the record in this version's form without losing an index.
+func TestEarlierRecordInStore(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	stored := fmt.Sprintf(`{"name":"alpha","token":"tok","description":"x","mode":0,"created":"2026-01-01T00:00:00Z",`+
+		`"email":"old@example.org","pending_email":"new@example.org","verify_hash":%q,"verify_expires":%q,"reclaim_hash":%q,"reclaim_expires":%q}`,
+		hashSecret("vid"), exp.Format(time.RFC3339), hashSecret("rt"), exp.Format(time.RFC3339))
+	cli := s.Client()
+	for k, v := range map[string]string{
+		s.keys.name("alpha"): stored, s.keys.token("tok"): "alpha", s.keys.verify("vid"): "alpha", s.keys.reclaim("rt"): "alpha",
+	} {
+		if _, err := cli.Put(t.Context(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	assertConsistent(t, s)
+	for _, sel := range []Selector{ByToken("tok"), ByVerificationID("vid"), ByReclamationToken("rt")} {
+		d, err := s.Get(t.Context(), sel)
+		if err != nil || d.Email != "new@example.org" || d.EmailVerified() || !d.ReclamationTokenValid("rt", time.Now()) {
+			t.Errorf("Get(%v) = %+v, %v", sel, d, err)
+		}
+	}
+	eventually(t, 5*time.Second, "the view shows the record", func() bool {
+		d, ok := s.View().LookupToken("tok")
+		return ok && d.Email == "new@example.org" && !d.EmailVerified() && d.ReclamationTokenValid("rt", time.Now())
+	})
+	if _, err := s.Update(t.Context(), ByToken("tok"), func(d *Domain) error {
+		d.AddReclamationToken("rt2", exp)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(t.Context(), s.keys.name("alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := string(resp.Kvs[0].Value); strings.Contains(v, "pending_email") || strings.Contains(v, "reclaim_hash") || !strings.Contains(v, `"email_unverified":true`) {
+		t.Errorf("rewritten as %s", v)
+	}
+	for _, sel := range []Selector{ByVerificationID("vid"), ByReclamationToken("rt"), ByReclamationToken("rt2")} {
+		if _, err := s.Get(t.Context(), sel); err != nil {
+			t.Errorf("after the rewrite, Get(%v): %v", sel, err)
+		}
 	}
 	assertConsistent(t, s)
 }

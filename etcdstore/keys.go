@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"strings"
 )
 
@@ -10,7 +11,7 @@ import (
 //
 //	names/<name>          the Domain record, JSON; the only keys the View watches
 //	tokens/<sha256(tok)>  index: the name whose API token hashes to this
-//	reclaim/<sha256(rt)>  index: the name whose pending reclamation token hashes to this
+//	reclaim/<sha256(rt)>  index: the name one of whose reclamation tokens hashes to this
 //	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this
 //
 // Every index entry is written and removed in the same transaction as the record it points at,
@@ -65,13 +66,21 @@ func tokenHash(tok string) string {
 // index is one index entry a record needs: the hash of one of its secrets under dir.
 type index struct{ dir, hash string }
 
-// indexesOf lists the index entries d needs; a hash is "" where d has no such secret.
+// indexesOf lists the index entries d needs, one per secret it holds, each once.
 func indexesOf(d *Domain) []index {
-	return []index{
-		{tokensDir, tokenHash(d.Token)},
-		{reclaimDir, d.ReclaimHash()},
-		{verifyDir, d.VerifyHash()},
+	var out []index
+	if h := tokenHash(d.Token); h != "" {
+		out = append(out, index{tokensDir, h})
 	}
+	for _, r := range d.ReclamationTokens() {
+		if ix := (index{reclaimDir, r.Hash}); r.Hash != "" && !slices.Contains(out, ix) {
+			out = append(out, ix)
+		}
+	}
+	if h, _ := d.Verification(); h != "" {
+		out = append(out, index{verifyDir, h})
+	}
+	return out
 }
 
 // secretOf names the secret whose hashes dir holds, for problem reports.

@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -49,17 +50,23 @@ func TestRedact(t *testing.T) {
 
 func TestIndexesOf(t *testing.T) {
 	d := Domain{Token: "tok"}
-	d.SetVerification("a@example.org", "vid", d.Created)
-	want := []index{{tokensDir, hashSecret("tok")}, {reclaimDir, ""}, {verifyDir, hashSecret("vid")}}
-	got := indexesOf(&d)
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("indexesOf[%d] = %v, want %v", i, got[i], want[i])
-		}
+	d.SetVerification("vid", d.Created)
+	if got, want := indexesOf(&d), []index{{tokensDir, hashSecret("tok")}, {verifyDir, hashSecret("vid")}}; !slices.Equal(got, want) {
+		t.Errorf("indexesOf = %v, want %v", got, want)
 	}
-	for _, ix := range indexesOf(&Domain{}) {
-		if ix.hash != "" {
-			t.Errorf("record without secrets needs index %v", ix)
-		}
+	d.AddReclamationToken("rt1", d.Created)
+	d.AddReclamationToken("rt2", d.Created)
+	want := []index{{tokensDir, hashSecret("tok")}, {reclaimDir, hashSecret("rt2")}, {reclaimDir, hashSecret("rt1")}, {verifyDir, hashSecret("vid")}}
+	if got := indexesOf(&d); !slices.Equal(got, want) {
+		t.Errorf("indexesOf = %v, want %v", got, want)
+	}
+	// A hand-made record listing one token twice needs its index once: a transaction
+	// cannot put one key twice.
+	d.Pending.Reclamations = append(d.Pending.Reclamations, d.Pending.Reclamations[0])
+	if got := indexesOf(&d); !slices.Equal(got, want) {
+		t.Errorf("with a duplicate token: indexesOf = %v, want %v", got, want)
+	}
+	if got := indexesOf(&Domain{}); len(got) != 0 {
+		t.Errorf("record without secrets needs indexes %v", got)
 	}
 }

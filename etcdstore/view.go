@@ -323,7 +323,7 @@ func (v *View) advance(rev int64) {
 // the map key's string (name, from the record's key): one object fewer per name to keep.
 func decode(name string, kv *mvccpb.KeyValue) *Domain {
 	d := &Domain{rev: kv.ModRevision}
-	if err := unmarshalRecord(kv.Value, d); err != nil {
+	if err := decodeRecord(kv.Value, d); err != nil {
 		return nil
 	}
 	if d.Name == name {

@@ -135,9 +135,14 @@ func describe(d *etcdstore.Domain) string {
 	add(d.IPv4.IsValid(), "ipv4="+d.IPv4.String())
 	add(d.IPv6.IsValid(), "ipv6="+d.IPv6.String())
 	add(d.Continent != "", "continent="+d.Continent)
-	add(d.Email != "", "email="+d.Email+" (verified)")
-	add(d.PendingEmail() != "", "email="+d.PendingEmail()+" (pending verification, link valid until "+d.VerifyExpires().Format(time.RFC3339)+")")
-	add(d.ReclaimHash() != "", "reclamation token until "+d.ReclaimExpires().Format(time.RFC3339))
+	add(d.EmailVerified(), "email="+d.Email+" (verified)")
+	add(d.Email != "" && !d.EmailVerified(), "email="+d.Email+" (unverified)")
+	if _, exp := d.Verification(); !exp.IsZero() {
+		add(true, "verification link until "+exp.Format(time.RFC3339))
+	}
+	for _, r := range d.ReclamationTokens() {
+		add(true, "reclamation token until "+r.Expires.Format(time.RFC3339))
+	}
 	add(len(d.Challenges) > 0, "challenge")
 	add(d.OptOut, "optout")
 	parts = append(parts, "last_ping="+d.LastPing.Format(time.RFC3339))

@@ -57,7 +57,6 @@ var (
 		`conflict twin (domains.id=8): its API token is also "alpha"'s, an earlier record of this import`,
 		`note odd (domains.id=7): last_ip "300.1.2" is not an IP address: none kept`,
 		`note upper (domains.id=10): name "UPPER.example.org." stored as "upper.example.org."`,
-		`note delta (domains.id=4): unverified email without a pending verification id`,
 	}
 )
 
@@ -72,14 +71,18 @@ func wantRecords() map[string]etcdstore.Domain {
 		return d
 	}
 	alpha := rec("alpha", etcdstore.ModeTunnel, "alpha's server", "EU", "203.0.113.5")
-	alpha.Email, alpha.OptOut = "alice@example.com", false
+	alpha.SetEmail("alice@example.com", true)
+	alpha.OptOut = false
 	gamma := rec("gamma", etcdstore.ModeTunnel, "", "AS", "198.51.100.3")
+	gamma.SetEmail("carol@example.com", false)
 	gamma.OptOut = false
+	delta := rec("delta", etcdstore.ModeTunnel, "", "", "")
+	delta.SetEmail("dave@example.com", false)
 	return map[string]etcdstore.Domain{
 		"alpha": alpha,
 		"beta":  rec("beta", etcdstore.ModeTunnel, "beta's server", "NA", ""),
 		"gamma": gamma,
-		"delta": rec("delta", etcdstore.ModeTunnel, "", "", ""),
+		"delta": delta,
 		"dyn":   rec("dyn", etcdstore.ModeDynamic, "", "", "198.51.100.7"),
 		"dyn6":  rec("dyn6", etcdstore.ModeDynamic, "", "", "2001:db8::7"),
 		"odd":   rec("odd", etcdstore.ModeTunnel, "", "", ""),
@@ -176,8 +179,10 @@ func importAndVerify(t *testing.T, source string) {
 
 	out := expectRun(exitFindings, append(reportLines,
 		"would import alpha (domains.id=1): mode=tunnel ipv4=203.0.113.5 continent=EU email=alice@example.com (verified) reclamation token until",
+		"would import gamma (domains.id=3): mode=tunnel ipv4=198.51.100.3 continent=AS email=carol@example.com (unverified) verification link until",
+		"would import delta (domains.id=4): mode=tunnel email=dave@example.com (unverified) optout last_ping=2025-06-01T12:00:00Z",
 		"would import dyn6 (domains.id=6): mode=dynamic ipv6=2001:db8::7",
-		"summary: 12 rows: would import 8, unchanged 0, conflicts 1, skipped 3; 3 with notes"),
+		"summary: 12 rows: would import 8, unchanged 0, conflicts 1, skipped 3; 2 with notes"),
 		"import", "--dry-run", source)
 	if n := strings.Count(out, "would import "); n != 9 { // 8 records and the summary
 		t.Errorf("the dry run shows %d records, want 8", n-1)
@@ -186,9 +191,9 @@ func importAndVerify(t *testing.T, source string) {
 		t.Fatalf("the dry run wrote %d keys", n)
 	}
 
-	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 8, unchanged 0, conflicts 1, skipped 3; 3 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 8, unchanged 0, conflicts 1, skipped 3; 2 with notes"), "import", source)
 	expectRun(exitOK, nil, "check")
-	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 0, unchanged 8, conflicts 1, skipped 3; 3 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 0, unchanged 8, conflicts 1, skipped 3; 2 with notes"), "import", source)
 	verifyRecords(t, conf)
 }
 
@@ -241,7 +246,8 @@ func verifyRecords(t *testing.T, conf string) {
 			challenges = append(challenges, c.Value)
 		}
 		got.Challenges, want.Challenges = nil, nil
-		gotPending, wantPending := got.PendingEmail(), want.PendingEmail()
+		gotVerify, _ := got.Verification()
+		gotReclaim := len(got.ReclamationTokens())
 		got.Pending, want.Pending = nil, nil
 		if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", name, got, want)
@@ -250,8 +256,11 @@ func verifyRecords(t *testing.T, conf string) {
 		if fmt.Sprint(challenges) != orEmpty(wantChallenges) {
 			t.Errorf("%s challenges %v, want %s", name, challenges, orEmpty(wantChallenges))
 		}
-		if wantPending = map[string]string{"gamma": "carol@example.com"}[name]; gotPending != wantPending {
-			t.Errorf("%s pending email %q, want %q", name, gotPending, wantPending)
+		if (gotVerify != "") != (name == "gamma") {
+			t.Errorf("%s has a pending verification: %v, want %v", name, gotVerify != "", name == "gamma")
+		}
+		if want := map[string]int{"alpha": 1}[name]; gotReclaim != want {
+			t.Errorf("%s has %d reclamation tokens, want %d", name, gotReclaim, want)
 		}
 	}
 	window := func(what string, exp time.Time) {
@@ -262,12 +271,13 @@ func verifyRecords(t *testing.T, conf string) {
 	if d, err := s.Get(ctx, etcdstore.ByReclamationToken(alphaRT)); err != nil || d.Name != "alpha" {
 		t.Errorf("alpha by its reclamation token: %s, %v", d.Name, err)
 	} else {
-		window("alpha's reclamation token", d.ReclaimExpires())
+		window("alpha's reclamation token", d.ReclamationTokens()[0].Expires)
 	}
 	if d, err := s.Get(ctx, etcdstore.ByVerificationID(gammaVID)); err != nil || d.Name != "gamma" {
 		t.Errorf("gamma by its verification id: %s, %v", d.Name, err)
 	} else {
-		window("gamma's verification id", d.VerifyExpires())
+		_, exp := d.Verification()
+		window("gamma's verification id", exp)
 	}
 	if n := s.View().Len(); n != len(wantRecords()) {
 		t.Errorf("%d records stored, want %d", n, len(wantRecords()))

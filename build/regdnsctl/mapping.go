@@ -140,24 +140,23 @@ func (m mapping) setAddress(d *etcdstore.Domain, lastIP sql.NullString, mode etc
 	d.SetAddr(addr)
 }
 
-// setContact maps the account's email and the row's verification state.
+// setContact maps the account's email, the row's verification state and its reclamation
+// token. An address is the name's contact whether verified or not, as in the original; a
+// pending verification id is kept only while the address is unverified.
 func (m mapping) setContact(d *etcdstore.Domain, r row, note func(string, ...any)) {
-	email := strings.TrimSpace(r.Email.String)
-	if !r.AccountID.Valid || (r.AccountID.Valid && !r.Email.Valid) {
+	if !r.Email.Valid {
 		note("account %d does not exist: no contact email", r.AccountID.Int64)
 	}
 	if rt := strings.TrimSpace(r.ReclamationToken.String); rt != "" {
-		d.SetReclamationToken(rt, m.now.Add(m.reclaimTTL))
+		d.AddReclamationToken(rt, m.now.Add(m.reclaimTTL))
 	}
-	vid := strings.TrimSpace(r.VerifID.String)
-	switch {
-	case email == "":
-	case r.Verified.Bool:
-		d.Email = email
-	case vid != "":
-		d.SetVerification(email, vid, m.now.Add(m.verifyTTL))
-	default:
-		note("unverified email without a pending verification id: not kept (the record model has no place for it)")
+	email := strings.TrimSpace(r.Email.String)
+	if email == "" {
+		return
+	}
+	d.SetEmail(email, r.Verified.Bool)
+	if vid := strings.TrimSpace(r.VerifID.String); vid != "" && !r.Verified.Bool {
+		d.SetVerification(vid, m.now.Add(m.verifyTTL))
 	}
 }
 
@@ -175,7 +174,11 @@ func withoutImportTimes(d etcdstore.Domain) etcdstore.Domain {
 	}
 	if d.Pending != nil {
 		p := *d.Pending
-		p.VerifyExpires, p.ReclaimExpires = time.Time{}, time.Time{}
+		p.VerifyExpires = time.Time{}
+		p.Reclamations = slices.Clone(p.Reclamations)
+		for i := range p.Reclamations {
+			p.Reclamations[i].Expires = time.Time{}
+		}
 		d.Pending = &p
 	}
 	return d
