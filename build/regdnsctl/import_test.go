@@ -95,15 +95,7 @@ func wantRecords() map[string]etcdstore.Domain {
 func testCorefile(t testing.TB, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	var addrs []string
-	for range 2 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
+	addrs := []string{freeAddr(t), freeAddr(t)}
 	path := filepath.Join(dir, "Corefile")
 	corefile := fmt.Sprintf(`example.org:0 {
     registry {
@@ -118,6 +110,17 @@ func testCorefile(t testing.TB, extra string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// freeAddr is a loopback address with a port nothing listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // regdnsctl runs the tool with args and returns its exit status and output.
