@@ -101,8 +101,12 @@ type converter struct {
 	notes []string
 }
 
-func (c *converter) line(format string, args ...any) { c.lines = append(c.lines, fmt.Sprintf(format, args...)) }
-func (c *converter) flag(format string, args ...any) { c.notes = append(c.notes, fmt.Sprintf(format, args...)) }
+func (c *converter) line(format string, args ...any) {
+	c.lines = append(c.lines, fmt.Sprintf(format, args...))
+}
+func (c *converter) flag(format string, args ...any) {
+	c.notes = append(c.notes, fmt.Sprintf(format, args...))
+}
 
 func (c *converter) write(w io.Writer, from string) {
 	fmt.Fprintf(w, "# Converted by regdnsctl from %s, the original registration server's configuration.\n", filepath.Base(from))
