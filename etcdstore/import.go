@@ -49,6 +49,10 @@ type ImportOptions struct {
 // operations, of one transaction; an import transaction stays within it.
 const maxTxnOps = 128
 
+// maxTxnBytes bounds the keys and values of one import transaction, well under etcd's
+// default request size limit (--max-request-bytes, 1.5 MiB), whatever the records hold.
+const maxTxnBytes = 1 << 20
+
 // importWorkers is how many import transactions are in flight at once: enough for etcd to
 // commit several in one raft round and one fsync.
 const importWorkers = 4
@@ -159,6 +163,15 @@ func (ks *Keyspace) importEntry(i int, d *Domain) (importEntry, error) {
 	return e, nil
 }
 
+// size is about how many bytes e adds to a transaction.
+func (e importEntry) size() int {
+	n := len(e.value)
+	for _, k := range e.keys {
+		n += len(k) + len(e.name)
+	}
+	return n
+}
+
 // claim records e's keys as taken by e, or says which one an earlier record already took.
 func (e importEntry) claim(claimed map[string]string) string {
 	for i, k := range e.keys {
@@ -175,16 +188,17 @@ func (e importEntry) claim(claimed map[string]string) string {
 	return ""
 }
 
-// batches splits entries into groups whose keys fit one transaction.
+// batches splits entries into groups whose keys and values fit one transaction.
 func batches(entries []importEntry) [][]importEntry {
 	var out [][]importEntry
-	start, n := 0, 0
+	start, n, size := 0, 0, 0
 	for i, e := range entries {
-		if n+len(e.keys) > maxTxnOps {
+		if i > start && (n+len(e.keys) > maxTxnOps || size+e.size() > maxTxnBytes) {
 			out = append(out, entries[start:i])
-			start, n = i, 0
+			start, n, size = i, 0, 0
 		}
 		n += len(e.keys)
+		size += e.size()
 	}
 	if start < len(entries) {
 		out = append(out, entries[start:])

@@ -133,3 +133,24 @@ func TestImportSame(t *testing.T) {
 		}
 	}
 }
+
+// Records too large to share one transaction under etcd's request size limit are split.
+func TestImportLargeRecords(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	var records []Domain
+	for i := range 8 {
+		d := newDomain(fmt.Sprintf("big%d", i))
+		d.Description = strings.Repeat("x", 400<<10)
+		records = append(records, d)
+	}
+	res, err := s.Import(t.Context(), records, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Status != Imported {
+			t.Errorf("%+v", r)
+		}
+	}
+}

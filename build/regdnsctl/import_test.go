@@ -186,7 +186,7 @@ func importAndVerify(t *testing.T, source string) {
 		"would import delta (domains.id=4): mode=tunnel email=dave@example.com (unverified) optout last_ping=2025-06-01T12:00:00Z",
 		"would import dyn6 (domains.id=6): mode=dynamic ipv6=2001:db8::7",
 		"summary: 12 rows: would import 8, unchanged 0, conflicts 1, skipped 3; 2 with notes"),
-		"import", "--dry-run", source)
+		"import", source, "--dry-run")
 	if n := strings.Count(out, "would import "); n != 9 { // 8 records and the summary
 		t.Errorf("the dry run shows %d records, want 8", n-1)
 	}

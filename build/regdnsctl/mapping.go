@@ -16,16 +16,16 @@ import (
 
 // mapping turns rows of the original database into records for one registry block.
 type mapping struct {
-	zone string // "mydomain.org.", lower case, as the original's names end
-	api  api.Config
-	now  time.Time
+	zones []string // "mydomain.org.", lower case, as the original's names end
+	api   api.Config
+	now   time.Time
 	// verifyTTL and reclaimTTL give imported pending verification ids and reclamation tokens
 	// their expiry, counted from the import: the original's never expired.
 	verifyTTL, reclaimTTL time.Duration
 }
 
 func newMapping(cfg registry.Config, now time.Time) mapping {
-	m := mapping{zone: cfg.Zones[0], api: cfg.API, now: now.UTC().Truncate(time.Second)}
+	m := mapping{zones: cfg.Zones, api: cfg.API, now: now.UTC().Truncate(time.Second)}
 	m.verifyTTL, m.reclaimTTL = cfg.API.SecretLifetimes()
 	return m
 }
@@ -82,20 +82,23 @@ func (m mapping) record(r row) mapped {
 	return out
 }
 
-// label is the registered label of a row's full name, "label.zone.", or why it has none.
+// label is the registered label of a row's full name, "label.zone." for one of the block's
+// zones (names are registered under all of them), or why it has none.
 func (m mapping) label(full string, note func(string, ...any)) (string, string) {
 	name := strings.ToLower(strings.TrimSpace(full))
 	if name != full {
 		note("name %q stored as %q", full, name)
 	}
-	label, ok := strings.CutSuffix(strings.TrimSuffix(name, ".")+".", "."+m.zone)
-	if !ok {
-		return "", fmt.Sprintf("%q is outside the zone %s", full, m.zone)
+	name = strings.TrimSuffix(name, ".") + "."
+	for _, zone := range m.zones {
+		if label, ok := strings.CutSuffix(name, "."+zone); ok {
+			if err := api.CheckName(m.api, label); err != nil {
+				return "", fmt.Sprintf("%q is not a name the API would register: %v", full, err)
+			}
+			return label, ""
+		}
 	}
-	if err := api.CheckName(m.api, label); err != nil {
-		return "", fmt.Sprintf("%q is not a name the API would register: %v", full, err)
-	}
-	return label, ""
+	return "", fmt.Sprintf("%q is outside the zone %s", full, strings.Join(m.zones, " "))
 }
 
 // lastSeen maps timestamp (set at subscribe and by every ping) to the creation and last

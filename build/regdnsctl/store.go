@@ -61,7 +61,10 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 		}
 		return ks, func() { ks.Close() }, nil
 	}
-	dir := filepath.Join(cfg.DataDir, "etcd")
+	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "etcd"))
+	if err != nil {
+		return nil, nil, err
+	}
 	fmt.Fprintf(log, "no server is running: starting its embedded etcd on %s\n", dir)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, err
