@@ -96,7 +96,10 @@ func TestExplicitAddresses(t *testing.T) {
 		{[]string{"ip", "81.2.69.144", "ipv6", "2a00:1450:4001::2"}, "81.2.69.144", "2a00:1450:4001::2"},
 		{[]string{"ip", "::ffff:8.8.8.8"}, "8.8.8.8", "2a00:1450:4001::2"},
 		{[]string{"ipv6", "64:ff9b::5102:458e"}, "127.0.0.1", "64:ff9b::5102:458e"},
-		{[]string{"ip", "", "ipv6", " "}, "127.0.0.1", "64:ff9b::5102:458e"},
+		{[]string{"ipv6", "2002:5102:458e::1"}, "127.0.0.1", "2002:5102:458e::1"},
+		{[]string{"ipv6", "2001:0:4136:e378:8000:63bf:adfd:bb71"}, "127.0.0.1", "2001:0:4136:e378:8000:63bf:adfd:bb71"},
+		{[]string{"ip", "", "ipv6", " "}, "127.0.0.1", "2001:0:4136:e378:8000:63bf:adfd:bb71"},
+		{[]string{"ipv6", "64:ff9b::5102:458e"}, "127.0.0.1", "64:ff9b::5102:458e"},
 	} {
 		e.ok(t, "/ping", append([]string{"token", token}, tt.params...)...)
 		if v4, v6 := e.addrs(t, "demo"); v4 != tt.v4 || v6 != tt.v6 {
@@ -169,6 +172,15 @@ func TestExplicitAddressRefused(t *testing.T) {
 		{"ipv6", "fec0::1", "site-local"},
 		{"ipv6", "::5102:458e", "IPv4-compatible"},
 		{"ipv6", "64:ff9b:1::1", "local-use NAT64"},
+		// IPv6 forms that lead to an IPv4 address are judged by it (issue 11).
+		{"ipv6", "64:ff9b::a00:1", "IPv6 form of 10.0.0.1, which is a private address"},
+		{"ipv6", "64:ff9b::7f00:1", "IPv6 form of 127.0.0.1, which is a loopback address"},
+		{"ipv6", "64:ff9b:1::c0a8:101", "local-use NAT64"},
+		{"ipv6", "2002:a00:1::1", "IPv6 form of 10.0.0.1, which is a private address"},
+		{"ipv6", "2002:6440:1::1", "IPv6 form of 100.64.0.1, which is in the carrier-grade NAT space"},
+		{"ipv6", "2002:e000:1::1", "IPv6 form of 224.0.0.1, which is a multicast address"},
+		{"ipv6", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "IPv6 form of 10.0.0.1, which is a private address"},
+		{"ipv6", "::a00:1", "IPv6 form of 10.0.0.1, which is a private address"},
 	} {
 		t.Run(tt.param+" "+tt.value, func(t *testing.T) {
 			code := map[string]string{"ip": "InvalidIP", "ipv6": "InvalidIPv6"}[tt.param]
@@ -197,7 +209,7 @@ func TestAllowPrivateAddrs(t *testing.T) {
 	for _, tt := range [][2]string{
 		{"ip", "10.0.0.1"}, {"ip", "192.168.1.20"}, {"ip", "127.0.0.2"}, {"ip", "169.254.3.4"},
 		{"ip", "100.64.1.1"}, {"ip", "192.0.2.10"}, {"ipv6", "fd00::1"}, {"ipv6", "fe80::2"},
-		{"ipv6", "::1"}, {"ipv6", "2001:db8::5"},
+		{"ipv6", "::1"}, {"ipv6", "2001:db8::5"}, {"ipv6", "64:ff9b::a00:1"}, {"ipv6", "2002:c0a8:101::1"},
 	} {
 		e.ok(t, "/ping", "token", token, tt[0], tt[1])
 		v4, v6 := e.addrs(t, "demo")
@@ -210,6 +222,7 @@ func TestAllowPrivateAddrs(t *testing.T) {
 		{"ip", "0.0.0.0", "unspecified"}, {"ip", "224.0.0.1", "multicast"},
 		{"ip", "255.255.255.255", "broadcast"}, {"ip", "10.0.0", "not an IPv4 address"},
 		{"ipv6", "::", "unspecified"}, {"ipv6", "ff02::1", "multicast"},
+		{"ipv6", "2002:e000:1::1", "IPv6 form of 224.0.0.1, which is a multicast address"},
 	} {
 		code := map[string]string{"ip": "InvalidIP", "ipv6": "InvalidIPv6"}[tt[0]]
 		if r := e.fails(t, code, "/ping", "token", token, tt[0], tt[1]); !strings.Contains(r.body, tt[2]) {

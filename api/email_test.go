@@ -48,8 +48,9 @@ func TestSetEmailAndVerify(t *testing.T) {
 		t.Errorf("link not on a line of its own:\n%s", body)
 	}
 
+	// The address is the contact at once, unverified (issue 10).
 	info := e.info(t, token)
-	if info["pending_email"] != "owner@example.org" || info["verified"] != false || info["email"] != "" || info["optout"] != true {
+	if _, ok := info["pending_email"]; ok || info["verified"] != false || info["email"] != "owner@example.org" || info["optout"] != true {
 		t.Errorf("before verification: %v", info)
 	}
 
@@ -64,7 +65,7 @@ func TestSetEmailAndVerify(t *testing.T) {
 		t.Error("the verification page allows cross-origin reads")
 	}
 	info = e.info(t, token)
-	if info["email"] != "owner@example.org" || info["verified"] != true || info["pending_email"] != "" {
+	if info["email"] != "owner@example.org" || info["verified"] != true {
 		t.Errorf("after verification: %v", info)
 	}
 
@@ -73,9 +74,15 @@ func TestSetEmailAndVerify(t *testing.T) {
 		t.Errorf("reused link: %d %s\n%s", again.status, again.header.Get("Content-Type"), again.body)
 	}
 
+	// Another address of the same mailbox keeps it verified; a new mailbox replaces the
+	// contact at once, unverified.
+	e.ok(t, "/setemail", "token", token, "email", "Owner+gw@example.org")
+	if info := e.info(t, token); info["email"] != "owner+gw@example.org" || info["verified"] != true {
+		t.Errorf("after an address of the same mailbox: %v", info)
+	}
 	e.ok(t, "/setemail", "token", token, "email", "next@example.org", "optout", "false")
-	if info := e.info(t, token); info["optout"] != false || info["email"] != "owner@example.org" || info["pending_email"] != "next@example.org" {
-		t.Errorf("a pending change replaced the verified address, or optout=false was ignored: %v", info)
+	if info := e.info(t, token); info["optout"] != false || info["email"] != "next@example.org" || info["verified"] != false {
+		t.Errorf("a new address is not the unverified contact, or optout=false was ignored: %v", info)
 	}
 	e.ok(t, "/setemail", "token", token, "email", "next@example.org", "optout", "TRUE")
 	e.ok(t, "/setemail", "token", token, "email", "next@example.org")
@@ -98,6 +105,12 @@ func TestSetEmailRejects(t *testing.T) {
 		{"not an address", []string{"token", token, "email", "owner"}, "InvalidEmail"},
 		{"display name", []string{"token", token, "email", "Owner <owner@example.org>"}, "InvalidEmail"},
 		{"no dot in the domain", []string{"token", token, "email", "owner@localhost"}, "InvalidEmail"},
+		{"domain literal", []string{"token", token, "email", "x@[127.0.0.1]"}, "InvalidEmail"},
+		{"IPv6 domain literal", []string{"token", token, "email", "x@[IPv6:::1]"}, "InvalidEmail"},
+		{"domain label with hyphens at its ends", []string{"token", token, "email", "x@-bad-.org"}, "InvalidEmail"},
+		{"empty domain label", []string{"token", token, "email", "x@example..org"}, "InvalidEmail"},
+		{"numeric top-level domain", []string{"token", token, "email", "x@127.0.0.1"}, "InvalidEmail"},
+		{"underscore in the domain", []string{"token", token, "email", "x@my_host.org"}, "InvalidEmail"},
 		{"header injection", []string{"token", token, "email", "owner@example.org\r\nBcc: x@example.org"}, "InvalidEmail"},
 		{"non-ASCII", []string{"token", token, "email", "océane@example.org"}, "InvalidEmail"},
 		{"too long", []string{"token", token, "email", strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + ".org"}, "InvalidEmail"},
@@ -137,8 +150,9 @@ func TestVerificationLinkExpires(t *testing.T) {
 	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "expired") {
 		t.Errorf("expired link: %d\n%s", r.status, r.body)
 	}
-	if info := e.info(t, token); info["email"] != "" {
-		t.Errorf("expired link verified the address: %v", info)
+	// The address stays the contact, unverified, after its link expired (issue 10).
+	if info := e.info(t, token); info["email"] != "owner@example.org" || info["verified"] != false {
+		t.Errorf("after an expired link: %v", info)
 	}
 }
 
@@ -171,20 +185,41 @@ func TestCustomTemplates(t *testing.T) {
 	}
 }
 
+// revokeemail cancels the verification under way and withdraws the verified state; the
+// address stays the contact for reclamation, as in the original server.
 func TestRevokeEmail(t *testing.T) {
 	e := newEnv(t, nil)
 	token := e.subscribe(t, "demo")
 	e.verify(t, token, "owner@example.org")
-	link := e.verifyLink(t, token, "next@example.org")
-
 	e.ok(t, "/revokeemail", "token", token)
-	if info := e.info(t, token); info["pending_email"] != "" || info["email"] != "owner@example.org" {
+	if info := e.info(t, token); info["email"] != "owner@example.org" || info["verified"] != false {
+		t.Errorf("after revoking a verified address: %v", info)
+	}
+
+	link := e.verifyLink(t, token, "next@example.org")
+	e.ok(t, "/revokeemail", "token", token)
+	if info := e.info(t, token); info["email"] != "next@example.org" || info["verified"] != false {
 		t.Errorf("after revoke: %v", info)
 	}
 	if r := fetch(t, http.MethodGet, nil, link); r.status != http.StatusBadRequest {
 		t.Errorf("revoked link answered %d", r.status)
 	}
+	e.fails(t, "UnavailableNameReclamationPossible", "/subscribe", "name", "demo", "email", "next@example.org")
 	e.ok(t, "/revokeemail", "token", token)
 	e.fails(t, "MissingParameter", "/revokeemail")
 	e.fails(t, "InvalidToken", "/revokeemail", "token", "nope")
+}
+
+// A new contact address drops the reclamation tokens mailed to the previous one: they prove
+// that mailbox, not the new one. An address of the same mailbox keeps them.
+func TestNewContactDropsReclamationTokens(t *testing.T) {
+	e := newEnv(t, nil)
+	token := e.subscribe(t, "demo")
+	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
+	rt := e.reclamationToken(t, "demo")
+	e.ok(t, "/setemail", "token", token, "email", "OWNER@example.org")
+	token = e.subscribe(t, "demo", "reclamationToken", rt)
+	e.ok(t, "/setemail", "token", token, "email", "other@example.org")
+	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
+	e.info(t, token)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/regdns/regdns/etcdstore"
+	"golang.org/x/net/idna"
 )
 
 // The fuzz targets check the parameter readers of params.go and the whole server: no input
@@ -51,12 +52,25 @@ func addSeeds(f *testing.F, seeds ...string) {
 func FuzzName(f *testing.F) {
 	s := fuzzServer(f, false)
 	addSeeds(f, "demo", " MiXed-Case1 ", "", "  ", "api", "WWW", "_psl", "ns1", "ns", "ns1a", "admin", "-demo", "demo-",
-		"a.b", "de_mo", "dém", "\u212Aelvin", "x\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "\xff")
+		"a.b", "de_mo", "dém", "\u212Aelvin", "x\x00", strings.Repeat("a", 63), strings.Repeat("a", 64), "\xff",
+		"wpad", "xn--zz", "xn--pple-43d", "xn--bcher-kva", "xn--abc-", "xn--abc-7k4bocn9737efd7a", "xn--e1afmkfd", "xn--")
 	f.Fuzz(func(t *testing.T, in string) {
 		name, err := s.name(url.Values{"name": {in}})
 		if err != nil {
-			refused(t, err, "MissingParameter", "ReservedName", "InvalidName")
+			refused(t, err, "UnavailableName")
+			if reason := err.(*clientError).Reason; reason != "MissingParameter" && reason != "ReservedName" && reason != "InvalidName" {
+				t.Fatalf("%q refused for reason %q", in, reason)
+			}
 			return
+		}
+		if punycodeRefusal(name) != "" {
+			t.Fatalf("%q accepted as %q, which is no valid IDNA of one script", in, name)
+		}
+		if strings.HasPrefix(name, "xn--") {
+			u, err := idna.Registration.ToUnicode(name)
+			if back, err2 := idna.Registration.ToASCII(u); err != nil || err2 != nil || back != name {
+				t.Fatalf("%q accepted as %q, which does not round-trip through IDNA: %q %v %v", in, name, u, err, err2)
+			}
 		}
 		if name != strings.ToLower(strings.TrimSpace(in)) || len(name) < 1 || len(name) > 63 || name[0] == '-' || name[len(name)-1] == '-' {
 			t.Fatalf("%q accepted as %q", in, name)
@@ -128,7 +142,8 @@ func FuzzChallenge(f *testing.F) {
 func FuzzEmail(f *testing.F) {
 	addSeeds(f, "owner@example.org", " Owner@Example.ORG ", "", "owner", "owner@localhost", "Owner <owner@example.org>",
 		"owner@example.org\r\nBcc: x@example.org", "océane@example.org", `"a b"@example.org`, `"a"@example.org`,
-		"a&b@example.org", "a+tag@example.org", "a@b@example.org", "(c)a@example.org", "a@[127.0.0.1].org")
+		"a&b@example.org", "a+tag@example.org", "a@b@example.org", "(c)a@example.org", "a@[127.0.0.1].org", "x@[127.0.0.1]",
+		"x@-bad-.org", "x@127.0.0.1", "j.o.h.n@googlemail.com")
 	f.Fuzz(func(t *testing.T, in string) {
 		addr, err := email(url.Values{"email": {in}})
 		if err != nil {
@@ -137,6 +152,10 @@ func FuzzEmail(f *testing.F) {
 		}
 		if strings.ContainsFunc(addr, func(r rune) bool { return r < '!' || r > '~' }) || addr != strings.ToLower(addr) || len(addr) > 254 {
 			t.Fatalf("%q accepted as %q", in, addr)
+		}
+		domain := addr[strings.LastIndexByte(addr, '@')+1:]
+		if strings.ContainsAny(domain, "[]:") || !isMailDomain(domain) {
+			t.Fatalf("%q accepted with domain %q, which is no host name", in, domain)
 		}
 		if a, err := mail.ParseAddress(addr); err != nil || a.Address != addr {
 			t.Fatalf("%q accepted as %q, which does not parse as itself: %v", in, addr, err)
@@ -147,8 +166,27 @@ func FuzzEmail(f *testing.F) {
 		if again, err := email(url.Values{"email": {addr}}); again != addr || err != nil {
 			t.Fatalf("%q does not read back: %q %v", addr, again, err)
 		}
-		if box := mailbox(addr); box == "" || !strings.HasSuffix(addr, box[strings.LastIndexByte(box, '@'):]) {
+		if box := mailbox(addr); box == "" || !sameMailbox(addr, strings.ToUpper(addr)) || !sameMailbox(addr, box) {
 			t.Fatalf("mailbox of %q is %q", addr, box)
+		}
+	})
+}
+
+// FuzzMailbox: whatever /subscribe's email parameter holds, comparing it cannot fail, and the
+// mailbox is a fixed point that ignores case.
+func FuzzMailbox(f *testing.F) {
+	addSeeds(f, "owner@example.org", "Owner+tag@Example.ORG", "j.o.h.n@googlemail.com", "jöhn@example.com", "jo\u0308hn@example.com",
+		"a@b", "not-an-address", "", "@", "+@gmail.com", "x@bücher.de", "x@xn--bcher-kva.de", "\xff@\xfe", "a@b@c", "x@İ.com")
+	f.Fuzz(func(t *testing.T, in string) {
+		box := mailbox(in)
+		if again := mailbox(box); again != box {
+			t.Fatalf("mailbox(%q) = %q, but mailbox(%q) = %q", in, box, box, again)
+		}
+		if in != "" && strings.ContainsRune(in, '@') != strings.ContainsRune(box, '@') {
+			t.Fatalf("mailbox(%q) = %q", in, box)
+		}
+		if sameMailbox(in, "") || sameMailbox("", in) {
+			t.Fatalf("%q reaches the mailbox of an empty address", in)
 		}
 	})
 }
@@ -194,7 +232,8 @@ func fuzzAddress(f *testing.F, param string) {
 	code := map[string]string{"ip": "InvalidIP", "ipv6": "InvalidIPv6"}[param]
 	addSeeds(f, "", " 81.2.69.142 ", "::ffff:81.2.69.142", "10.0.0.1", "127.0.0.1", "0.0.0.0", "255.255.255.255", "100.64.0.1",
 		"192.0.2.1", "198.18.0.1", "240.0.0.1", "224.0.0.1", "1.2.3", "01.2.3.4", "2a00:1450:4001::1", "::1", "::", "fd00::1",
-		"fe80::1%eth0", "ff02::1", "2001:db8::1", "64:ff9b::5102:458e", "::5102:458e", "2A00:1450:4001:0:0:0:0:1", "::ffff:0:0")
+		"fe80::1%eth0", "ff02::1", "2001:db8::1", "64:ff9b::5102:458e", "::5102:458e", "2A00:1450:4001:0:0:0:0:1", "::ffff:0:0",
+		"64:ff9b::a00:1", "2002:a00:1::1", "2002:5102:458e::1", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "::a00:1", "64:ff9b:1::a00:1")
 	// The ranges the issue names, written down again here so that the fuzzer checks the server's list.
 	var refusedRanges []netip.Prefix
 	for _, p := range []string{"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24",
@@ -245,6 +284,9 @@ func fuzzAddress(f *testing.F, param string) {
 			if p.Contains(a) {
 				t.Fatalf("%q accepted as %v, in %v", in, a, p)
 			}
+		}
+		if v4, ok := embeddedIPv4(a); ok && strict.refusal(v4) != "" {
+			t.Fatalf("%q accepted as %v, which leads to %v", in, a, v4)
 		}
 	})
 }

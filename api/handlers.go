@@ -31,12 +31,9 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var addr string
-	if strings.TrimSpace(q.Get("email")) != "" {
-		if addr, err = email(q); err != nil {
-			return err
-		}
-	}
+	// Only compared with the contact address, never refused: the gateway's form takes any
+	// non-space@non-space, and the original server did not check it either.
+	addr := strings.TrimSpace(q.Get("email"))
 	rt := secret(q, "reclamationToken")
 	addrs, err := s.addresses(r, q)
 	if err != nil {
@@ -73,6 +70,8 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 			if desc != "" {
 				d.Description = desc
 			}
+			// The token came by mail to the contact address: that proves the address. The
+			// token stays usable until it expires, for a retry after a failed certificate.
 			d.SetEmail(d.Email, true)
 			setAddrs(d, addrs)
 			return nil
@@ -90,19 +89,21 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// nameTaken tells the gateway whether the owner of the taken name could reclaim it: only when
-// the address it sent is the name's verified one.
+// nameTaken tells the gateway whether the owner of the taken name could reclaim it: when the
+// address it sent reaches the mailbox of the name's contact address, verified or not (the
+// reclamation mail itself proves the mailbox).
 func (s *Server) nameTaken(ctx context.Context, name, addr string) error {
 	if addr != "" {
 		d, err := s.store.Get(ctx, etcdstore.ByName(name))
 		if err != nil && !errors.Is(err, etcdstore.ErrNotFound) {
 			return err
 		}
-		if d.Email != "" && strings.EqualFold(d.Email, addr) {
-			return badRequest("UnavailableNameReclamationPossible", "The name %q is taken; its owner can reclaim it through /reclaim.", name)
+		if sameMailbox(d.Email, addr) {
+			return &clientError{Code: "UnavailableNameReclamationPossible", Reason: "NameTaken",
+				Message: fmt.Sprintf("The name %q is taken; its owner can reclaim it through /reclaim.", name)}
 		}
 	}
-	return badRequest("UnavailableName", "The name %q is taken.", name)
+	return unavailableName("NameTaken", "The name %q is taken.", name)
 }
 
 // unsubscribe deletes a name, given its token or an unexpired reclamation token.
@@ -130,19 +131,26 @@ func (s *Server) unsubscribe(_ http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// reclaim mails a new reclamation token to the verified address of a name.
+// reclaim mails a new reclamation token to the contact address of a name, verified or not.
+// Anyone can ask, so it never takes a usable token away: a name holds at most
+// MaxReclamationTokens unexpired ones, and asking for more is refused until one expires.
 func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	name, err := s.name(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	rt, expires := uuid.NewString(), time.Now().Add(s.reclaimTTL)
+	now := time.Now()
+	rt, expires := uuid.NewString(), now.Add(s.reclaimTTL)
 	var counted string
 	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
 		if d.Email == "" {
-			return badRequest("NoEmail", "The name %q has no verified email address to send a reclamation token to.", name)
+			return badRequest("NoEmail", "The name %q has no contact email address to send a reclamation token to.", name)
 		}
-		if err := s.allowMail(&counted, d.Name, d.Email); err != nil {
+		d.DropExpiredReclamationTokens(now)
+		if live := d.ReclamationTokens(); len(live) >= etcdstore.MaxReclamationTokens {
+			return rateLimited(firstExpiry(live).Sub(now), "for this name; the reclamation tokens already mailed still work")
+		}
+		if err := s.allowMail(&counted, reclaimMail, d.Name, d.Email); err != nil {
 			return err
 		}
 		d.AddReclamationToken(rt, expires)
@@ -157,6 +165,17 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	data := s.data(d)
 	data.Email, data.Token, data.Expires = d.Email, rt, expires
 	return s.mail(r.Context(), d.Email, s.reclaimSubject, s.reclaimBody, data)
+}
+
+// firstExpiry is when the first of tokens expires.
+func firstExpiry(tokens []etcdstore.Reclamation) time.Time {
+	first := tokens[0].Expires
+	for _, t := range tokens[1:] {
+		if t.Expires.Before(first) {
+			first = t.Expires
+		}
+	}
+	return first
 }
 
 // ping records that the gateway is alive and where it is.
@@ -247,7 +266,7 @@ type domainInfo struct {
 	IPv6          string   `json:"ipv6"`
 	DNSChallenge  string   `json:"dns_challenge"`
 	DNSChallenges []string `json:"dns_challenges"`
-	Email         string   `json:"email"`
+	Email         string   `json:"email"` // the contact address, verified or not
 	Verified      bool     `json:"verified"`
 	OptOut        bool     `json:"optout"`
 	Timestamp     int64    `json:"timestamp"`
@@ -298,7 +317,8 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// setEmail starts the verification of a new contact address by mailing it a link.
+// setEmail makes addr the contact address at once, as the original server did, and mails it
+// a link to verify it. Setting an address of the same mailbox keeps it verified if it was.
 func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	addr, err := email(q)
@@ -312,10 +332,15 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
 	var counted string
 	d, err := s.update(r, func(d *etcdstore.Domain) error {
-		if err := s.allowMail(&counted, d.Name, addr); err != nil {
+		if err := s.allowMail(&counted, ownerMail, d.Name, addr); err != nil {
 			return err
 		}
-		d.SetEmail(addr, false)
+		same := sameMailbox(d.Email, addr)
+		if !same {
+			// They were mailed to the previous address: they proved that mailbox, not this one.
+			d.ClearReclamationTokens()
+		}
+		d.SetEmail(addr, same && d.EmailVerified())
 		d.SetVerification(id, expires)
 		if optSet {
 			d.OptOut = opt
@@ -330,8 +355,8 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	return s.mail(r.Context(), addr, s.verifySubject, s.verifyBody, data)
 }
 
-// verifyEmail makes the pending address of the link's record its verified one. The link
-// works once, since the verification is cleared with it.
+// verifyEmail marks the contact address of the link's record verified. The link works once,
+// since the verification is cleared with it.
 func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	id := secret(r.URL.Query(), "s")
 	if id == "" {
@@ -358,10 +383,13 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// revokeEmail cancels a pending verification; there being none is fine.
+// revokeEmail cancels the pending verification (its link stops working) and withdraws the
+// contact address's verified state; there being none is fine. The address stays the contact
+// for reclamation, as in the original server; setting another address replaces it.
 func (s *Server) revokeEmail(_ http.ResponseWriter, r *http.Request) error {
 	_, err := s.update(r, func(d *etcdstore.Domain) error {
 		d.ClearVerification()
+		d.SetEmail(d.Email, false)
 		return nil
 	})
 	return err

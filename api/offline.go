@@ -2,14 +2,15 @@ package api
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
 
-// reservedNames is the set of names nobody may register: the zone's own and the operator's.
+// reservedNames is the set of names nobody may register: builtinReserved and the operator's.
 func reservedNames(operator []string) map[string]bool {
-	reserved := map[string]bool{"api": true, "www": true, "_psl": true}
-	for _, name := range operator {
+	reserved := map[string]bool{}
+	for _, name := range slices.Concat(builtinReserved, operator) {
 		reserved[strings.ToLower(strings.TrimSpace(name))] = true
 	}
 	return reserved

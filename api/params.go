@@ -1,14 +1,17 @@
 package api
 
 import (
+	"fmt"
 	"net/mail"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/regdns/regdns/etcdstore"
+	"golang.org/x/net/idna"
 )
 
 // The readers below are the one place where query parameters are checked; handlers only see
@@ -18,29 +21,100 @@ func missing(param string) error {
 	return badRequest("MissingParameter", "The parameter %q is required.", param)
 }
 
-// name reads the requested label: trimmed and lowercased, since people type it.
+// name reads the requested label: trimmed and lowercased, since people type it. Every
+// refusal is an unavailableName.
 func (s *Server) name(q url.Values) (string, error) {
 	name := strings.ToLower(strings.TrimSpace(q.Get("name")))
 	switch {
 	case name == "":
-		return "", missing("name")
+		return "", unavailableName("MissingParameter", "The parameter \"name\" is required.")
 	case s.isReserved(name):
-		return "", badRequest("ReservedName", "The name %q is reserved.", name)
+		return "", unavailableName("ReservedName", "The name %q is reserved.", name)
 	case !isLabel(name):
-		return "", badRequest("InvalidName", "The name must be 1 to 63 letters, digits or inner hyphens.")
+		return "", unavailableName("InvalidName", "The name must be 1 to 63 letters, digits or inner hyphens.")
 	case len(name)+1+len(s.zone) > 253:
-		return "", badRequest("InvalidName", "The name is too long to fit under %s.", s.zone)
+		return "", unavailableName("InvalidName", "The name is too long to fit under %s.", s.zone)
+	}
+	if why := punycodeRefusal(name); why != "" {
+		return "", unavailableName("InvalidName", "The name %q is %s.", name, why)
 	}
 	return name, nil
+}
+
+// builtinReserved are the labels no gateway gets, besides ns<digits>: the API's own and the
+// zone's web site, and labels that clients and mail systems look up by themselves in the
+// domains they are in (proxy and IPv6 tunnel autodiscovery, mail client setup, MTA-STS, the
+// host itself) or that read as the zone operator's roles (the RFC 2142 mailboxes), so that a
+// gateway holding one could capture what is meant for the zone or its users.
+var builtinReserved = []string{
+	"api", "www", "_psl",
+	"wpad", "isatap", "autodiscover", "autoconfig", "localhost", "mta-sts",
+	"info", "marketing", "sales", "support", "abuse", "noc", "security",
+	"postmaster", "hostmaster", "usenet", "news", "webmaster", "uucp", "ftp",
 }
 
 func (s *Server) isReserved(name string) bool {
 	if s.reserved[name] {
 		return true
 	}
-	// ns1, ns2, ... are kept for the zone's own name servers.
+	// ns, ns1, ns2, ... are kept for the zone's own name servers.
 	digits, ok := strings.CutPrefix(name, "ns")
-	return ok && digits != "" && strings.Trim(digits, "0123456789") == ""
+	return ok && strings.Trim(digits, "0123456789") == ""
+}
+
+// punycodeRefusal says why an xn-- label cannot be registered, or is "" if it can (or is no
+// xn-- label): browsers show such a label as the Unicode it encodes, so one that is no valid
+// IDNA, or that mixes scripts (a Cyrillic "а" in "аpple"), would show as something else.
+func punycodeRefusal(label string) string {
+	if !strings.HasPrefix(label, "xn--") {
+		return ""
+	}
+	u, err := idna.Registration.ToUnicode(label)
+	if err != nil {
+		return "not valid IDNA"
+	}
+	if back, err := idna.Registration.ToASCII(u); err != nil || back != label {
+		return "not valid IDNA"
+	}
+	if mixesScripts(u) {
+		return "a mix of scripts"
+	}
+	return ""
+}
+
+// scriptSets are the mixes of scripts a label may use, as in Unicode's "highly restrictive"
+// profile (UTS #39): one script, or Latin with the scripts written together with Han.
+var scriptSets = [][]string{
+	{"Latin", "Han", "Hiragana", "Katakana"},
+	{"Latin", "Han", "Bopomofo"},
+	{"Latin", "Han", "Hangul"},
+}
+
+// mixesScripts reports whether s uses letters of scripts that no one writes together.
+// Characters common to all scripts (digits, the hyphen) and combining marks count for none.
+func mixesScripts(s string) bool {
+	used := map[string]bool{}
+	for _, r := range s {
+		for name, table := range unicode.Scripts {
+			if name != "Common" && name != "Inherited" && unicode.Is(table, r) {
+				used[name] = true
+				break
+			}
+		}
+	}
+	if len(used) <= 1 {
+		return false
+	}
+	for _, set := range scriptSets {
+		all := true
+		for name := range used {
+			all = all && slices.Contains(set, name)
+		}
+		if all {
+			return false
+		}
+	}
+	return true
 }
 
 func isLabel(name string) bool {
@@ -104,20 +178,37 @@ func challenge(q url.Values) (string, error) {
 	return c, nil
 }
 
-// email reads a bare address, lowercased so that comparisons ignore case. Only ASCII is
-// accepted because mail is sent without the SMTPUTF8 extension.
+// email reads a bare address to send mail to, lowercased so that comparisons ignore case.
+// Only ASCII is accepted because mail is sent without the SMTPUTF8 extension, and only a
+// host name as its domain: a domain literal ([127.0.0.1]) would have mail sent wherever the
+// caller says.
 func email(q url.Values) (string, error) {
-	addr := strings.TrimSpace(q.Get("email"))
+	addr := strings.ToLower(strings.TrimSpace(q.Get("email")))
 	if addr == "" {
 		return "", missing("email")
 	}
 	a, err := mail.ParseAddress(addr)
 	at := strings.LastIndexByte(addr, '@')
 	if err != nil || a.Name != "" || a.Address != addr || len(addr) > 254 ||
-		!strings.Contains(addr[at+1:], ".") || strings.ContainsFunc(addr, func(r rune) bool { return r < '!' || r > '~' }) {
+		!isMailDomain(addr[at+1:]) || strings.ContainsFunc(addr, func(r rune) bool { return r < '!' || r > '~' }) {
 		return "", badRequest("InvalidEmail", "The email must be a plain address such as name@example.org.")
 	}
-	return strings.ToLower(addr), nil
+	return addr, nil
+}
+
+// isMailDomain reports whether domain (lower case) is a host name with at least two labels
+// whose last is not all digits (which would make it an IPv4 address).
+func isMailDomain(domain string) bool {
+	labels := strings.Split(domain, ".")
+	if len(domain) > 253 || len(labels) < 2 || strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return false
+	}
+	for _, l := range labels {
+		if !isLabel(l) {
+			return false
+		}
+	}
+	return true
 }
 
 // optOut reads optout; set reports whether it was given at all.
@@ -185,8 +276,45 @@ var specialRanges = []struct {
 
 var broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
+// Prefixes of IPv6 addresses that carry an IPv4 address, which decides where they lead.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the IPv4 address is the last 32 bits
+	ipv4Compatible = netip.MustParsePrefix("::/96")        // RFC 4291, deprecated: the last 32 bits
+	sixToFour      = netip.MustParsePrefix("2002::/16")    // RFC 3056: bits 16 to 48
+	teredo         = netip.MustParsePrefix("2001::/32")    // RFC 4380: the client's, inverted, in the last 32 bits
+)
+
+// embeddedIPv4 is the IPv4 address that a (an IPv6 address) carries and leads to, if it is
+// of a form that carries one. The local-use NAT64 prefix (64:ff9b:1::/48), whose layout is
+// the operator's choice, is refused as a whole in specialRanges.
+func embeddedIPv4(a netip.Addr) (netip.Addr, bool) {
+	if !a.Is6() || a.Is4In6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	var v4 [4]byte
+	switch {
+	case nat64WellKnown.Contains(a), ipv4Compatible.Contains(a) && !a.IsLoopback() && !a.IsUnspecified():
+		copy(v4[:], b[12:])
+	case sixToFour.Contains(a):
+		copy(v4[:], b[2:6])
+	case teredo.Contains(a):
+		for i := range v4 {
+			v4[i] = b[12+i] ^ 0xff
+		}
+	default:
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(v4), true
+}
+
 // refusal says why a cannot be a gateway's reported address, or is "" if it can.
 func (s *Server) refusal(a netip.Addr) string {
+	if v4, ok := embeddedIPv4(a); ok {
+		if why := s.refusal(v4); why != "" {
+			return fmt.Sprintf("an IPv6 form of %s, which is %s", v4, why)
+		}
+	}
 	switch {
 	case a.IsUnspecified():
 		return "unspecified"

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 	"golang.org/x/time/rate"
 )
 
@@ -22,7 +24,7 @@ type RateLimit struct {
 // Defaults of Config's rate limits.
 var (
 	defaultClientLimit = RateLimit{Rate: 1, Burst: 20}
-	defaultMailLimit   = RateLimit{Rate: 1.0 / 60, Burst: 3}
+	defaultMailLimit   = RateLimit{Rate: 1.0 / 60, Burst: 10}
 )
 
 const (
@@ -128,19 +130,35 @@ func clientKey(a netip.Addr) string {
 	return a.String()
 }
 
-// mailbox is the recipient bucket of addr: lower case and without a "+tag" subaddress, which
-// most mail systems deliver to the same mailbox.
+// mailbox is the mailbox addr delivers to, as far as the address shows it: lower case and
+// NFC, the domain in its ASCII form, without a "+tag" subaddress (which most mail systems
+// deliver to the same mailbox), and for Gmail without dots in the local part and with
+// googlemail.com as gmail.com. Limits count per mailbox, and addresses compare by mailbox.
 func mailbox(addr string) string {
-	addr = strings.ToLower(addr)
+	addr = norm.NFC.String(strings.ToLower(strings.TrimSpace(addr)))
 	at := strings.LastIndexByte(addr, '@')
 	if at < 0 {
 		return addr
 	}
-	local := addr[:at]
+	local, domain := addr[:at], addr[at+1:]
+	if ascii, err := idna.Lookup.ToASCII(domain); err == nil {
+		domain = ascii
+	}
 	if plus := strings.IndexByte(local, '+'); plus > 0 {
 		local = local[:plus]
 	}
-	return local + addr[at:]
+	if domain == "googlemail.com" {
+		domain = "gmail.com"
+	}
+	if domain == "gmail.com" {
+		local = strings.ReplaceAll(local, ".", "")
+	}
+	return local + "@" + domain
+}
+
+// sameMailbox reports whether two addresses reach one mailbox; "" reaches none.
+func sameMailbox(a, b string) bool {
+	return a != "" && b != "" && mailbox(a) == mailbox(b)
 }
 
 // rateLimited answers a request refused by a limiter; what says whose limit it hit.
@@ -154,14 +172,24 @@ func rateLimited(wait time.Duration, what string) error {
 	}
 }
 
-// allowMail counts one mail about name to addr against the mail limit, unless *counted is
-// already addr: the store may run an update function more than once for one request. It runs
-// inside that function, so a refused mail leaves the record as it was.
-func (s *Server) allowMail(counted *string, name, addr string) error {
+// mailBudget names a separate budget of the mail limit.
+type mailBudget string
+
+const (
+	// ownerMail is mail the holder of a name's API token asks for (/setemail).
+	ownerMail mailBudget = "owner"
+	// reclaimMail is reclamation mail, which anyone can ask for (/reclaim).
+	reclaimMail mailBudget = "reclaim"
+)
+
+// allowMail counts one mail about name to addr against budget, unless *counted is already
+// addr: the store may run an update function more than once for one request. It runs inside
+// that function, so a refused mail leaves the record as it was.
+func (s *Server) allowMail(counted *string, budget mailBudget, name, addr string) error {
 	if *counted == addr {
 		return nil
 	}
-	if wait := s.mailLimit.allow(time.Now(), "name:"+name, "to:"+mailbox(addr)); wait > 0 {
+	if wait := s.mailLimit.allow(time.Now(), string(budget)+" name:"+name, string(budget)+" to:"+mailbox(addr)); wait > 0 {
 		return rateLimited(wait, "for this name or email address")
 	}
 	*counted = addr

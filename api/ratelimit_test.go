@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -55,8 +56,8 @@ func TestClientLimit(t *testing.T) {
 	}
 	limited(t, e.do(t, http.MethodGet, gw, "/setemail", "token", token, "email", "b@example.org"), 1, 100)
 	limited(t, e.do(t, http.MethodGet, gw, "/reclaim", "name", "first"), 1, 100)
-	if d := e.stored(t, "first"); d.PendingEmail() != "a@example.org" || len(e.smtp.all()) != 1 {
-		t.Errorf("limited setemail changed the record (pending %q) or sent mail (%d sent)", d.PendingEmail(), len(e.smtp.all()))
+	if d := e.stored(t, "first"); d.Email != "a@example.org" || len(e.smtp.all()) != 1 {
+		t.Errorf("limited setemail changed the record (contact %q) or sent mail (%d sent)", d.Email, len(e.smtp.all()))
 	}
 
 	// /ping and /dnsconfig are what a gateway calls all the time; they stay open.
@@ -81,7 +82,7 @@ func TestClientLimit(t *testing.T) {
 		e.do(t, http.MethodGet, from(fmt.Sprintf("2a00:1450:4001:81a::%d", i+1)), "/subscribe")
 	}
 	limited(t, e.do(t, http.MethodGet, from("2a00:1450:4001:81a:ffff::9"), "/subscribe"), 1, 100)
-	if r := e.do(t, http.MethodGet, from("2a00:1450:4001:81b::1"), "/subscribe"); r.code() != "MissingParameter" {
+	if r := e.do(t, http.MethodGet, from("2a00:1450:4001:81b::1"), "/subscribe"); r.reason() != "MissingParameter" {
 		t.Errorf("the neighbouring /64 was limited: %d %s", r.status, r.body)
 	}
 }
@@ -106,8 +107,8 @@ func TestClientLimitDefault(t *testing.T) {
 func TestMailFlood(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 3} })
 	for i, victim := range []string{
-		"victim@example.org", "Victim@Example.ORG", "victim+1@example.org",
-		"victim+tag@example.org", "victim@example.org", "VICTIM+2@example.org",
+		"victim@gmail.com", "Victim@Gmail.COM", "vic.tim+1@gmail.com",
+		"victim+tag@googlemail.com", "v.i.c.t.i.m@gmail.com", "VICTIM+2@gmail.com",
 	} {
 		name := fmt.Sprintf("flood%d", i)
 		token := e.subscribe(t, name)
@@ -119,8 +120,8 @@ func TestMailFlood(t *testing.T) {
 			continue
 		}
 		limited(t, r, 3000, 3600)
-		if d := e.stored(t, name); d.PendingEmail() != "" || d.VerifyHash() != "" {
-			t.Errorf("%s: a limited setemail stored pending %q", name, d.PendingEmail())
+		if d := e.stored(t, name); d.Email != "" || d.Pending != nil {
+			t.Errorf("%s: a limited setemail stored contact %q, pending %+v", name, d.Email, d.Pending)
 		}
 	}
 	if n := len(e.smtp.all()); n != 3 {
@@ -140,29 +141,50 @@ func TestMailLimitPerName(t *testing.T) {
 		e.ok(t, "/setemail", "token", token, "email", fmt.Sprintf("owner%d@example.org", i))
 	}
 	limited(t, e.get(t, "/setemail", "token", token, "email", "owner3@example.org"), 3000, 3600)
-	if d := e.stored(t, "demo"); d.PendingEmail() != "owner2@example.org" || len(e.smtp.all()) != 3 {
-		t.Errorf("after the limit: pending %q, %d mails", d.PendingEmail(), len(e.smtp.all()))
+	if d := e.stored(t, "demo"); d.Email != "owner2@example.org" || len(e.smtp.all()) != 3 {
+		t.Errorf("after the limit: contact %q, %d mails", d.Email, len(e.smtp.all()))
 	}
 }
 
-// TestMailLimitReclaim counts reclamation mail against the name and the verified address.
+// TestMailLimitReclaim counts reclamation mail against the name and the contact's mailbox,
+// apart from the mail owners ask for: strangers cannot use up the owner's budget.
 func TestMailLimitReclaim(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 3} })
-	e.verify(t, e.subscribe(t, "alpha"), "owner@example.org")
-	e.verify(t, e.subscribe(t, "beta"), "owner+beta@example.org")
-	e.ok(t, "/reclaim", "name", "alpha")
-	hash := e.stored(t, "alpha").ReclaimHash()
-
-	// beta has mail left, but its owner's mailbox has had three.
-	limited(t, e.get(t, "/reclaim", "name", "beta"), 3000, 3600)
-	limited(t, e.get(t, "/reclaim", "name", "alpha"), 3000, 3600)
-	if n := len(e.smtp.all()); n != 3 {
-		t.Errorf("%d mails sent, want 3", n)
+	tokens := map[string]string{}
+	for _, name := range []string{"alpha", "beta", "gamma"} {
+		tokens[name] = e.subscribe(t, name)
+		e.ok(t, "/setemail", "token", tokens[name], "email", "owner+"+name+"@example.org")
 	}
-	if e.stored(t, "beta").ReclaimHash() != "" || e.stored(t, "alpha").ReclaimHash() != hash {
+	e.ok(t, "/reclaim", "name", "alpha")
+	e.ok(t, "/reclaim", "name", "alpha")
+	e.ok(t, "/reclaim", "name", "beta")
+	hashes := e.stored(t, "alpha").ReclamationTokens()
+
+	// gamma has reclamation mail left, but its owner's mailbox has had three.
+	limited(t, e.get(t, "/reclaim", "name", "gamma"), 3000, 3600)
+	limited(t, e.get(t, "/reclaim", "name", "alpha"), 3000, 3600)
+	if n := len(e.smtp.all()); n != 6 {
+		t.Errorf("%d mails sent, want 3 verifications and 3 reclamations", n)
+	}
+	if len(e.stored(t, "gamma").ReclamationTokens()) != 0 || !slices.Equal(e.stored(t, "alpha").ReclamationTokens(), hashes) {
 		t.Error("a limited reclaim changed a reclamation token")
 	}
-	e.fails(t, "NoSuchName", "/reclaim", "name", "gamma")
+	e.fails(t, "NoSuchName", "/reclaim", "name", "delta")
+}
+
+// TestMailBudgetsApart: a name whose reclamation budget strangers used up still gets the
+// mail its owner asks for.
+func TestMailBudgetsApart(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 2} })
+	token := e.subscribe(t, "demo")
+	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
+	e.ok(t, "/reclaim", "name", "demo")
+	e.ok(t, "/reclaim", "name", "demo")
+	limited(t, e.get(t, "/reclaim", "name", "demo"), 3000, 3600)
+	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
+	if n := len(e.smtp.all()); n != 4 {
+		t.Errorf("%d mails, want 4", n)
+	}
 }
 
 func TestRateLimitsOff(t *testing.T) {
@@ -172,7 +194,7 @@ func TestRateLimitsOff(t *testing.T) {
 	})
 	token := e.subscribe(t, "demo")
 	for range 30 {
-		e.fails(t, "MissingParameter", "/subscribe")
+		e.unavailable(t, "MissingParameter", "/subscribe")
 	}
 	for range 8 {
 		e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
@@ -203,7 +225,7 @@ func TestNewChecksRateLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, m := s.clientLimit, s.mailLimit; c == nil || m == nil || c.rate != 1 || c.burst != 20 || float64(m.rate) != 1.0/60 || m.burst != 3 {
+	if c, m := s.clientLimit, s.mailLimit; c == nil || m == nil || c.rate != 1 || c.burst != 20 || float64(m.rate) != 1.0/60 || m.burst != 10 {
 		t.Errorf("defaults: client %+v mail %+v", c, m)
 	}
 	s, err = New(store, Config{Zone: zone, Mailer: mailer, ClientLimit: RateLimit{Rate: -1}, MailLimit: RateLimit{Rate: -0.5, Burst: 9}})
@@ -285,7 +307,7 @@ func TestClientLimitFlood(t *testing.T) {
 	e.api.clientLimit.max = 40
 	for i := range 200 {
 		addr := fmt.Sprintf("81.2.%d.%d", i/200, i%200+1)
-		if r := e.do(t, http.MethodGet, http.Header{"X-Real-Ip": {addr}}, "/subscribe"); r.code() != "MissingParameter" {
+		if r := e.do(t, http.MethodGet, http.Header{"X-Real-Ip": {addr}}, "/subscribe"); r.reason() != "MissingParameter" {
 			t.Fatalf("%s: %d %s", addr, r.status, r.body)
 		}
 		e.api.clientLimit.mu.Lock()

@@ -34,7 +34,7 @@ type Store interface {
 // Config holds the settings of a Server.
 type Config struct {
 	Zone           string         // e.g. "mydomain.org" (no trailing dot); names are <name>.<Zone>
-	Reserved       []string       // operator's extra reserved names (besides api, www, _psl, ns<digits>)
+	Reserved       []string       // operator's extra reserved names (besides builtinReserved and ns<digits>)
 	TrustedProxies []netip.Prefix // peers whose X-Real-IP / X-Forwarded-For are believed
 	Locator        Locator        // nil: no GeoIP, continent left empty
 	Mailer         Mailer         // required
@@ -55,9 +55,12 @@ type Config struct {
 	// ClientLimit bounds the requests per caller address (IPv6: per /64) to /subscribe,
 	// /reclaim and /setemail together; default {Rate: 1, Burst: 20}; a negative Rate turns it off.
 	ClientLimit RateLimit
-	// MailLimit bounds the mails per name and, separately, per recipient mailbox (case and a
-	// "+tag" ignored), so that no set of names can flood one mailbox; checked before anything
-	// is stored. Default {Rate: 1.0 / 60, Burst: 3}; a negative Rate turns it off.
+	// MailLimit bounds the mails per name and, separately, per recipient mailbox (see
+	// mailbox), so that no set of names can flood one mailbox; checked before anything is
+	// stored. Mail the owner asks for (/setemail) and reclamation mail anyone can ask for
+	// (/reclaim) have separate budgets, so that strangers cannot use up the owner's.
+	// Default {Rate: 1.0 / 60, Burst: 10}: one person can set up ten gateways with one
+	// mailbox at once, then one a minute. A negative Rate turns it off.
 	MailLimit RateLimit
 }
 
@@ -247,9 +250,10 @@ func (rec *statusRecorder) WriteHeader(code int) {
 }
 
 // clientError is a request the client has to change: a 400 (or status) with a code the
-// gateway acts on.
+// gateway acts on, and a finer reason where the code is one the gateway must read unchanged.
 type clientError struct {
 	Code    string `json:"error"`
+	Reason  string `json:"reason,omitempty"`
 	Message string `json:"message"`
 
 	status     int // 0: 400
@@ -260,6 +264,14 @@ func (e *clientError) Error() string { return e.Code + ": " + e.Message }
 
 func badRequest(code, format string, args ...any) error {
 	return &clientError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// unavailableName refuses a requested name. The gateway in the field reads an error
+// containing "UnavailableName" as "this name cannot be had" and anything else as a failed
+// certificate (and then retries the same name forever), so every refusal of a name carries
+// that code, and reason says which refusal it is.
+func unavailableName(reason, format string, args ...any) error {
+	return &clientError{Code: "UnavailableName", Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
 // writeError answers a failed request. Anything but a clientError is logged and answered with

@@ -142,6 +142,13 @@ func (r reply) code() string {
 	return e.Error
 }
 
+// reason is the finer reason of a JSON error reply, "" if it gives none.
+func (r reply) reason() string {
+	var e struct{ Reason string }
+	json.Unmarshal([]byte(r.body), &e)
+	return e.Reason
+}
+
 // get calls path with the query given as key, value pairs.
 func (e *env) get(t *testing.T, path string, kv ...string) reply {
 	t.Helper()
@@ -205,6 +212,17 @@ func (e *env) fails(t *testing.T, code, path string, kv ...string) reply {
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("%s: Content-Type %q, want application/json", path, ct)
+	}
+	return r
+}
+
+// unavailable calls path and fails the test unless it refuses the name as the gateway must
+// read it: 400 UnavailableName, with reason.
+func (e *env) unavailable(t *testing.T, reason, path string, kv ...string) reply {
+	t.Helper()
+	r := e.fails(t, "UnavailableName", path, kv...)
+	if r.reason() != reason {
+		t.Errorf("%s %v: reason %q, want %q (%s)", path, kv, r.reason(), reason, r.body)
 	}
 	return r
 }

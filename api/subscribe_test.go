@@ -19,7 +19,7 @@ func TestSubscribe(t *testing.T) {
 	tests := []struct {
 		name   string
 		params []string
-		code   string // expected error code; "" for success
+		code   string // expected error code; "" for success; a reason after "UnavailableName "
 		want   etcdstore.Domain
 	}{
 		{"new name", []string{"name", "demo"}, "", etcdstore.Domain{Name: "demo", Description: "demo's server"}},
@@ -30,38 +30,59 @@ func TestSubscribe(t *testing.T) {
 		{"tunnel mode", []string{"name", "tunnel", "mode", "0"}, "", etcdstore.Domain{Name: "tunnel", Description: "tunnel's server"}},
 		{"dynamic mode", []string{"name", "dyn", "mode", "1"}, "", etcdstore.Domain{Name: "dyn", Description: "dyn's server", Mode: etcdstore.ModeDynamic}},
 		{"63 characters", []string{"name", long}, "", etcdstore.Domain{Name: long, Description: long + "'s server"}},
-		{"ns without digits", []string{"name", "ns"}, "", etcdstore.Domain{Name: "ns", Description: "ns's server"}},
 		{"ns and letters", []string{"name", "ns1a"}, "", etcdstore.Domain{Name: "ns1a", Description: "ns1a's server"}},
 		{"email given for a free name", []string{"name", "withmail", "email", "a@example.org"}, "", etcdstore.Domain{Name: "withmail", Description: "withmail's server"}},
+		{"non-ASCII email, only compared", []string{"name", "umlaut", "email", "jöhn@example.com"}, "", etcdstore.Domain{Name: "umlaut", Description: "umlaut's server"}},
+		{"email without a dot, only compared", []string{"name", "ab", "email", "a@b"}, "", etcdstore.Domain{Name: "ab", Description: "ab's server"}},
+		{"no email at all, only compared", []string{"name", "badmail", "email", "not-an-address"}, "", etcdstore.Domain{Name: "badmail", Description: "badmail's server"}},
+		{"valid punycode", []string{"name", "xn--bcher-kva"}, "", etcdstore.Domain{Name: "xn--bcher-kva", Description: "xn--bcher-kva's server"}},
+		{"punycode of Japanese with Latin", []string{"name", "xn--abc-7k4bocn9737efd7a"}, "", etcdstore.Domain{Name: "xn--abc-7k4bocn9737efd7a", Description: "xn--abc-7k4bocn9737efd7a's server"}},
 
-		{"missing name", nil, "MissingParameter", etcdstore.Domain{}},
-		{"blank name", []string{"name", "   "}, "MissingParameter", etcdstore.Domain{}},
-		{"64 characters", []string{"name", long + "a"}, "InvalidName", etcdstore.Domain{}},
-		{"leading hyphen", []string{"name", "-demo"}, "InvalidName", etcdstore.Domain{}},
-		{"trailing hyphen", []string{"name", "demo-"}, "InvalidName", etcdstore.Domain{}},
-		{"dot", []string{"name", "a.b"}, "InvalidName", etcdstore.Domain{}},
-		{"inner space", []string{"name", "de mo"}, "InvalidName", etcdstore.Domain{}},
-		{"underscore", []string{"name", "de_mo"}, "InvalidName", etcdstore.Domain{}},
-		{"non-ASCII", []string{"name", "dém"}, "InvalidName", etcdstore.Domain{}},
-		{"reserved api", []string{"name", "api"}, "ReservedName", etcdstore.Domain{}},
-		{"reserved WWW", []string{"name", "WWW"}, "ReservedName", etcdstore.Domain{}},
-		{"reserved _psl", []string{"name", "_psl"}, "ReservedName", etcdstore.Domain{}},
-		{"reserved ns1", []string{"name", "ns1"}, "ReservedName", etcdstore.Domain{}},
-		{"reserved NS12", []string{"name", "NS12"}, "ReservedName", etcdstore.Domain{}},
-		{"reserved by the operator", []string{"name", "admin"}, "ReservedName", etcdstore.Domain{}},
+		// The gateway reads only "UnavailableName" as a refused name: every refusal says it.
+		{"missing name", nil, "UnavailableName MissingParameter", etcdstore.Domain{}},
+		{"blank name", []string{"name", "   "}, "UnavailableName MissingParameter", etcdstore.Domain{}},
+		{"64 characters", []string{"name", long + "a"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"leading hyphen", []string{"name", "-demo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"trailing hyphen", []string{"name", "demo-"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"dot", []string{"name", "a.b"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"inner space", []string{"name", "de mo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"underscore", []string{"name", "de_mo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"leading underscore", []string{"name", "_dmarc"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"non-ASCII", []string{"name", "dém"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"punycode that decodes to nothing valid", []string{"name", "xn--zz"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"punycode mixing Cyrillic and Latin", []string{"name", "xn--pple-43d"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"punycode of plain ASCII", []string{"name", "xn--abc-"}, "UnavailableName InvalidName", etcdstore.Domain{}},
+		{"reserved api", []string{"name", "api"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved WWW", []string{"name", "WWW"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved _psl", []string{"name", "_psl"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved ns", []string{"name", "ns"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved ns1", []string{"name", "ns1"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved NS12", []string{"name", "NS12"}, "UnavailableName ReservedName", etcdstore.Domain{}},
+		{"reserved by the operator", []string{"name", "admin"}, "UnavailableName ReservedName", etcdstore.Domain{}},
 		{"mode 2", []string{"name", "m2", "mode", "2"}, "InvalidMode", etcdstore.Domain{}},
 		{"mode word", []string{"name", "mw", "mode", "tunnel"}, "InvalidMode", etcdstore.Domain{}},
 		{"description of 257", []string{"name", "d257", "desc", strings.Repeat("x", 257)}, "InvalidDescription", etcdstore.Domain{}},
 		{"description with NUL", []string{"name", "dnul", "desc", "a\x00b"}, "InvalidDescription", etcdstore.Domain{}},
 		{"description with line break", []string{"name", "dnl", "desc", "a\nb"}, "InvalidDescription", etcdstore.Domain{}},
 		{"description not UTF-8", []string{"name", "dutf", "desc", "a\xffb"}, "InvalidDescription", etcdstore.Domain{}},
-		{"invalid email", []string{"name", "badmail", "email", "not-an-address"}, "InvalidEmail", etcdstore.Domain{}},
-		{"taken", []string{"name", "taken"}, "UnavailableName", etcdstore.Domain{}},
-		{"taken in capitals", []string{"name", " TAKEN"}, "UnavailableName", etcdstore.Domain{}},
+		{"taken", []string{"name", "taken"}, "UnavailableName NameTaken", etcdstore.Domain{}},
+		{"taken in capitals", []string{"name", " TAKEN"}, "UnavailableName NameTaken", etcdstore.Domain{}},
+	}
+	for _, label := range builtinReserved {
+		tests = append(tests, struct {
+			name   string
+			params []string
+			code   string
+			want   etcdstore.Domain
+		}{"built-in reserved " + label, []string{"name", label}, "UnavailableName ReservedName", etcdstore.Domain{}})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := time.Now().Add(-time.Second)
+			if reason, ok := strings.CutPrefix(tt.code, "UnavailableName "); ok {
+				e.unavailable(t, reason, "/subscribe", tt.params...)
+				return
+			}
 			if tt.code != "" {
 				e.fails(t, tt.code, "/subscribe", tt.params...)
 				return
@@ -95,7 +116,7 @@ func TestSubscribeNameTooLongForZone(t *testing.T) {
 	long := strings.Repeat("abcdefghi.", 24) + "org" // 243 characters
 	e := newEnv(t, func(c *Config) { c.Zone = long + "." })
 	e.subscribe(t, "ninechars")
-	e.fails(t, "InvalidName", "/subscribe", "name", "tenletters")
+	e.unavailable(t, "InvalidName", "/subscribe", "name", "tenletters")
 }
 
 func TestSubscribeTakenName(t *testing.T) {
@@ -104,6 +125,8 @@ func TestSubscribeTakenName(t *testing.T) {
 	e.verify(t, owned, "owner@example.org")
 	pending := e.subscribe(t, "pending")
 	e.verifyLink(t, pending, "waiting@example.org")
+	gmail := e.subscribe(t, "gmail")
+	e.verifyLink(t, gmail, "john.smith+gw@gmail.com")
 
 	tests := []struct {
 		name, email, code string
@@ -111,13 +134,23 @@ func TestSubscribeTakenName(t *testing.T) {
 		{"owned", "", "UnavailableName"},
 		{"owned", "owner@example.org", "UnavailableNameReclamationPossible"},
 		{"Owned", " OWNER@Example.ORG ", "UnavailableNameReclamationPossible"},
+		{"owned", "owner+gateway@example.org", "UnavailableNameReclamationPossible"},
 		{"owned", "someone@example.org", "UnavailableName"},
-		{"pending", "waiting@example.org", "UnavailableName"},
+		{"owned", "owner", "UnavailableName"},
+		{"owned", "jöhn@example.com", "UnavailableName"},
+		// The contact address counts as soon as it is set, verified or not (issue 10).
+		{"pending", "waiting@example.org", "UnavailableNameReclamationPossible"},
 		{"pending", "", "UnavailableName"},
+		{"gmail", "JohnSmith@googlemail.com", "UnavailableNameReclamationPossible"},
+		{"gmail", "john.smith@gmail.com", "UnavailableNameReclamationPossible"},
+		{"gmail", "john.smith@example.com", "UnavailableName"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+" "+tt.email, func(t *testing.T) {
-			e.fails(t, tt.code, "/subscribe", "name", tt.name, "email", tt.email)
+			r := e.fails(t, tt.code, "/subscribe", "name", tt.name, "email", tt.email)
+			if r.reason() != "NameTaken" {
+				t.Errorf("reason %q, want NameTaken", r.reason())
+			}
 		})
 	}
 	if d := e.stored(t, "owned"); d.Token != owned {
@@ -143,8 +176,8 @@ func TestReclaim(t *testing.T) {
 	if !strings.Contains(body, "valid until") {
 		t.Errorf("reclaim mail does not say how long the token is valid:\n%s", body)
 	}
-	if d := e.stored(t, "demo"); d.ReclaimHash() == "" || strings.Contains(d.ReclaimHash(), rt) || d.ReclaimExpires().Before(time.Now().Add(23*time.Hour)) {
-		t.Errorf("stored reclamation %q until %v", d.ReclaimHash(), d.ReclaimExpires())
+	if toks := e.stored(t, "demo").ReclamationTokens(); len(toks) != 1 || strings.Contains(toks[0].Hash, rt) || toks[0].Expires.Before(time.Now().Add(23*time.Hour)) {
+		t.Errorf("stored reclamation tokens %v", toks)
 	}
 
 	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", "00000000-0000-4000-8000-000000000000")
@@ -162,35 +195,92 @@ func TestReclaim(t *testing.T) {
 	if info["mode"] != 1.0 || info["description"] != "old description" || info["email"] != "owner@example.org" {
 		t.Errorf("after reclaim: %v", info)
 	}
-	if d := e.stored(t, "demo"); d.ReclaimHash() != "" || !d.ReclaimExpires().IsZero() {
-		t.Error("reclamation token kept after use")
-	}
-	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
 
-	rt = e.reclamationToken(t, "demo")
-	e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt, "desc", "new description")
+	// The token works until it expires (issue 10): a retry after a failed certificate step
+	// succeeds and rotates the API token again.
+	second := e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt)
+	var again struct{ Name, Token string }
+	json.Unmarshal([]byte(second.body), &again)
+	if again.Name != "demo" || !isUUID(again.Token) || again.Token == out.Token {
+		t.Fatalf("second use of the reclamation token: %s", second.body)
+	}
+	e.fails(t, "InvalidToken", "/info", "token", out.Token)
+
+	// A new reclaim does not take the mailed token away.
+	rt2 := e.reclamationToken(t, "demo")
+	e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt2, "desc", "new description")
 	if d := e.stored(t, "demo"); d.Description != "new description" || d.Mode != etcdstore.ModeTunnel {
 		t.Errorf("second reclaim stored description %q mode %d", d.Description, d.Mode)
 	}
+	e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt)
 
 	for _, tt := range []struct {
 		name   string
 		params []string
 		code   string
+		reason string
 	}{
-		{"missing name", nil, "MissingParameter"},
-		{"invalid name", []string{"name", "a.b"}, "InvalidName"},
-		{"unknown name", []string{"name", "nobody"}, "NoSuchName"},
-		{"no email", []string{"name", "nomail"}, "NoEmail"},
+		{"missing name", nil, "UnavailableName", "MissingParameter"},
+		{"invalid name", []string{"name", "a.b"}, "UnavailableName", "InvalidName"},
+		{"unknown name", []string{"name", "nobody"}, "NoSuchName", ""},
+		{"no email", []string{"name", "nomail"}, "NoEmail", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sent := len(e.smtp.all())
-			e.fails(t, tt.code, "/reclaim", tt.params...)
+			if r := e.fails(t, tt.code, "/reclaim", tt.params...); r.reason() != tt.reason {
+				t.Errorf("reason %q, want %q", r.reason(), tt.reason)
+			}
 			if len(e.smtp.all()) != sent {
 				t.Error("a refused reclaim sent mail")
 			}
 		})
 	}
+}
+
+// The contact address can reclaim as soon as it is set, before its link is followed, and
+// completing the reclaim with the mailed token verifies it.
+func TestReclaimUnverifiedContact(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.VerifyTTL = time.Nanosecond })
+	token := e.subscribe(t, "demo")
+	e.verifyLink(t, token, "owner@example.org") // expires at once, never followed
+	if info := e.info(t, token); info["email"] != "owner@example.org" || info["verified"] != false {
+		t.Fatalf("after an expired link: %v", info)
+	}
+	e.fails(t, "UnavailableNameReclamationPossible", "/subscribe", "name", "demo", "email", "owner@example.org")
+	rt := e.reclamationToken(t, "demo")
+	if to := e.smtp.last(t).to; len(to) != 1 || to[0] != "owner@example.org" {
+		t.Errorf("reclamation mail to %v", to)
+	}
+	token = e.subscribe(t, "demo", "reclamationToken", rt)
+	if info := e.info(t, token); info["email"] != "owner@example.org" || info["verified"] != true {
+		t.Errorf("after a reclaim with the mailed token: %v", info)
+	}
+}
+
+// Anyone can ask for reclamation mail; a flood of requests neither takes away the token
+// mailed first nor leaves the owner's own mail refused (issue 11).
+func TestAnonymousReclaimFlood(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MailLimit = RateLimit{} }) // the default
+	token := e.subscribe(t, "demo")
+	e.verify(t, token, "owner@example.org")
+	first := e.reclamationToken(t, "demo")
+	mails := len(e.smtp.all())
+	for i := range 10 {
+		r := e.get(t, "/reclaim", "name", "demo")
+		if i < etcdstore.MaxReclamationTokens-1 {
+			if r.status != http.StatusOK {
+				t.Fatalf("reclaim %d: %d %s", i, r.status, r.body)
+			}
+			continue
+		}
+		limited(t, r, 23*3600, 24*3600)
+	}
+	if n := len(e.smtp.all()) - mails; n != etcdstore.MaxReclamationTokens-1 {
+		t.Errorf("%d more reclamation mails, want %d", n, etcdstore.MaxReclamationTokens-1)
+	}
+	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
+	token = e.subscribe(t, "demo", "reclamationToken", first)
+	e.info(t, token)
 }
 
 func TestReclamationTokenExpires(t *testing.T) {
@@ -325,9 +415,8 @@ func TestInfo(t *testing.T) {
 		"ipv6":           "",
 		"dns_challenge":  "abc",
 		"dns_challenges": []any{"abc"},
-		"email":          "owner@example.org",
-		"verified":       true,
-		"pending_email":  "next@example.org",
+		"email":          "next@example.org",
+		"verified":       false,
 		"optout":         false,
 		"timestamp":      float64(d.Created.Unix()),
 		"last_ping":      float64(d.LastPing.Unix()),
@@ -337,7 +426,8 @@ func TestInfo(t *testing.T) {
 	if string(got) != string(exp) {
 		t.Errorf("info\n got %s\nwant %s", got, exp)
 	}
-	for _, secret := range []string{d.VerifyHash(), d.ReclaimHash()} {
+	vh, _ := d.Verification()
+	for _, secret := range []string{vh, d.ReclamationTokens()[0].Hash} {
 		if secret == "" || strings.Contains(r.body, secret) {
 			t.Errorf("info shows a secret hash, or the setup set none: %q", secret)
 		}

@@ -332,7 +332,14 @@ func TestGatewayLifecycle(t *testing.T) {
 		t.Fatalf("reclaim gave token %q", sub.Token)
 	}
 	p.fails("/info", url.Values{"token": {token}}, 400, "InvalidToken")
-	p.fails("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {rt[1]}}, 400, "ReclamationTokenMismatch")
+	// The reclamation token works until it expires (issue 10): submitting it again, as a user
+	// does after a failed certificate step, rotates the API token again.
+	reclaimed := sub.Token
+	json.Unmarshal([]byte(p.ok("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {rt[1]}, "mode": {"1"}})), &sub)
+	if sub.Token == "" || sub.Token == reclaimed {
+		t.Fatalf("second reclaim gave token %q", sub.Token)
+	}
+	p.fails("/info", url.Values{"token": {reclaimed}}, 400, "InvalidToken")
 	token = sub.Token
 
 	// Dynamic DNS: a ping through the trusted proxy sets the address DNS answers.
@@ -368,7 +375,7 @@ func TestGatewayLifecycle(t *testing.T) {
 
 	// No secret reached the log.
 	logs := p.log.String()
-	for _, secret := range []string{firstToken, token, rt[1], link[strings.Index(link, "?s=")+3:], revokedID} {
+	for _, secret := range []string{firstToken, reclaimed, token, rt[1], link[strings.Index(link, "?s=")+3:], revokedID} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("a secret appears in the log")
 		}

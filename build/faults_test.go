@@ -316,9 +316,9 @@ func verifyKilled(t *testing.T, p *product, names []*killedName) {
 			present++
 			code, body := p.call("/info", url.Values{"token": {n.token}}, nil)
 			var info struct {
-				Name         string
-				Challenges   []string `json:"dns_challenges"`
-				PendingEmail string   `json:"pending_email"`
+				Name       string
+				Challenges []string `json:"dns_challenges"`
+				Email      string   `json:"email"`
 			}
 			if jsonInto(body, &info); code != 200 || info.Name != n.name {
 				t.Errorf("%s: /info after acknowledged subscribe: %d %s", n.name, code, errorCode(body))
@@ -353,8 +353,8 @@ func verifyKilled(t *testing.T, p *product, names []*killedName) {
 			if n.pending == "/setemail" {
 				want = append(want, n.emails[len(n.emails)-1])
 			}
-			if !slices.Contains(want, info.PendingEmail) {
-				t.Errorf("%s: pending email %q, want one of %q", n.name, info.PendingEmail, want)
+			if !slices.Contains(want, info.Email) {
+				t.Errorf("%s: contact email %q, want one of %q", n.name, info.Email, want)
 			}
 		}
 	}
