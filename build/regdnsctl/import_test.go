@@ -48,12 +48,15 @@ var (
 		{ID: 10, Name: "UPPER.example.org.", AccountID: 1, Token: tokens["upper"], Timestamp: ts},
 		{ID: 11, Name: "bad_label.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d11", Timestamp: ts},
 		{ID: 12, Name: "moded.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d12", Timestamp: ts, Mode: 7},
+		// Reserved here (a gateway holding it could capture proxy autodiscovery), not in the original.
+		{ID: 13, Name: "wpad.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d13", Timestamp: ts},
 	}
 	// The lines an import prints about the rows above, whatever the source.
 	reportLines = []string{
 		`skip domains.id=9: "outside.other.org." is outside the zone example.org.`,
 		`skip domains.id=11: "bad_label.example.org." is not a name the API would register`,
 		`skip domains.id=12: mode 7 is neither 0 (tunnel) nor 1 (dynamic DNS)`,
+		`skip domains.id=13: "wpad.example.org." is not a name the API would register`,
 		`conflict twin (domains.id=8): its API token is also "alpha"'s, an earlier record of this import`,
 		`note odd (domains.id=7): last_ip "300.1.2" is not an IP address: none kept`,
 		`note upper (domains.id=10): name "UPPER.example.org." stored as "upper.example.org."`,
@@ -185,7 +188,7 @@ func importAndVerify(t *testing.T, source string) {
 		"would import gamma (domains.id=3): mode=tunnel ipv4=198.51.100.3 continent=AS email=carol@example.com (unverified) verification link until",
 		"would import delta (domains.id=4): mode=tunnel email=dave@example.com (unverified) optout last_ping=2025-06-01T12:00:00Z",
 		"would import dyn6 (domains.id=6): mode=dynamic ipv6=2001:db8::7",
-		"summary: 12 rows: would import 8, unchanged 0, conflicts 1, skipped 3; 2 with notes"),
+		"summary: 13 rows: would import 8, unchanged 0, conflicts 1, skipped 4; 2 with notes"),
 		"import", source, "--dry-run")
 	if n := strings.Count(out, "would import "); n != 9 { // 8 records and the summary
 		t.Errorf("the dry run shows %d records, want 8", n-1)
@@ -194,9 +197,9 @@ func importAndVerify(t *testing.T, source string) {
 		t.Fatalf("the dry run wrote %d keys", n)
 	}
 
-	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 8, unchanged 0, conflicts 1, skipped 3; 2 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 8, unchanged 0, conflicts 1, skipped 4; 2 with notes"), "import", source)
 	expectRun(exitOK, nil, "check")
-	expectRun(exitFindings, append(reportLines, "summary: 12 rows: imported 0, unchanged 8, conflicts 1, skipped 3; 2 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 0, unchanged 8, conflicts 1, skipped 4; 2 with notes"), "import", source)
 	verifyRecords(t, conf)
 }
 
