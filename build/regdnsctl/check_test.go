@@ -96,3 +96,28 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestRegistryConfigChoosesBlock(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "Corefile")
+	text := "example.org {\n    registry {\n        etcd_prefix /org/\n    }\n}\nexample.net {\n    registry {\n        etcd_prefix /net/\n    }\n}\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ zone, prefix, err string }{
+		{"", "", "has 2 registry blocks: choose one with -zone"},
+		{"example.net", "/net/", ""},
+		{"EXAMPLE.ORG.", "/org/", ""},
+		{"example.com", "", "has no registry block for example.com."},
+	} {
+		cfg, err := registryConfig(conf, tt.zone)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("zone %q: %v, want an error containing %q", tt.zone, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || cfg.Etcd.Prefix != tt.prefix {
+			t.Errorf("zone %q: prefix %q, %v; want %q", tt.zone, cfg.Etcd.Prefix, err, tt.prefix)
+		}
+	}
+}

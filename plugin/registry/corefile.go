@@ -28,6 +28,8 @@ func ReadCorefile(path string) ([]Config, error) {
 		if !ok {
 			continue
 		}
+		// caddy builds Controllers only while starting servers, and for tests; this one reads
+		// the block's tokens and keys, which is all parse uses of it.
 		c := caddy.NewTestController("dns", "")
 		c.Dispenser = caddyfile.NewDispenserTokens(path, tokens)
 		c.ServerBlockKeys = b.Keys
