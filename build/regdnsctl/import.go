@@ -37,68 +37,83 @@ func runImport(g globals, args []string) int {
 	if err != nil {
 		return g.fail("import", err)
 	}
-	db, err := openSource(pos[0])
-	if err != nil {
-		return g.fail("import", err)
-	}
-	defer db.Close()
-
 	ctx := context.Background()
-	m := newMapping(cfg, time.Now())
-	var sum importSummary
-	var records []etcdstore.Domain
-	var ids []int64 // the domains.id of each record
-	err = readRows(ctx, db, func(r row) {
-		sum.rows++
-		mp := m.record(r)
-		if mp.skip != "" {
-			sum.skipped++
-			fmt.Fprintf(g.stdout, "skip domains.id=%d: %s\n", r.ID, mp.skip)
-			return
-		}
-		for _, n := range mp.notes {
-			fmt.Fprintf(g.stdout, "note %s (domains.id=%d): %s\n", mp.record.Name, r.ID, n)
-		}
-		if len(mp.notes) > 0 {
-			sum.noted++
-		}
-		records = append(records, mp.record)
-		ids = append(ids, r.ID)
-	})
-	if err != nil {
+	run := importRun{globals: g, dryRun: *dryRun}
+	if err := run.read(ctx, pos[0], newMapping(cfg, time.Now())); err != nil {
 		return g.fail("import", err)
 	}
-	fmt.Fprintf(g.stderr, "read %d rows of %s; %d to import into the zone %s\n", sum.rows, redactURL(pos[0]), len(records), cfg.Zones[0])
-
+	fmt.Fprintf(g.stderr, "read %d rows of %s; %d to import into the zone %s\n", run.sum.rows, redactURL(pos[0]), len(run.records), cfg.Zones[0])
 	ks, release, err := openKeyspace(cfg, g.stderr)
 	if err != nil {
 		return g.fail("import", err)
 	}
 	defer release()
 	start := time.Now()
-	results, err := ks.Import(ctx, records, etcdstore.ImportOptions{DryRun: *dryRun, Progress: progress(g.stderr, len(records)), Same: sameImport})
+	opt := etcdstore.ImportOptions{DryRun: *dryRun, Progress: progress(g.stderr, len(run.records)), Same: sameImport}
+	results, err := ks.Import(ctx, run.records, opt)
 	if err != nil {
 		return g.fail("import", err)
 	}
-	for i, res := range results {
-		switch res.Status {
-		case etcdstore.Imported:
-			sum.imported++
-			if *dryRun {
-				fmt.Fprintf(g.stdout, "would import %s (domains.id=%d): %s\n", res.Name, ids[i], describe(&records[i]))
-			}
-		case etcdstore.Unchanged:
-			sum.unchanged++
-		case etcdstore.Conflict:
-			sum.conflicts++
-			fmt.Fprintf(g.stdout, "conflict %s (domains.id=%d): %s\n", res.Name, ids[i], res.Reason)
-		}
-	}
-	sum.print(g.stdout, *dryRun, time.Since(start))
-	if sum.skipped+sum.conflicts > 0 {
+	run.report(results)
+	run.sum.print(g.stdout, *dryRun, time.Since(start))
+	if run.sum.skipped+run.sum.conflicts > 0 {
 		return exitFindings
 	}
 	return exitOK
+}
+
+// importRun is one import: the records read and what became of them.
+type importRun struct {
+	globals
+	dryRun  bool
+	records []etcdstore.Domain
+	ids     []int64 // the domains.id of each record
+	sum     importSummary
+}
+
+// read maps every row of source, reporting the rows skipped and the adjustments made.
+func (run *importRun) read(ctx context.Context, source string, m mapping) error {
+	db, err := openSource(source)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return readRows(ctx, db, func(r row) {
+		run.sum.rows++
+		mp := m.record(r)
+		if mp.skip != "" {
+			run.sum.skipped++
+			fmt.Fprintf(run.stdout, "skip domains.id=%d: %s\n", r.ID, mp.skip)
+			return
+		}
+		for _, n := range mp.notes {
+			fmt.Fprintf(run.stdout, "note %s (domains.id=%d): %s\n", mp.record.Name, r.ID, n)
+		}
+		if len(mp.notes) > 0 {
+			run.sum.noted++
+		}
+		run.records = append(run.records, mp.record)
+		run.ids = append(run.ids, r.ID)
+	})
+}
+
+// report counts the outcome of each record and prints the conflicts (and, in a dry run, what
+// would be written).
+func (run *importRun) report(results []etcdstore.ImportResult) {
+	for i, res := range results {
+		switch res.Status {
+		case etcdstore.Imported:
+			run.sum.imported++
+			if run.dryRun {
+				fmt.Fprintf(run.stdout, "would import %s (domains.id=%d): %s\n", res.Name, run.ids[i], describe(&run.records[i]))
+			}
+		case etcdstore.Unchanged:
+			run.sum.unchanged++
+		case etcdstore.Conflict:
+			run.sum.conflicts++
+			fmt.Fprintf(run.stdout, "conflict %s (domains.id=%d): %s\n", res.Name, run.ids[i], res.Reason)
+		}
+	}
 }
 
 // progress returns a callback that reports, at most every progressEvery, how far an import is.
