@@ -296,3 +296,34 @@ func orEmpty(s string) string {
 	}
 	return s
 }
+
+// A source that cannot be read stops the import before etcd is touched, without showing the
+// source's password.
+func TestImportSourceErrors(t *testing.T) {
+	conf := testCorefile(t, "")
+	closed := freeAddr(t)
+	for _, tt := range []struct{ source, stderr string }{
+		{"postgres://bob:secretpw@" + closed + "/db", "failed to connect"},
+		{"mysql://bob:secretpw@" + closed + "/db", "connection refused"},
+		{"ftp://bob:secretpw@example.org/db", "want sqlite:PATH, postgres://… or mysql://…"},
+		{"sqlite:" + filepath.Join(t.TempDir(), "missing.sqlite"), "no such file"},
+		{"sqlite:" + writeFile(t, "not a database"), "reading domains"},
+	} {
+		code, stdout, stderr := regdnsctl("-conf", conf, "import", tt.source)
+		if code != exitError || !strings.Contains(stderr, tt.stderr) || strings.Contains(stdout+stderr, "secretpw") {
+			t.Errorf("%s: exit %d, stderr %q; want %d and %q without the password", tt.source, code, stderr, exitError, tt.stderr)
+		}
+		if strings.Contains(stderr, "embedded etcd") {
+			t.Errorf("%s: etcd was opened for a source that cannot be read", tt.source)
+		}
+	}
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
