@@ -29,7 +29,8 @@ func TestImport(t *testing.T) {
 	takenToken.Token = existing.Token
 	twin := newDomain("twin")
 	twin.Token = records[5].Token
-	records = append(records, takenName, takenToken, twin, Domain{Name: "tokenless"})
+	sameName := newDomain("gw001")
+	records = append(records, takenName, takenToken, twin, Domain{Name: "tokenless"}, sameName)
 	want := func(name string, status ImportStatus, reason string) func(ImportResult) error {
 		return func(r ImportResult) error {
 			if r.Name != name || r.Status != status || !strings.Contains(r.Reason, reason) {
@@ -43,6 +44,7 @@ func TestImport(t *testing.T) {
 		want("thief", Conflict, `its API token is already "existing"'s`),
 		want("twin", Conflict, `its API token is also "gw005"'s, an earlier record of this import`),
 		want("tokenless", Conflict, "a record needs a name and a token"),
+		want("gw001", Conflict, "the same name as an earlier record of this import"),
 	}
 	run := func(dryRun bool, status ImportStatus) {
 		t.Helper()
