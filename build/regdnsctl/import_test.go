@@ -98,7 +98,7 @@ func wantRecords() map[string]etcdstore.Domain {
 func testCorefile(t testing.TB, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	addrs := []string{freeAddr(t), freeAddr(t)}
+	addrs := freeAddrs(t, 2)
 	path := filepath.Join(dir, "Corefile")
 	corefile := fmt.Sprintf(`example.org:0 {
     registry {
@@ -115,15 +115,19 @@ func testCorefile(t testing.TB, extra string) string {
 	return path
 }
 
-// freeAddr is a loopback address with a port nothing listens on.
-func freeAddr(t testing.TB) string {
+// freeAddrs are n different loopback addresses with ports nothing listens on.
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
 // regdnsctl runs the tool with args and returns its exit status and output.
@@ -301,7 +305,7 @@ func orEmpty(s string) string {
 // source's password.
 func TestImportSourceErrors(t *testing.T) {
 	conf := testCorefile(t, "")
-	closed := freeAddr(t)
+	closed := freeAddrs(t, 1)[0]
 	for _, tt := range []struct{ source, stderr string }{
 		{"postgres://bob:secretpw@" + closed + "/db", "failed to connect"},
 		{"mysql://bob:secretpw@" + closed + "/db", "connection refused"},
