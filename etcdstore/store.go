@@ -81,13 +81,13 @@ func (cfg Config) client() (*clientv3.Client, error) {
 }
 
 // Client is the etcd client, for tools and tests that read keys themselves.
-func (k *Keyspace) Client() *clientv3.Client { return k.cli }
+func (ks *Keyspace) Client() *clientv3.Client { return ks.cli }
 
 // Close closes the client.
-func (k *Keyspace) Close() error { return k.cli.Close() }
+func (ks *Keyspace) Close() error { return ks.cli.Close() }
 
-func (k *Keyspace) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, k.timeout)
+func (ks *Keyspace) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, ks.timeout)
 }
 
 // Open connects to etcd and starts loading the View and following changes in the background.
