@@ -59,6 +59,7 @@ var (
 		`skip domains.id=13: "wpad.example.org." is not a name the API would register`,
 		`conflict twin (domains.id=8): its API token is also "alpha"'s, an earlier record of this import`,
 		`note odd (domains.id=7): last_ip "300.1.2" is not an IP address: none kept`,
+		`note beta (domains.id=2): no last_ip: no address kept`,
 		`note upper (domains.id=10): name "UPPER.example.org." stored as "upper.example.org."`,
 	}
 )
@@ -192,7 +193,7 @@ func importAndVerify(t *testing.T, source string) {
 		"would import gamma (domains.id=3): mode=tunnel ipv4=198.51.100.3 continent=AS email=carol@example.com (unverified) verification link until",
 		"would import delta (domains.id=4): mode=tunnel email=dave@example.com (unverified) optout last_ping=2025-06-01T12:00:00Z",
 		"would import dyn6 (domains.id=6): mode=dynamic ipv6=2001:db8::7",
-		"summary: 13 rows: would import 8, unchanged 0, conflicts 1, skipped 4; 2 with notes"),
+		"summary: 13 rows: would import 8, unchanged 0, conflicts 1, skipped 4; 5 with notes"),
 		"import", source, "--dry-run")
 	if n := strings.Count(out, "would import "); n != 9 { // 8 records and the summary
 		t.Errorf("the dry run shows %d records, want 8", n-1)
@@ -201,9 +202,9 @@ func importAndVerify(t *testing.T, source string) {
 		t.Fatalf("the dry run wrote %d keys", n)
 	}
 
-	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 8, unchanged 0, conflicts 1, skipped 4; 2 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 8, unchanged 0, conflicts 1, skipped 4; 5 with notes"), "import", source)
 	expectRun(exitOK, nil, "check")
-	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 0, unchanged 8, conflicts 1, skipped 4; 2 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 0, unchanged 8, conflicts 1, skipped 4; 5 with notes"), "import", source)
 	verifyRecords(t, conf)
 }
 

@@ -129,10 +129,12 @@ func (m mapping) setContinent(d *etcdstore.Domain, code string, note func(string
 // setAddress keeps last_ip, IPv4 or IPv6, as the gateway's address of its family.
 func (m mapping) setAddress(d *etcdstore.Domain, lastIP sql.NullString, mode etcdstore.Mode, note func(string, ...any)) {
 	s := strings.TrimSpace(lastIP.String)
-	if s == "" {
-		if mode == etcdstore.ModeDynamic {
-			note("dynamic DNS name without last_ip: it resolves once the gateway pings")
-		}
+	switch {
+	case s == "" && mode == etcdstore.ModeDynamic:
+		note("no last_ip: no address kept; this dynamic DNS name resolves once the gateway pings")
+		return
+	case s == "":
+		note("no last_ip: no address kept")
 		return
 	}
 	addr, err := netip.ParseAddr(s)
