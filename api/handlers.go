@@ -318,7 +318,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 }
 
 // setEmail makes addr the contact address at once, as the original server did, and mails it
-// a link to verify it. Setting an address of the same mailbox keeps it verified if it was.
+// a link to verify it. Setting the same address again keeps it verified if it was.
 func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	addr, err := email(q)
@@ -335,12 +335,11 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 		if err := s.allowMail(&counted, ownerMail, d.Name, addr); err != nil {
 			return err
 		}
-		same := sameMailbox(d.Email, addr)
-		if !same {
+		if !sameMailbox(d.Email, addr) {
 			// They were mailed to the previous address: they proved that mailbox, not this one.
 			d.ClearReclamationTokens()
 		}
-		d.SetEmail(addr, same && d.EmailVerified())
+		d.SetEmail(addr, strings.EqualFold(d.Email, addr) && d.EmailVerified())
 		d.SetVerification(id, expires)
 		if optSet {
 			d.OptOut = opt

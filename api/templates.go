@@ -48,7 +48,8 @@ Enter this reclamation token in the gateway when it asks for one:
 
 {{.Token}}
 
-The token can be used once and is valid until {{.Expires.UTC.Format "Mon, 02 Jan 2006 15:04 MST"}}.
+The token is valid until {{.Expires.UTC.Format "Mon, 02 Jan 2006 15:04 MST"}}; if setting up the
+gateway fails, you can enter it again until then.
 If you did not ask for this, ignore this mail: the name stays with your current gateway.
 `,
 		SuccessPage: `<!DOCTYPE html>

@@ -160,6 +160,7 @@ func startProduct(t *testing.T, smtpAddr string) *product {
         smtp %s none
         mail_from registry@example.org
         verify_url http://%s/verifyemail
+        reserved admin mail
     }
 }
 `, dnsPort, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], smtpAddr, addrs[1])

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"crypto/subtle"
 	"net/netip"
 	"slices"
 	"time"
@@ -208,12 +207,9 @@ func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
 	if rt == "" {
 		return false
 	}
-	want := []byte(hashSecret(rt))
-	valid := false
+	want, valid := hashSecret(rt), false
 	for _, r := range d.ReclamationTokens() {
-		if subtle.ConstantTimeCompare([]byte(r.Hash), want) == 1 && now.Before(r.Expires) {
-			valid = true
-		}
+		valid = equalSecret(r.Hash, want) && now.Before(r.Expires) || valid
 	}
 	return valid
 }

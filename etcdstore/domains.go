@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -66,9 +67,9 @@ func (s Selector) matches(d *Domain) bool {
 	case byToken:
 		return equalSecret(d.Token, s.value)
 	case byReclamationToken:
-		found := false
+		want, found := hashSecret(s.value), false
 		for _, r := range d.ReclamationTokens() {
-			found = equalSecret(r.Hash, hashSecret(s.value)) || found
+			found = equalSecret(r.Hash, want) || found
 		}
 		return found
 	}
@@ -144,19 +145,23 @@ func (s *Store) cached(sel Selector) (Domain, int64, error) {
 	return *d, d.rev, nil
 }
 
-// Create stores d if no record of its name exists, or returns ErrNameTaken.
+// Create stores d with every index of its secrets if no record of its name exists (else
+// ErrNameTaken) and none of its secrets indexes another record (else ErrSecretInUse).
 func (s *Store) Create(ctx context.Context, d Domain) error {
 	if d.Name == "" || d.Token == "" {
 		return fmt.Errorf("a record needs a name and a token")
 	}
 	ok, err := s.write(ctx, nil, 0, &d)
-	if err != nil {
+	if err != nil || ok {
 		return err
 	}
-	if !ok {
-		return ErrNameTaken
+	// The transaction says only that a compare failed: the name's, or an index's.
+	if _, err := s.Get(ctx, ByName(d.Name)); errors.Is(err, ErrNotFound) {
+		return ErrSecretInUse
+	} else if err != nil {
+		return err
 	}
-	return nil
+	return ErrNameTaken
 }
 
 // Update applies fn to the selected record and stores the result in one transaction that

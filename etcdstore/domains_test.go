@@ -504,11 +504,21 @@ func TestCreateWritesEveryIndex(t *testing.T) {
 		t.Errorf("%d keys, want the record and 5 indexes", n)
 	}
 	assertConsistent(t, s)
-	// A reclamation token of another record blocks the create, as a taken API token does.
+	// A secret of another record blocks the create, and says so.
 	other := newDomain("beta")
 	other.AddReclamationToken("rt2", exp)
-	if err := s.Create(t.Context(), other); !errors.Is(err, ErrNameTaken) {
-		t.Errorf("Create with another record's reclamation token = %v, want ErrNameTaken", err)
+	sameToken := newDomain("gamma")
+	sameToken.Token = d.Token
+	for _, rec := range []Domain{other, sameToken} {
+		if err := s.Create(t.Context(), rec); !errors.Is(err, ErrSecretInUse) {
+			t.Errorf("Create of %s with another record's secret = %v, want ErrSecretInUse", rec.Name, err)
+		}
+	}
+	if err := s.Create(t.Context(), newDomain("alpha")); !errors.Is(err, ErrNameTaken) {
+		t.Errorf("Create of a taken name = %v, want ErrNameTaken", err)
+	}
+	if n := keyCount(t, s); n != 6 {
+		t.Errorf("%d keys after the refused creates, want 6", n)
 	}
 	assertConsistent(t, s)
 }

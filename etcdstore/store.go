@@ -22,6 +22,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNameTaken: Create lost to an existing record of that name.
 	ErrNameTaken = errors.New("name taken")
+	// ErrSecretInUse: Create was given a token, reclamation token or verification id that
+	// another record holds (an import of rows sharing a token, say).
+	ErrSecretInUse = errors.New("a secret of the record is another record's")
 	// ErrConflict: the record kept changing under an Update; nothing was written.
 	ErrConflict = errors.New("too many concurrent changes")
 )

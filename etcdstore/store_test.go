@@ -81,7 +81,7 @@ func keyCount(t *testing.T, s *Store) int64 {
 // isSentinel reports whether err is one of the errors a caller acts on, as opposed to
 // an etcd failure.
 func isSentinel(err error) bool {
-	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrNameTaken) || errors.Is(err, ErrConflict)
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrNameTaken) || errors.Is(err, ErrSecretInUse) || errors.Is(err, ErrConflict)
 }
 
 // eventually polls cond every 20ms until it holds or d passes.
