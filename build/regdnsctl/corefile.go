@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/regdns/regdns/plugin/registry"
 )
 
 // originalConfig is the original server's config.toml, as far as a Corefile can say it.
@@ -289,7 +291,7 @@ func (c *converter) geoIP(oc originalConfig) {
 				addrs = append(addrs, s)
 			}
 		}
-		if !continents[strings.ToUpper(code)] || slices.Contains(addrs, "") {
+		if !registry.IsContinent(strings.ToUpper(code)) || slices.Contains(addrs, "") {
 			c.flag("NOT TRANSLATED: pdns.geoip.continent.%s = %v", code, g.Continent[code])
 			continue
 		}

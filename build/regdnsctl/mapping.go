@@ -38,9 +38,6 @@ type mapped struct {
 	skip   string
 }
 
-// continents are the codes the original stored (AF AN AS EU NA OC SA).
-var continents = map[string]bool{"AF": true, "AN": true, "AS": true, "EU": true, "NA": true, "OC": true, "SA": true}
-
 // record maps one row; every column has its place here or its reason to be dropped in
 // the README's mapping table.
 func (m mapping) record(r row) mapped {
@@ -119,7 +116,7 @@ func (m mapping) lastSeen(r row, note func(string, ...any)) (created, lastPing t
 func (m mapping) setContinent(d *etcdstore.Domain, code string, note func(string, ...any)) {
 	code = strings.ToUpper(strings.TrimSpace(code))
 	switch {
-	case continents[code]:
+	case registry.IsContinent(code):
 		d.Continent = code
 	case code != "":
 		note("continent %q is not a continent code: none kept", code)

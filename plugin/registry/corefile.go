@@ -44,3 +44,7 @@ func ReadCorefile(path string) ([]Config, error) {
 	}
 	return out, nil
 }
+
+// IsContinent reports whether code is a continent code as GeoIP databases give it and the
+// `tunnel` and `api_address` properties take it (AF AN AS EU NA OC SA).
+func IsContinent(code string) bool { return continents[code] }
