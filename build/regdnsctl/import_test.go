@@ -332,3 +332,21 @@ func writeFile(t *testing.T, text string) string {
 	}
 	return path
 }
+
+// The MySQL password can stay off the command line, in MYSQL_PWD.
+func TestImportMySQLPasswordFromEnv(t *testing.T) {
+	s := origdbtest.StartMariaDB(t)
+	origdbtest.Fill(t, s.DB, origdbtest.MySQL, accounts, domains[:1])
+	if _, err := s.DB.Exec("SET PASSWORD = PASSWORD('s3cret-pw')"); err != nil {
+		t.Fatal(err)
+	}
+	conf := testCorefile(t, "")
+	if code, _, stderr := regdnsctl("-conf", conf, "import", s.URL); code != exitError || !strings.Contains(stderr, "Access denied") {
+		t.Fatalf("without the password: exit %d, %s", code, stderr)
+	}
+	t.Setenv("MYSQL_PWD", "s3cret-pw")
+	code, stdout, stderr := regdnsctl("-conf", conf, "import", s.URL)
+	if code != exitOK || !strings.Contains(stdout, "imported 1,") {
+		t.Fatalf("with MYSQL_PWD: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
