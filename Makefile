@@ -2,6 +2,7 @@
 # or installed from here (Go itself is expected on PATH).
 GO       ?= go
 BINARY   := coredns
+CTL      := regdnsctl
 COREFILE ?= Corefile.example
 GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
 
@@ -9,10 +10,14 @@ GOFILES  := $(shell find . -name '*.go' -not -path './data/*')
 
 all: build
 
-build: $(BINARY)
+build: $(BINARY) $(CTL)
 
 $(BINARY): build/zplugins.go $(GOFILES) go.mod go.sum
 	$(GO) build -o $(BINARY) ./build
+
+# The operator's tool (import, check, corefile): see README "Migrating from the original server".
+$(CTL): $(GOFILES) go.mod go.sum
+	$(GO) build -o $(CTL) ./build/regdnsctl
 
 # build/zplugins.go is generated from plugin.cfg (and committed, so `go build ./...` works).
 build/zplugins.go: plugin.cfg build/gen/main.go
@@ -26,12 +31,13 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite: Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2
+# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
+# servers: Debian packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server
 
 test: build test-deps
 	$(GO) vet ./...
-	COREDNS_BINARY=$(CURDIR)/$(BINARY) $(GO) test -count=1 -timeout 15m ./...
+	COREDNS_BINARY=$(CURDIR)/$(BINARY) REGDNSCTL_BINARY=$(CURDIR)/$(CTL) $(GO) test -count=1 -timeout 15m ./...
 
 test-deps:
 	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -73,6 +79,7 @@ BENCH_PACKAGES := dnsperf util-linux knot
 BENCHFLAGS ?=
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/registry/
+	$(GO) test -run '^$$' -bench '^BenchmarkImport$$' -benchtime 1x ./build/regdnsctl/
 	$(GO) run ./build/bench -binary ./$(BINARY) $(BENCHFLAGS)
 
 bench-deps:
@@ -83,4 +90,4 @@ bench-deps:
 	fi
 
 clean:
-	rm -f $(BINARY)
+	rm -f $(BINARY) $(CTL)

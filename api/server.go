@@ -120,7 +120,7 @@ func New(store Store, cfg Config) (*Server, error) {
 	s := &Server{
 		store:           store,
 		zone:            zone,
-		reserved:        map[string]bool{},
+		reserved:        reservedNames(cfg.Reserved),
 		trustedProxies:  cfg.TrustedProxies,
 		locator:         cfg.Locator,
 		mailer:          cfg.Mailer,
@@ -131,9 +131,6 @@ func New(store Store, cfg Config) (*Server, error) {
 		pingGranularity: orDefault(cfg.PingGranularity, DefaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
 		errorLog:        newRepeatLog(repeatWindow, log.Errorf),
-	}
-	for _, name := range append(builtinReserved, cfg.Reserved...) {
-		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
 	}
 	// Two values at once is what ACME needs to validate a name and its wildcard together.
 	if s.challengeKeep < 2 {

@@ -105,12 +105,12 @@ func storeProblems(t *testing.T, endpoints ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: etcdstore.DefaultPrefix})
+	ks, err := etcdstore.Connect(etcdstore.Config{Endpoints: endpoints, Prefix: etcdstore.DefaultPrefix})
 	if err != nil {
 		t.Fatalf("opening etcd for the check: %v", err)
 	}
-	defer s.Close()
-	problems, err := s.Check(ctx)
+	defer ks.Close()
+	problems, err := ks.Check(ctx)
 	if err != nil {
 		t.Fatalf("consistency check: %v", err)
 	}
