@@ -30,6 +30,7 @@ var (
 		"gamma": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d03", "delta": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d04",
 		"dyn": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d05", "dyn6": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d06",
 		"odd": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d07", "upper": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d08",
+		"wpad": "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d13",
 	}
 	// Secrets other than tokens.
 	alphaRT, gammaVID = "5d8f4a3b-1c2e-4f6a-8b9c-0d1e2f3a4b01", "5d8f4a3b-1c2e-4f6a-8b9c-0d1e2f3a4b02"
@@ -48,19 +49,23 @@ var (
 		{ID: 10, Name: "UPPER.example.org.", AccountID: 1, Token: tokens["upper"], Timestamp: ts},
 		{ID: 11, Name: "bad_label.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d11", Timestamp: ts},
 		{ID: 12, Name: "moded.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d12", Timestamp: ts, Mode: 7},
-		// Reserved here (a gateway holding it could capture proxy autodiscovery), not in the original.
-		{ID: 13, Name: "wpad.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d13", Timestamp: ts},
+		// Reserved here for new registrations (a gateway holding it could capture proxy
+		// autodiscovery), not in the original: the gateway holding it keeps it.
+		{ID: 13, Name: "wpad.example.org.", AccountID: 1, Token: tokens["wpad"], Timestamp: ts},
+		// The zone's own name servers' names: never a gateway's, whatever the old database says.
+		{ID: 14, Name: "ns2.example.org.", AccountID: 1, Token: "0b9e2c1a-6f0e-4c55-9d2a-1f4b8e7c6d14", Timestamp: ts},
 	}
 	// The lines an import prints about the rows above, whatever the source.
 	reportLines = []string{
 		`skip domains.id=9: "outside.other.org." is outside the zone example.org.`,
 		`skip domains.id=11: "bad_label.example.org." is not a name the API would register`,
 		`skip domains.id=12: mode 7 is neither 0 (tunnel) nor 1 (dynamic DNS)`,
-		`skip domains.id=13: "wpad.example.org." is not a name the API would register`,
+		`skip domains.id=14: "ns2.example.org." is not a name the API would register`,
 		`conflict twin (domains.id=8): its API token is also "alpha"'s, an earlier record of this import`,
 		`note odd (domains.id=7): last_ip "300.1.2" is not an IP address: none kept`,
 		`note beta (domains.id=2): no last_ip: no address kept`,
 		`note upper (domains.id=10): name "UPPER.example.org." stored as "upper.example.org."`,
+		`note wpad (domains.id=13): "wpad" is reserved for new registrations; imported because a gateway holds it (delete it to take it back)`,
 	}
 )
 
@@ -91,6 +96,7 @@ func wantRecords() map[string]etcdstore.Domain {
 		"dyn6":  rec("dyn6", etcdstore.ModeDynamic, "", "", "2001:db8::7"),
 		"odd":   rec("odd", etcdstore.ModeTunnel, "", "", ""),
 		"upper": rec("upper", etcdstore.ModeTunnel, "", "", ""),
+		"wpad":  rec("wpad", etcdstore.ModeTunnel, "", "", ""),
 	}
 }
 
@@ -193,18 +199,18 @@ func importAndVerify(t *testing.T, source string) {
 		"would import gamma (domains.id=3): mode=tunnel ipv4=198.51.100.3 continent=AS email=carol@example.com (unverified) verification link until",
 		"would import delta (domains.id=4): mode=tunnel email=dave@example.com (unverified) optout last_ping=2025-06-01T12:00:00Z",
 		"would import dyn6 (domains.id=6): mode=dynamic ipv6=2001:db8::7",
-		"summary: 13 rows: would import 8, unchanged 0, conflicts 1, skipped 4; 5 with notes"),
+		"summary: 14 rows: would import 9, unchanged 0, conflicts 1, skipped 4; 6 with notes"),
 		"import", source, "--dry-run")
-	if n := strings.Count(out, "would import "); n != 9 { // 8 records and the summary
-		t.Errorf("the dry run shows %d records, want 8", n-1)
+	if n, want := strings.Count(out, "would import ")-1, len(wantRecords()); n != want { // less the summary
+		t.Errorf("the dry run shows %d records, want %d", n, want)
 	}
 	if n := storedKeys(t, conf); n != 0 {
 		t.Fatalf("the dry run wrote %d keys", n)
 	}
 
-	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 8, unchanged 0, conflicts 1, skipped 4; 5 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 14 rows: imported 9, unchanged 0, conflicts 1, skipped 4; 6 with notes"), "import", source)
 	expectRun(exitOK, nil, "check")
-	expectRun(exitFindings, append(reportLines, "summary: 13 rows: imported 0, unchanged 8, conflicts 1, skipped 4; 5 with notes"), "import", source)
+	expectRun(exitFindings, append(reportLines, "summary: 14 rows: imported 0, unchanged 9, conflicts 1, skipped 4; 6 with notes"), "import", source)
 	verifyRecords(t, conf)
 }
 

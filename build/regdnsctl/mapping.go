@@ -22,10 +22,29 @@ type mapping struct {
 	// verifyTTL and reclaimTTL give imported pending verification ids and reclamation tokens
 	// their expiry, counted from the import: the original's never expired.
 	verifyTTL, reclaimTTL time.Duration
+	// owned are the labels the zone itself answers for (the API's host, the web site, its
+	// static records and name servers): a row holding one cannot be imported.
+	owned map[string]bool
+}
+
+// zoneOwns reports whether label is one of the zone's own names (ns<digits> included).
+func (m mapping) zoneOwns(label string) bool {
+	digits, isNS := strings.CutPrefix(label, "ns")
+	return m.owned[label] || (isNS && strings.Trim(digits, "0123456789") == "")
 }
 
 func newMapping(cfg registry.Config, now time.Time) mapping {
-	m := mapping{zones: cfg.Zones, api: cfg.API, now: now.UTC().Truncate(time.Second)}
+	m := mapping{zones: cfg.Zones, api: cfg.API, now: now.UTC().Truncate(time.Second), owned: map[string]bool{}}
+	for _, label := range []string{"api", "www", "_psl"} {
+		m.owned[label] = true
+	}
+	for owner := range cfg.Static {
+		for _, zone := range cfg.Zones {
+			if rel, ok := strings.CutSuffix(owner, "."+zone); ok {
+				m.owned[rel[strings.LastIndexByte(rel, '.')+1:]] = true
+			}
+		}
+	}
 	m.verifyTTL, m.reclaimTTL = cfg.API.SecretLifetimes()
 	return m
 }
@@ -89,7 +108,14 @@ func (m mapping) label(full string, note func(string, ...any)) (string, string) 
 	name = strings.TrimSuffix(name, ".") + "."
 	for _, zone := range m.zones {
 		if label, ok := strings.CutSuffix(name, "."+zone); ok {
-			if err := api.CheckName(m.api, label); err != nil {
+			reason, err := api.CheckName(m.api, label)
+			switch {
+			case err == nil:
+			case reason == "ReservedName" && !m.zoneOwns(label):
+				// The original reserved fewer names: a gateway holding one keeps it, since
+				// refusing it would break a running gateway; only new registrations are refused.
+				note("%q is reserved for new registrations; imported because a gateway holds it (delete it to take it back)", label)
+			default:
 				return "", fmt.Sprintf("%q is not a name the API would register: %v", full, err)
 			}
 			return label, ""
