@@ -86,6 +86,12 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 		responses.WithLabelValues(zone, "servfail").Inc()
 		return dns.RcodeServerFailure, nil
 	}
+	if qt := state.QType(); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		// The transfer plugin, in front of this one, serves the transfers it allows and passes
+		// on the rest: those of a zone it has no block for (or no transfer block at all). A
+		// transfer type is not a record type to answer NODATA for.
+		return r.refuse(w, req, zone, dns.RcodeRefused)
+	}
 
 	// The reply shares the request's question instead of copying it (SetReply would).
 	m := &rep.Msg
