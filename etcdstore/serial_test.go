@@ -23,7 +23,7 @@ func TestNewerSerial(t *testing.T) {
 		want bool
 	}{
 		{2, 1, true}, {1, 2, false}, {1, 1, false},
-		{0, 0xffffffff, true}, // wrapped around
+		{0, 0xffffffff, true},                         // wrapped around
 		{0x7fffffff, 0, true}, {0x80000000, 0, false}, // 2^31 apart: undefined, never newer
 	} {
 		if got := newerSerial(tc.a, tc.b); got != tc.want {
