@@ -58,13 +58,17 @@ func (s *Store) Serial(ctx context.Context) (uint32, error) {
 	return serialOf(offset, rev), err
 }
 
+// raiseAttempts bounds RaiseSerial's compare-and-put: each failure means that another raise
+// wrote the offset in between, which only an operator's tools do.
+const raiseAttempts = 8
+
 // RaiseSerial makes the zone's serial newer than above (in RFC 1982 arithmetic, as
 // secondaries compare serials) and returns the new serial: after etcd is restored from a
 // snapshot, above is the highest serial served before (Serial on the old cluster, or the
 // SOA secondaries hold). It writes the offset only when the serial is not already newer,
 // so calling it again is harmless. Replicas follow the new serial within the watch latency.
 func (s *Store) RaiseSerial(ctx context.Context, above uint32) (uint32, error) {
-	for range maxAttempts {
+	for range raiseAttempts {
 		offset, modRev, rev, err := readOffset(ctx, s.cli, s.timeout, s.keys.serial(), 0)
 		if err != nil {
 			return 0, err
