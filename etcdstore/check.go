@@ -36,6 +36,10 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 		}
 		rest := strings.TrimPrefix(rel, dir)
 		switch {
+		case rel == serialKey:
+			if _, err := parseOffset(value); err != nil {
+				report("%s: %v", key, err)
+			}
 		case dir == "":
 			report("%s: key outside %s", redact(key), strings.Join(ks.keys.dirs(), ", "))
 		case dir == namesDir:

@@ -52,6 +52,9 @@ type Config struct {
 	APICert, APIKey  string
 	APIMaxConcurrent int
 
+	// RRL limits the responses over UDP per source prefix.
+	RRL RRL
+
 	GeoIP string
 	SMTP  api.SMTPMailer
 	API   api.Config
@@ -82,5 +85,6 @@ func defaultConfig() Config {
 		ChallengeExpiry:  24 * time.Hour,
 		Tunnels:          map[string][]netip.Addr{},
 		APIHosts:         map[string][]netip.Addr{},
+		RRL:              defaultRRL(),
 	}
 }

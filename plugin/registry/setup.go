@@ -201,17 +201,17 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		}
 	case "trusted_proxy":
 		if err = need(1, -1); err == nil {
-			for _, a := range args {
-				p, perr := netip.ParsePrefix(a)
-				if perr != nil {
-					addr, aerr := netip.ParseAddr(a)
-					if aerr != nil {
-						return c.Errf("trusted_proxy %q is neither an address nor a CIDR prefix", a)
-					}
-					p = netip.PrefixFrom(addr, addr.BitLen())
-				}
-				cfg.API.TrustedProxies = append(cfg.API.TrustedProxies, p.Masked())
-			}
+			var ps []netip.Prefix
+			ps, err = parsePrefixes(args)
+			cfg.API.TrustedProxies = append(cfg.API.TrustedProxies, ps...)
+		}
+	case "rrl":
+		if err = need(1, 5); err == nil {
+			err = parseRRL(&cfg.RRL, args)
+		}
+	case "rrl_exempt":
+		if err = need(1, -1); err == nil {
+			err = parseRRLExempt(&cfg.RRL, args)
 		}
 	case "geoip":
 		if err = need(1, 1); err == nil {
@@ -352,6 +352,9 @@ func (cfg *Config) finish() error {
 	if cfg.EmbeddedClientURL == "" {
 		cfg.EmbeddedClientURL = etcdstore.DefaultEmbeddedClientURL
 		cfg.EmbeddedPeerURL = etcdstore.DefaultEmbeddedPeerURL
+	}
+	if cfg.RRL.Exempt == nil {
+		cfg.RRL.Exempt = defaultRRLExempt()
 	}
 	cfg.DataDir = filepath.Clean(cfg.DataDir)
 	return nil
@@ -505,6 +508,68 @@ func parseLimit(args []string) (api.RateLimit, error) {
 		return api.RateLimit{}, fmt.Errorf("burst %q: want a whole number of at least 1", args[1])
 	}
 	return api.RateLimit{Rate: rate / per, Burst: burst}, nil
+}
+
+// parseRRL reads `rrl RATE|off [slip N] [window DURATION]` into l.
+func parseRRL(l *RRL, args []string) error {
+	if args[0] == "off" && len(args) == 1 {
+		l.Rate = 0
+		return nil
+	}
+	rate, err := strconv.Atoi(args[0])
+	if err != nil || rate < 1 || rate > 1e9 {
+		return fmt.Errorf("rate %q: want responses per second, at least 1, or off", args[0])
+	}
+	l.Rate = rate
+	for opts := args[1:]; len(opts) > 0; opts = opts[2:] {
+		if len(opts) < 2 {
+			return fmt.Errorf("%s without a value", opts[0])
+		}
+		switch opts[0] {
+		case "slip":
+			if l.Slip, err = strconv.Atoi(opts[1]); err != nil || l.Slip < 0 || l.Slip > 100 {
+				return fmt.Errorf("slip %q: want 0 (drop all) to 100", opts[1])
+			}
+		case "window":
+			if l.Window, err = parseDuration(opts[1]); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unknown option %q: want slip or window", opts[0])
+		}
+	}
+	return nil
+}
+
+// parseRRLExempt adds the prefixes of an `rrl_exempt` line to l, which then replace the
+// default (loopback); `none` exempts nothing.
+func parseRRLExempt(l *RRL, args []string) error {
+	if l.Exempt == nil {
+		l.Exempt = []netip.Prefix{}
+	}
+	if len(args) == 1 && args[0] == "none" {
+		return nil
+	}
+	ps, err := parsePrefixes(args)
+	l.Exempt = append(l.Exempt, ps...)
+	return err
+}
+
+// parsePrefixes reads addresses and CIDR prefixes; an address is the prefix of itself alone.
+func parsePrefixes(args []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range args {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil || addr.Zone() != "" {
+				return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", a)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func parseAddrs(args []string) ([]netip.Addr, error) {

@@ -105,6 +105,31 @@ func TestParse(t *testing.T) {
 				t.Errorf("expire %s grace %s concurrent %d", c.Expire, c.ExpireGrace, c.APIMaxConcurrent)
 			}
 		}},
+		{name: "response rate limiting by default", input: "registry", check: func(t *testing.T, c Config) {
+			want := RRL{Rate: 200, Window: time.Second, Slip: 2, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+			if !rrlEqual(c.RRL, want) {
+				t.Errorf("rrl %+v, want %+v", c.RRL, want)
+			}
+		}},
+		{name: "response rate limiting", input: "registry {\nrrl 50 window 5s slip 3\nrrl_exempt 192.0.2.0/24 2001:db8::1\nrrl_exempt 10.1.2.3\n}", check: func(t *testing.T, c Config) {
+			want := RRL{Rate: 50, Window: 5 * time.Second, Slip: 3, Exempt: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128"), netip.MustParsePrefix("10.1.2.3/32")}}
+			if !rrlEqual(c.RRL, want) {
+				t.Errorf("rrl %+v, want %+v", c.RRL, want)
+			}
+		}},
+		{name: "response rate limiting off, no exemption", input: "registry {\nrrl off\nrrl_exempt none\n}", check: func(t *testing.T, c Config) {
+			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newLimiter(c.RRL) != nil {
+				t.Errorf("rrl %+v, want off with no exemption", c.RRL)
+			}
+		}},
+		{name: "rrl rate not a number", input: "registry {\nrrl fast\n}", wantErr: "rate"},
+		{name: "rrl rate zero", input: "registry {\nrrl 0\n}", wantErr: "rate"},
+		{name: "rrl option without value", input: "registry {\nrrl 10 slip\n}", wantErr: "slip without a value"},
+		{name: "rrl unknown option", input: "registry {\nrrl 10 burst 5\n}", wantErr: "unknown option"},
+		{name: "rrl negative slip", input: "registry {\nrrl 10 slip -1\n}", wantErr: "slip"},
+		{name: "rrl bad window", input: "registry {\nrrl 10 window 0s\n}", wantErr: "duration"},
+		{name: "rrl_exempt not a prefix", input: "registry {\nrrl_exempt frontend.example\n}", wantErr: "rrl_exempt"},
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
 		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
 		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
@@ -178,4 +203,8 @@ func TestParse(t *testing.T) {
 			tc.check(t, cfg)
 		})
 	}
+}
+
+func rrlEqual(a, b RRL) bool {
+	return a.Rate == b.Rate && a.Window == b.Window && a.Slip == b.Slip && slices.Equal(a.Exempt, b.Exempt)
 }
