@@ -252,6 +252,9 @@ func verifyRecords(t *testing.T, conf string) {
 	}
 	defer s.Close()
 	ctx := t.Context()
+	if err := s.View().WaitLoaded(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for name, want := range wantRecords() {
 		got, err := s.Get(ctx, etcdstore.ByToken(want.Token))
 		if err != nil {
