@@ -301,6 +301,10 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				err = fmt.Errorf("must be at least 1")
 			}
 		}
+	case "api_max_connections":
+		if err = need(1, 2); err == nil {
+			err = parseMaxConns(args, cfg)
+		}
 	case "fallthrough":
 		cfg.Fall.SetZonesFromArgs(args)
 	default:
@@ -308,6 +312,23 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 	}
 	if err != nil {
 		return c.Errf("%s: %v", prop, err)
+	}
+	return nil
+}
+
+// parseMaxConns reads `api_max_connections TOTAL|auto [PER_CLIENT]`.
+func parseMaxConns(args []string, cfg *Config) error {
+	counts := []*int{&cfg.APIMaxConns, &cfg.APIMaxConnsPerClient}
+	for i, a := range args {
+		if i == 0 && a == "auto" {
+			cfg.APIMaxConns = 0
+			continue
+		}
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a count of at least 1", a)
+		}
+		*counts[i] = n
 	}
 	return nil
 }
