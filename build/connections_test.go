@@ -278,3 +278,133 @@ func TestIdleAPIFloodBeyondTotal(t *testing.T) {
 	p.serves(http.DefaultClient, "after")
 	p.survived()
 }
+
+// dnsFlood opens n DNS-over-TCP connections to addr from the local address from, each having
+// sent one query and read its answer, then kept open and silent.
+func dnsFlood(t *testing.T, addr, from string, n int) *flood {
+	t.Helper()
+	f := &flood{codes: map[string]int{}}
+	var mu sync.Mutex
+	work := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range work {
+				c, code := keepAliveQuery(addr, from)
+				mu.Lock()
+				f.codes[code]++
+				if c != nil {
+					f.conns = append(f.conns, c)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	t.Cleanup(f.close)
+	return f
+}
+
+// keepAliveQuery sends one SOA query on a new TCP connection and reads the answer's rcode,
+// leaving the connection open (nil if it failed).
+func keepAliveQuery(addr, from string) (net.Conn, string) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, "error: " + err.Error()
+	}
+	dc := &dns.Conn{Conn: c}
+	dc.SetDeadline(time.Now().Add(10 * time.Second))
+	m := new(dns.Msg)
+	m.SetQuestion("example.org.", dns.TypeSOA)
+	if err := dc.WriteMsg(m); err != nil {
+		c.Close()
+		return nil, "error: write"
+	}
+	r, err := dc.ReadMsg()
+	if err != nil {
+		c.Close()
+		return nil, "error: read"
+	}
+	c.SetDeadline(time.Time{})
+	return c, dns.RcodeToString[r.Rcode]
+}
+
+var dnsCapRE = regexp.MustCompile(`DNS over TCP on port \d+ capped: its connections fit below descriptor (\d+)`)
+
+// Idle DNS-over-TCP connections, which CoreDNS itself accepts without bound, stop with
+// dns_tcp_guard at the registry's descriptor threshold: the rest are closed at accept, the API and DNS over UDP
+// keep serving, and DNS over TCP serves again once the flood is gone.
+func TestIdleDNSTCPFlood(t *testing.T) {
+	p, metricsAddr := startFlooded(t, "dns_tcp_guard")
+	m := dnsCapRE.FindStringSubmatch(p.log.String())
+	if m == nil {
+		t.Fatalf("no DNS over TCP cap in the log:\n%s", p.log.String())
+	}
+	threshold, _ := strconv.Atoi(m[1])
+	f := dnsFlood(t, p.dns, "127.0.0.1", 3*floodNofile)
+	fds, open := p.openFiles(), f.stillOpen()
+	t.Logf("%d idle DNS TCP connections from 127.0.0.1 under ulimit -n %d (threshold %d): %v; still open %d; coredns holds %d descriptors",
+		3*floodNofile, floodNofile, threshold, f.codes, open, fds)
+	if f.codes["NOERROR"] == 0 || f.codes["NOERROR"] >= threshold || open >= threshold {
+		t.Errorf("%d flood connections answered, %d still open; want some, and fewer than the threshold %d", f.codes["NOERROR"], open, threshold)
+	}
+	if fds > floodNofile-256 {
+		t.Errorf("coredns holds %d descriptors: the reserve of 256 for etcd and the API is eaten", fds)
+	}
+	if got := metric(t, metricsAddr, "coredns_registry_dns_tcp_connections_refused_total"); got == 0 || int(got) > 3*floodNofile-f.codes["NOERROR"] {
+		t.Errorf("dns_tcp_connections_refused_total = %v, want the refused part of the flood", got)
+	}
+	other := otherClient(p)
+	resp, err := other.Get(p.api + "/subscribe?name=during&mode=1&ip=192.0.2.7")
+	if err != nil {
+		t.Fatalf("subscribe from 127.0.0.2 during the flood: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("subscribe from 127.0.0.2 during the flood: %d", resp.StatusCode)
+	}
+	if r := p.query("udp", "during.example.org.", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("UDP during the flood: %v", r)
+	}
+	p.survived()
+
+	f.close()
+	p.serves(other, "after")
+	p.survived()
+}
+
+// Both floods at once, the worst a client can do with idle connections: DNS over TCP fills
+// its share, the API's connections land above it, and the reserve still stays free.
+func TestIdleAPIAndDNSTCPFlood(t *testing.T) {
+	p, _ := startFlooded(t, "api_max_connections auto 100000\n        dns_tcp_guard")
+	total, _ := p.caps()
+	dnsF := dnsFlood(t, p.dns, "127.0.0.1", 3*floodNofile)
+	apiF := apiFlood(t, strings.TrimPrefix(p.api, "http://"), "127.0.0.1", 3*total)
+	fds := p.openFiles()
+	t.Logf("DNS TCP flood %v and API flood %v under ulimit -n %d: coredns holds %d descriptors", dnsF.codes, apiF.codes, floodNofile, fds)
+	if fds > floodNofile-256 {
+		t.Errorf("coredns holds %d descriptors: the reserve of 256 for etcd is eaten", fds)
+	}
+	resp, err := otherClient(p).Get(p.api + "/subscribe?name=during&mode=1&ip=192.0.2.7")
+	if err != nil {
+		t.Fatalf("subscribe from 127.0.0.2 during the floods: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("subscribe from 127.0.0.2 during the floods: %d", resp.StatusCode)
+	}
+	if r := p.query("udp", "during.example.org.", dns.TypeA); len(r.Answer) != 1 {
+		t.Errorf("UDP during the floods: %v", r)
+	}
+	p.survived()
+
+	dnsF.close()
+	apiF.close()
+	p.serves(otherClient(p), "after")
+	p.survived()
+}

@@ -54,6 +54,8 @@ type Config struct {
 	// APIMaxConns caps the API's open connections (0: derived from the open-file limit) and
 	// APIMaxConnsPerClient those of one client address (IPv6: one /64).
 	APIMaxConns, APIMaxConnsPerClient int
+	// DNSTCPGuard caps the server block's DNS-over-TCP connections to their descriptor budget.
+	DNSTCPGuard bool
 
 	GeoIP string
 	SMTP  api.SMTPMailer

@@ -24,14 +24,28 @@ func openFileLimit() (uint64, error) {
 
 // apiConnLimits are the connection caps of the API listener under an open-file limit of
 // nofile. Beyond fdReserve, each request in progress may hold one more descriptor (an SMTP or
-// etcd connection); half of what remains is for API connections, the other half is left to
-// DNS over TCP. A configured total above that budget is lowered to it; lowered says so.
+// etcd connection); a third of what remains is for API connections (see dnsTCPThreshold for
+// the rest). A configured total above that budget is lowered to it; lowered says so.
 func (c Config) apiConnLimits(nofile uint64) (limits api.ConnLimits, lowered bool) {
-	budget := max(minAPIConns, (int(min(nofile, 1<<30))-fdReserve-c.APIMaxConcurrent)/2)
+	budget := max(minAPIConns, c.clientDescriptors(nofile)/3)
 	limits = api.ConnLimits{Total: budget, PerClient: c.APIMaxConnsPerClient, Exempt: c.API.TrustedProxies}
 	if c.APIMaxConns > 0 {
 		limits.Total = min(c.APIMaxConns, budget)
 		lowered = c.APIMaxConns > budget
 	}
 	return limits, lowered
+}
+
+// dnsTCPThreshold is the descriptor number below which DNS-over-TCP connections are admitted:
+// the client descriptors less the API's. Connections take the lowest free descriptor, so
+// below it DNS shares with the API and keeps at least as much room as the API has; and if DNS
+// fills all of it, the API's connections above it still leave fdReserve free.
+func (c Config) dnsTCPThreshold(nofile uint64) int {
+	limits, _ := c.apiConnLimits(nofile)
+	return max(minAPIConns, c.clientDescriptors(nofile)-limits.Total)
+}
+
+// clientDescriptors is what nofile leaves for client connections.
+func (c Config) clientDescriptors(nofile uint64) int {
+	return int(min(nofile, 1<<30)) - fdReserve - c.APIMaxConcurrent
 }

@@ -14,11 +14,11 @@ func TestAPIConnLimits(t *testing.T) {
 		total      int
 		lowered    bool
 	}{
-		{"derived from the limit", 0, 20000, (20000 - fdReserve - 256) / 2, false},
+		{"derived from the limit", 0, 20000, (20000 - fdReserve - 256) / 3, false},
 		{"configured within the budget", 1000, 20000, 1000, false},
-		{"configured above the budget", 50000, 20000, (20000 - fdReserve - 256) / 2, true},
+		{"configured above the budget", 50000, 20000, (20000 - fdReserve - 256) / 3, true},
 		{"a limit too low for any budget", 0, 256, minAPIConns, false},
-		{"an unlimited hard limit", 0, 1 << 63, (1<<30 - fdReserve - 256) / 2, false},
+		{"an unlimited hard limit", 0, 1 << 63, (1<<30 - fdReserve - 256) / 3, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := defaultConfig()
@@ -27,6 +27,18 @@ func TestAPIConnLimits(t *testing.T) {
 			limits, lowered := c.apiConnLimits(tt.nofile)
 			if limits.Total != tt.total || lowered != tt.lowered || limits.PerClient != 64 || len(limits.Exempt) != 1 {
 				t.Errorf("got %+v lowered %v, want total %d per client 64 lowered %v, trusted proxies exempt", limits, lowered, tt.total, tt.lowered)
+			}
+			if tt.nofile < 1024 {
+				return
+			}
+			// DNS filling everything below its threshold and the API holding its total above
+			// it still leave the reserve and a descriptor per request in progress.
+			threshold := c.dnsTCPThreshold(tt.nofile)
+			if used := threshold + limits.Total + fdReserve + c.APIMaxConcurrent; uint64(used) > min(tt.nofile, 1<<30) {
+				t.Errorf("DNS threshold %d with API total %d uses %d descriptors of %d", threshold, limits.Total, used, tt.nofile)
+			}
+			if threshold-limits.Total < limits.Total {
+				t.Errorf("DNS threshold %d leaves DNS less than the API's %d when the API is full", threshold, limits.Total)
 			}
 		})
 	}

@@ -18,3 +18,10 @@ var responses = promauto.NewCounterVec(prometheus.CounterOpts{
 	Name:      "responses_total",
 	Help:      "Counter of DNS responses by zone and result (answer, nodata, nxdomain, refused, notimp, servfail).",
 }, []string{"zone", "result"})
+
+var dnsTCPRefused = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "coredns",
+	Subsystem: "registry",
+	Name:      "dns_tcp_connections_refused_total",
+	Help:      "Counter of DNS-over-TCP connections closed at accept because the descriptors for DNS were all taken.",
+})

@@ -35,6 +35,15 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(name, err)
 	}
+	if cfg.DNSTCPGuard {
+		nofile, err := openFileLimit()
+		if err == nil {
+			err = guardDNSTCP(dnsserver.GetConfig(c), cfg.dnsTCPThreshold(nofile))
+		}
+		if err != nil {
+			return plugin.Error(name, err)
+		}
+	}
 	r := New(cfg)
 	c.OnStartup(func() error {
 		// Secondaries configured in the transfer plugin get a NOTIFY when the zone changes.
@@ -300,6 +309,10 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 			if err == nil && cfg.APIMaxConcurrent < 1 {
 				err = fmt.Errorf("must be at least 1")
 			}
+		}
+	case "dns_tcp_guard":
+		if err = need(0, 0); err == nil {
+			cfg.DNSTCPGuard = true
 		}
 	case "api_max_connections":
 		if err = need(1, 2); err == nil {

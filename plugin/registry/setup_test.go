@@ -118,6 +118,12 @@ func TestParse(t *testing.T) {
 				t.Errorf("api_max_connections %d %d, want auto 8", c.APIMaxConns, c.APIMaxConnsPerClient)
 			}
 		}},
+		{name: "dns tcp guard", input: "registry {\ndns_tcp_guard\n}", check: func(t *testing.T, c Config) {
+			if !c.DNSTCPGuard {
+				t.Error("dns_tcp_guard not set")
+			}
+		}},
+		{name: "dns tcp guard with an argument", input: "registry {\ndns_tcp_guard on\n}", wantErr: "Wrong argument count"},
 		{name: "connection cap of 0", input: "registry {\napi_max_connections 100 0\n}", wantErr: "not a count of at least 1"},
 		{name: "connection cap not a number", input: "registry {\napi_max_connections many\n}", wantErr: "not a count of at least 1"},
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
