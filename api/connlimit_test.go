@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,15 +22,23 @@ type limitedServer struct {
 	l       *ConnLimiter
 	addr    string
 	release chan struct{}
+	tls     *tls.Config // the clients' configuration, nil for plain HTTP
 }
 
-func startLimited(t *testing.T, network, addr string, limits ConnLimits) *limitedServer {
+// startLimited serves plain HTTP, or HTTPS with a self-signed certificate.
+func startLimited(t *testing.T, network, addr string, limits ConnLimits, withTLS bool) *limitedServer {
 	t.Helper()
 	tcp, err := net.Listen(network, addr)
 	if err != nil {
 		t.Skipf("cannot listen on %s %s: %v", network, addr, err)
 	}
-	s := &limitedServer{l: LimitConns(tcp, limits, true), addr: tcp.Addr().String(), release: make(chan struct{})}
+	s := &limitedServer{l: LimitConns(tcp, limits, !withTLS), addr: tcp.Addr().String(), release: make(chan struct{})}
+	var ln net.Listener = s.l
+	if withTLS {
+		cert, pool := selfSigned(t)
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
+		s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/hold" {
@@ -39,7 +48,7 @@ func startLimited(t *testing.T, network, addr string, limits ConnLimits) *limite
 		}),
 		ConnState: s.l.ConnState,
 	}
-	go srv.Serve(s.l)
+	go srv.Serve(ln)
 	t.Cleanup(func() {
 		select {
 		case <-s.release:
@@ -64,6 +73,9 @@ func (s *limitedServer) dial(t *testing.T, from string) *client {
 	c, err := d.Dial("tcp", s.addr)
 	if err != nil {
 		t.Fatalf("dial from %s: %v", from, err)
+	}
+	if s.tls != nil {
+		c = tls.Client(c, s.tls)
 	}
 	t.Cleanup(func() { c.Close() })
 	return &client{t: t, conn: c, r: bufio.NewReader(c)}
@@ -134,7 +146,7 @@ func (l *ConnLimiter) counts() (open, idle int) {
 }
 
 func TestConnLimiterPerClient(t *testing.T) {
-	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 100, PerClient: 2})
+	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 100, PerClient: 2}, false)
 	refused := metricValue(t, connectionsRefused.WithLabelValues("client"))
 	var held []*client
 	for range 2 {
@@ -172,7 +184,15 @@ func TestConnLimiterPerClient(t *testing.T) {
 }
 
 func TestConnLimiterShedsIdle(t *testing.T) {
-	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 2, PerClient: 10})
+	shedsIdle(t, startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 2, PerClient: 10}, false))
+}
+
+// Under TLS the server sees its own tls.Conn, which the limiter unwraps to know idle ones.
+func TestConnLimiterShedsIdleOverTLS(t *testing.T) {
+	shedsIdle(t, startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 2, PerClient: 10}, true))
+}
+
+func shedsIdle(t *testing.T, s *limitedServer) {
 	shed := metricValue(t, connectionsShed)
 	oldest, newer := s.dial(t, "127.0.0.1"), s.dial(t, "127.0.0.2")
 	oldest.get("/")
@@ -195,7 +215,7 @@ func TestConnLimiterShedsIdle(t *testing.T) {
 }
 
 func TestConnLimiterTotalWhenBusy(t *testing.T) {
-	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 2, PerClient: 10})
+	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 2, PerClient: 10}, false)
 	refused := metricValue(t, connectionsRefused.WithLabelValues("total"))
 	opened := metricValue(t, connectionsOpen)
 	var busy []*client
@@ -227,7 +247,7 @@ func TestConnLimiterTotalWhenBusy(t *testing.T) {
 }
 
 func TestConnLimiterExemptsTrustedProxies(t *testing.T) {
-	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 10, PerClient: 1, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 10, PerClient: 1, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}, false)
 	for i := range 3 {
 		if code, _, _ := s.dial(t, "127.0.0.1").get("/"); code != 200 {
 			t.Errorf("connection %d from the trusted proxy: %d, want 200", i, code)
@@ -241,7 +261,7 @@ func TestConnLimiterExemptsTrustedProxies(t *testing.T) {
 
 // An IPv6 host holds a /64, so its connections count under the prefix.
 func TestConnLimiterIPv6(t *testing.T) {
-	s := startLimited(t, "tcp6", "[::1]:0", ConnLimits{Total: 10, PerClient: 1})
+	s := startLimited(t, "tcp6", "[::1]:0", ConnLimits{Total: 10, PerClient: 1}, false)
 	if code, _, _ := s.dial(t, "::1").get("/"); code != 200 {
 		t.Fatalf("first connection: %d", code)
 	}
