@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// ConnLimits bound the connections an API listener holds open.
+// ConnLimits bound the connections an API listener holds open; a cap of 0 admits no one.
 type ConnLimits struct {
 	// Total is how many connections the listener holds at once. At the cap, a new connection
 	// closes the longest-idle keep-alive connection, or is refused if none is idle.

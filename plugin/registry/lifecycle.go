@@ -218,7 +218,7 @@ type apiListener struct {
 }
 
 // listenAPI opens addr with SO_REUSEPORT, so that a reload switching between HTTP and HTTPS
-// // can open the new listener before the old one closes.
+// can open the new listener before the old one closes.
 func listenAPI(addr string, withTLS bool, conns api.ConnLimits) (*apiListener, func(), error) {
 	tcp, err := reuseport.Listen("tcp", addr)
 	if err != nil {
