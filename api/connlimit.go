@@ -21,8 +21,8 @@ type ConnLimits struct {
 	Exempt []netip.Prefix
 }
 
-// Canned answers of a refused connection, written without reading the request: an HTTP/1.1
-// client that sent one reads them as its response. The codes are the API's own.
+// Canned answers of a refused connection, written without parsing the request. The codes
+// are the API's own.
 var (
 	refusedPerClient = cannedAnswer("429 Too Many Requests", `{"error":"RateLimited","message":"Too many connections from your address; reuse them."}`)
 	refusedTotal     = cannedAnswer("503 Service Unavailable", `{"error":"Busy","message":"Too many connections; try again shortly."}`)
@@ -32,15 +32,21 @@ func cannedAnswer(status, body string) []byte {
 	return fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", status, len(body), body)
 }
 
-// refusalWriteTimeout bounds writing a canned answer, which fits any socket buffer anyway.
-const refusalWriteTimeout = 100 * time.Millisecond
+// MaxRefusalsAnswering bounds the refused connections held open to be answered, each for at
+// most refusalTimeout: beyond it a refused connection is closed at once, so that refusals
+// cannot hold more descriptors than that.
+const MaxRefusalsAnswering = 64
+
+// refusalTimeout bounds how long a refused connection is held to be answered.
+const refusalTimeout = time.Second
 
 // ConnLimiter is a listener that enforces ConnLimits; give its ConnState to the http.Server
 // serving it, which is how it knows the idle connections. Refused connections get a canned
 // answer, or, under TLS, are closed at once: answering them would cost a handshake.
 type ConnLimiter struct {
 	net.Listener
-	plain bool
+	plain     bool
+	answering chan struct{} // one per refused connection being answered
 
 	mu       sync.Mutex
 	limits   ConnLimits
@@ -51,7 +57,7 @@ type ConnLimiter struct {
 
 // LimitConns wraps the TCP listener ln; plain says whether it serves HTTP without TLS.
 func LimitConns(ln net.Listener, limits ConnLimits, plain bool) *ConnLimiter {
-	return &ConnLimiter{Listener: ln, plain: plain, limits: limits, byClient: map[string]int{}}
+	return &ConnLimiter{Listener: ln, plain: plain, answering: make(chan struct{}, MaxRefusalsAnswering), limits: limits, byClient: map[string]int{}}
 }
 
 // SetLimits changes the limits; connections already open stay.
@@ -139,12 +145,45 @@ func (l *ConnLimiter) client(c net.Conn) string {
 	return clientKey(a)
 }
 
+// refuse answers c in the background if it is plain HTTP and fewer than MaxRefusalsAnswering
+// are being answered, and closes it at once otherwise.
 func (l *ConnLimiter) refuse(c net.Conn, answer []byte) {
 	if l.plain {
-		c.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
-		c.Write(answer)
+		select {
+		case l.answering <- struct{}{}:
+			go func() {
+				defer func() { <-l.answering }()
+				answerRefused(c, answer)
+			}()
+			return
+		default:
+		}
 	}
 	c.Close()
+}
+
+// answerRefused writes answer once the request has begun to arrive (an HTTP client drops an
+// answer that comes before its request: Go's calls it unsolicited), then shuts down writing
+// and reads until the client closes, since closing with the request unread would send a reset
+// that can destroy the answer before the client reads it.
+func answerRefused(c net.Conn, answer []byte) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(refusalTimeout))
+	var buf [4096]byte
+	if _, err := c.Read(buf[:]); err != nil {
+		return
+	}
+	if _, err := c.Write(answer); err != nil {
+		return
+	}
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+	}
+	for {
+		if _, err := c.Read(buf[:]); err != nil {
+			return
+		}
+	}
 }
 
 // release gives back c's place, once; l.mu is held.

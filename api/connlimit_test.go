@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,5 +306,59 @@ func TestConnLimiterTLSClosesAtOnce(t *testing.T) {
 	second.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := io.ReadAll(second); len(b) != 0 || err != nil {
 		t.Errorf("refused TLS connection: read %q, %v; want EOF with nothing", b, err)
+	}
+}
+
+// Go's HTTP client, which drops an answer that arrives before its request is written, reads
+// every canned refusal as the response, never as a closed or reset connection, with as many
+// refused at once as MaxRefusalsAnswering allows.
+func TestConnLimiterRefusalReadByHTTPClient(t *testing.T) {
+	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 100, PerClient: 1}, false)
+	s.dial(t, "127.0.0.1").get("/")
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	outcomes := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range MaxRefusalsAnswering / 2 {
+		wg.Go(func() {
+			for range 20 {
+				resp, err := client.Get("http://" + s.addr + "/?padding=" + strings.Repeat("x", 6000))
+				mu.Lock()
+				if err != nil {
+					outcomes["error: "+errors.Unwrap(err).Error()]++
+				} else {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					outcomes[resp.Status]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if want := MaxRefusalsAnswering / 2 * 20; outcomes["429 Too Many Requests"] != want {
+		t.Errorf("%d refused requests: %v, want all 429", want, outcomes)
+	}
+}
+
+// Refused connections held open without a request are answered by at most
+// MaxRefusalsAnswering goroutines, each for at most refusalTimeout; beyond that a refused
+// connection is closed at once.
+func TestConnLimiterBoundsRefusalsAnswering(t *testing.T) {
+	s := startLimited(t, "tcp4", "127.0.0.1:0", ConnLimits{Total: 100, PerClient: 1}, false)
+	s.dial(t, "127.0.0.1").get("/")
+	for range MaxRefusalsAnswering {
+		s.dial(t, "127.0.0.1")
+	}
+	waitFor(t, "every answering place taken", func() bool { return len(s.l.answering) == MaxRefusalsAnswering })
+	start := time.Now()
+	over := s.dial(t, "127.0.0.1")
+	over.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(over.conn); len(b) != 0 || err != nil || time.Since(start) > refusalTimeout/2 {
+		t.Errorf("refused connection beyond the answering bound: read %q, %v after %s; want closed at once", b, err, time.Since(start))
+	}
+	waitFor(t, "silent refused connections released after the timeout", func() bool { return len(s.l.answering) == 0 })
+	if code, _, _ := s.dial(t, "127.0.0.1").get("/"); code != http.StatusTooManyRequests {
+		t.Errorf("refusal after the bound freed: %d, want 429", code)
 	}
 }

@@ -23,9 +23,8 @@ func openFileLimit() (uint64, error) {
 }
 
 // apiConnLimits are the connection caps of the API listener under an open-file limit of
-// nofile. Beyond fdReserve, each request in progress may hold one more descriptor (an SMTP or
-// etcd connection); a third of what remains is for API connections (see dnsTCPThreshold for
-// the rest). A configured total above that budget is lowered to it; lowered says so.
+// nofile: a third of the client descriptors (see dnsTCPThreshold for the rest); each request
+// in progress may hold one more descriptor (an SMTP or etcd connection). A configured total above that budget is lowered to it; lowered says so.
 func (c Config) apiConnLimits(nofile uint64) (limits api.ConnLimits, lowered bool) {
 	budget := max(minAPIConns, c.clientDescriptors(nofile)/3)
 	limits = api.ConnLimits{Total: budget, PerClient: c.APIMaxConnsPerClient, Exempt: c.API.TrustedProxies}
@@ -45,7 +44,8 @@ func (c Config) dnsTCPThreshold(nofile uint64) int {
 	return max(minAPIConns, c.clientDescriptors(nofile)-limits.Total)
 }
 
-// clientDescriptors is what nofile leaves for client connections.
+// clientDescriptors is what nofile leaves for client connections, beyond the reserve, a
+// descriptor per request in progress and the refused API connections being answered.
 func (c Config) clientDescriptors(nofile uint64) int {
-	return int(min(nofile, 1<<30)) - fdReserve - c.APIMaxConcurrent
+	return int(min(nofile, 1<<30)) - fdReserve - c.APIMaxConcurrent - api.MaxRefusalsAnswering
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/regdns/regdns/api"
 )
 
 func TestAPIConnLimits(t *testing.T) {
@@ -14,11 +16,11 @@ func TestAPIConnLimits(t *testing.T) {
 		total      int
 		lowered    bool
 	}{
-		{"derived from the limit", 0, 20000, (20000 - fdReserve - 256) / 3, false},
+		{"derived from the limit", 0, 20000, (20000 - fdReserve - 256 - api.MaxRefusalsAnswering) / 3, false},
 		{"configured within the budget", 1000, 20000, 1000, false},
-		{"configured above the budget", 50000, 20000, (20000 - fdReserve - 256) / 3, true},
+		{"configured above the budget", 50000, 20000, (20000 - fdReserve - 256 - api.MaxRefusalsAnswering) / 3, true},
 		{"a limit too low for any budget", 0, 256, minAPIConns, false},
-		{"an unlimited hard limit", 0, 1 << 63, (1<<30 - fdReserve - 256) / 3, false},
+		{"an unlimited hard limit", 0, 1 << 63, (1<<30 - fdReserve - 256 - api.MaxRefusalsAnswering) / 3, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := defaultConfig()
@@ -34,7 +36,7 @@ func TestAPIConnLimits(t *testing.T) {
 			// DNS filling everything below its threshold and the API holding its total above
 			// it still leave the reserve and a descriptor per request in progress.
 			threshold := c.dnsTCPThreshold(tt.nofile)
-			if used := threshold + limits.Total + fdReserve + c.APIMaxConcurrent; uint64(used) > min(tt.nofile, 1<<30) {
+			if used := threshold + limits.Total + fdReserve + c.APIMaxConcurrent + api.MaxRefusalsAnswering; uint64(used) > min(tt.nofile, 1<<30) {
 				t.Errorf("DNS threshold %d with API total %d uses %d descriptors of %d", threshold, limits.Total, used, tt.nofile)
 			}
 			if threshold-limits.Total < limits.Total {
