@@ -21,3 +21,26 @@ var (
 		Buckets:   prometheus.DefBuckets,
 	}, []string{"endpoint"})
 )
+
+var (
+	connectionsOpen = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections",
+		Help:      "Gauge of connections the API listeners hold open.",
+	})
+
+	connectionsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections_refused_total",
+		Help:      "Counter of API connections refused at accept, by the cap they hit (client, total).",
+	}, []string{"cap"})
+
+	connectionsShed = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections_shed_total",
+		Help:      "Counter of idle API keep-alive connections closed to make room for new ones.",
+	})
+)

@@ -46,8 +46,12 @@ func TestClientLimit(t *testing.T) {
 		t.Fatalf("reclaim: %d %s", r.status, r.body)
 	}
 
+	counted := metricValue(t, requests.WithLabelValues("subscribe", "429"))
 	r = e.do(t, http.MethodGet, gw, "/subscribe", "name", "fourth")
 	limited(t, r, 1, 100)
+	if got := metricValue(t, requests.WithLabelValues("subscribe", "429")) - counted; got != 1 {
+		t.Errorf("requests{subscribe,429} rose by %v, want 1", got)
+	}
 	if r.header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Error("the 429 lacks the CORS header, so the web UI cannot read it")
 	}

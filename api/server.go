@@ -55,6 +55,9 @@ type Config struct {
 	// ClientLimit bounds the requests per caller address (IPv6: per /64) to /subscribe,
 	// /reclaim and /setemail together; default {Rate: 1, Burst: 20}; a negative Rate turns it off.
 	ClientLimit RateLimit
+	// MaxConcurrent bounds the requests in progress; beyond it, requests get 503 Busy at once
+	// rather than queue behind a slow etcd. Default 256.
+	MaxConcurrent int
 	// MailLimit bounds the mails per name and, separately, per recipient mailbox (see
 	// mailbox), so that no set of names can flood one mailbox; checked before anything is
 	// stored. Mail the owner asks for (/setemail) and reclamation mail anyone can ask for
@@ -73,6 +76,7 @@ const (
 	defaultChallengeKeep = 2
 	defaultVerifyTTL     = 24 * time.Hour
 	defaultReclaimTTL    = 24 * time.Hour
+	defaultMaxConcurrent = 256
 )
 
 // DefaultPingGranularity is Config.PingGranularity's default: gateways ping hourly, so each
@@ -97,6 +101,7 @@ type Server struct {
 	mailLimit       *limiter // nil: off
 	writeLimit      *limiter // nil: off
 	errorLog        *repeatLog
+	slots           chan struct{} // one per request in progress
 
 	verifySubject, verifyBody   *template.Template
 	reclaimSubject, reclaimBody *template.Template
@@ -112,6 +117,9 @@ func New(store Store, cfg Config) (*Server, error) {
 	}
 	if cfg.Mailer == nil {
 		return nil, errors.New("api: no mailer")
+	}
+	if cfg.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("api: negative max concurrent requests %d", cfg.MaxConcurrent)
 	}
 	zone := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Zone), "."))
 	if zone == "" || len(zone) > 251 {
@@ -131,6 +139,7 @@ func New(store Store, cfg Config) (*Server, error) {
 		pingGranularity: orDefault(cfg.PingGranularity, DefaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
 		errorLog:        newRepeatLog(repeatWindow, log.Errorf),
+		slots:           make(chan struct{}, orDefault(cfg.MaxConcurrent, defaultMaxConcurrent)),
 	}
 	// Two values at once is what ACME needs to validate a name and its wildcard together.
 	if s.challengeKeep < 2 {
@@ -243,13 +252,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name = strings.TrimPrefix(path, "/")
 	}
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	s.router.ServeHTTP(rec, r)
+	s.serveInSlot(rec, r)
 	took := time.Since(start)
 
 	requests.WithLabelValues(name, strconv.Itoa(rec.status)).Inc()
 	requestDuration.WithLabelValues(name).Observe(took.Seconds())
 	// The query string holds the secrets, so only the path is logged; %q keeps it on one line.
 	log.Debugf("%s %q %d %s %s", r.Method, path, rec.status, took.Round(time.Microsecond), caller)
+}
+
+// errBusy answers a request beyond MaxConcurrent.
+var errBusy = &clientError{Code: "Busy", Message: "Too many requests in progress; try again shortly.", status: http.StatusServiceUnavailable, retryAfter: 1}
+
+// serveInSlot routes r if fewer than MaxConcurrent requests are in progress, and answers 503
+// Busy at once otherwise, so that a flood queues nothing behind a slow etcd.
+func (s *Server) serveInSlot(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+		s.router.ServeHTTP(w, r)
+	default:
+		s.writeError(w, r, errBusy, false)
+	}
 }
 
 type statusRecorder struct {

@@ -168,14 +168,16 @@ func startProduct(t *testing.T, smtpAddr string) *product {
 }
 
 // runCorefile starts ./coredns in dir with corefile, whose DNS listens on dnsAddr and API on
-// apiAddr, and waits until the API answers.
-func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string) *product {
+// apiAddr, and waits until the API answers. A wrap command (e.g. prlimit and its options)
+// runs ./coredns if given.
+func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string, wrap ...string) *product {
 	cf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(cf, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &product{t: t, log: &syncBuffer{}, dns: dnsAddr, api: "http://" + apiAddr, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), "-conf", cf)
+	argv := append(wrap, binary(t), "-conf", cf)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

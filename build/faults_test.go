@@ -627,6 +627,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
         etcd http://%s
         etcd_timeout %s
         api_max_concurrent 32
+        api_max_connections auto 1000
         client_limit off
         write_limit off
         tunnel %s`, addrs[1], proxy.addr(), timeout, faultTunnel))

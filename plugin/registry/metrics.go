@@ -31,3 +31,10 @@ var rrlLimited = [...]prometheus.Counter{
 	rrlSlip: rrlResponses.WithLabelValues("slip"),
 	rrlDrop: rrlResponses.WithLabelValues("drop"),
 }
+
+var dnsTCPRefused = promauto.NewCounter(prometheus.CounterOpts{
+	Namespace: "coredns",
+	Subsystem: "registry",
+	Name:      "dns_tcp_connections_refused_total",
+	Help:      "Counter of DNS-over-TCP connections closed at accept because the descriptors for DNS were all taken.",
+})

@@ -35,6 +35,15 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(name, err)
 	}
+	if cfg.DNSTCPGuard {
+		nofile, err := openFileLimit()
+		if err == nil {
+			err = guardDNSTCP(dnsserver.GetConfig(c), cfg.dnsTCPThreshold(nofile))
+		}
+		if err != nil {
+			return plugin.Error(name, err)
+		}
+	}
 	r := New(cfg)
 	c.OnStartup(func() error {
 		// Secondaries configured in the transfer plugin get a NOTIFY when the zone changes.
@@ -298,6 +307,14 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				err = fmt.Errorf("must be at least 1")
 			}
 		}
+	case "dns_tcp_guard":
+		if err = need(0, 0); err == nil {
+			cfg.DNSTCPGuard = true
+		}
+	case "api_max_connections":
+		if err = need(1, 2); err == nil {
+			err = parseMaxConns(args, cfg)
+		}
 	case "fallthrough":
 		cfg.Fall.SetZonesFromArgs(args)
 	default:
@@ -305,6 +322,23 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 	}
 	if err != nil {
 		return c.Errf("%s: %v", prop, err)
+	}
+	return nil
+}
+
+// parseMaxConns reads `api_max_connections TOTAL|auto [PER_CLIENT]`.
+func parseMaxConns(args []string, cfg *Config) error {
+	counts := []*int{&cfg.APIMaxConns, &cfg.APIMaxConnsPerClient}
+	for i, a := range args {
+		if i == 0 && a == "auto" {
+			cfg.APIMaxConns = 0
+			continue
+		}
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a count of at least 1", a)
+		}
+		*counts[i] = n
 	}
 	return nil
 }

@@ -130,6 +130,29 @@ func TestParse(t *testing.T) {
 		{name: "rrl negative slip", input: "registry {\nrrl 10 slip -1\n}", wantErr: "slip"},
 		{name: "rrl bad window", input: "registry {\nrrl 10 window 0s\n}", wantErr: "duration"},
 		{name: "rrl_exempt not a prefix", input: "registry {\nrrl_exempt frontend.example\n}", wantErr: "rrl_exempt"},
+		{name: "connection caps default", input: "registry", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 0 || c.APIMaxConnsPerClient != 64 {
+				t.Errorf("api_max_connections %d %d, want auto 64", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "connection caps", input: "registry {\napi_max_connections 5000 16\n}", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 5000 || c.APIMaxConnsPerClient != 16 {
+				t.Errorf("api_max_connections %d %d, want 5000 16", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "connection caps auto", input: "registry {\napi_max_connections auto 8\n}", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 0 || c.APIMaxConnsPerClient != 8 {
+				t.Errorf("api_max_connections %d %d, want auto 8", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "dns tcp guard", input: "registry {\ndns_tcp_guard\n}", check: func(t *testing.T, c Config) {
+			if !c.DNSTCPGuard {
+				t.Error("dns_tcp_guard not set")
+			}
+		}},
+		{name: "dns tcp guard with an argument", input: "registry {\ndns_tcp_guard on\n}", wantErr: "Wrong argument count"},
+		{name: "connection cap of 0", input: "registry {\napi_max_connections 100 0\n}", wantErr: "not a count of at least 1"},
+		{name: "connection cap not a number", input: "registry {\napi_max_connections many\n}", wantErr: "not a count of at least 1"},
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
 		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
 		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
