@@ -343,6 +343,11 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Asked before anything is stored: an address the mailer cannot reach at all (a non-ASCII
+	// local part without SMTPUTF8) must not become a contact that no mail ever reaches.
+	if err := s.mailer.Reaches(r.Context(), addr); err != nil {
+		return fmt.Errorf("contact address not reachable: %w", err)
+	}
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
 	var counted string
 	d, err := s.update(r, func(d *etcdstore.Domain) error {
