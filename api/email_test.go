@@ -298,6 +298,9 @@ func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
 	if r.status != http.StatusNotImplemented || r.code() != "InternalError" {
 		t.Errorf("/setemail: %d %s", r.status, r.body)
 	}
+	// A bad token is refused as such, before the server is asked.
+	e.fails(t, "InvalidToken", "/setemail", "token", "00000000-0000-4000-8000-000000000000", "email", "jöhn@exämple.com")
+	e.fails(t, "MissingParameter", "/setemail", "email", "jöhn@exämple.com")
 	if after := e.stored(t, "demo"); !reflect.DeepEqual(after, before) {
 		t.Errorf("the record changed:\n%+v\nbefore:\n%+v", after, before)
 	}
