@@ -330,6 +330,10 @@ func TestSetEmailUnicodeDomain(t *testing.T) {
 			if msg, _ := m.parse(t); msg.Header.Get("To") != "<owner@xn--bcher-kva.de>" || nonASCII(header) {
 				t.Errorf("header not in ASCII:\n%s", header)
 			}
+			// The body names the address as stored, in UTF-8, declared as 8-bit.
+			if _, body := m.parse(t); !strings.Contains(body, "owner@bücher.de") || !m.eightBit {
+				t.Errorf("BODY=8BITMIME %v, body:\n%s", m.eightBit, body)
+			}
 			// One form is stored per address: the IDNA form given later is the same address.
 			if info := e.info(t, token); info["email"] != "owner@bücher.de" || info["verified"] != true {
 				t.Errorf("after verification: %v", info)

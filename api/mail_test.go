@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"mime"
 	"net"
 	"net/mail"
@@ -175,6 +176,37 @@ func TestDirMailerThroughAPI(t *testing.T) {
 	text, _ := os.ReadFile(filepath.Join(dir, files[0].Name()))
 	if !strings.Contains(string(text), "\r\n"+e.url+"/verifyemail?s=") {
 		t.Errorf("no verification link in\n%s", text)
+	}
+}
+
+// Reaches asks the server about SMTPUTF8 only for mail that needs it, after STARTTLS (a
+// server may list other extensions once the connection is secure).
+func TestSMTPMailerReaches(t *testing.T) {
+	cert, roots := selfSigned(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	for _, smtputf8 := range []bool{true, false} {
+		sink := &smtpSink{smtputf8: smtputf8}
+		m := SMTPMailer{Addr: sink.start(t, "starttls", &cert), From: "registry@mydomain.org", TLSConfig: &tls.Config{RootCAs: roots}}
+		if err := m.Reaches(context.Background(), "jöhn@exämple.com"); (err == nil) != smtputf8 || err != nil && !errors.Is(err, errNoSMTPUTF8) {
+			t.Errorf("SMTPUTF8 offered %v: %v", smtputf8, err)
+		}
+		if len(sink.all()) != 0 {
+			t.Error("asking sent mail")
+		}
+	}
+	// No server is asked about an ASCII local part: this one is not even listening.
+	m := SMTPMailer{Addr: dead.Addr().String(), Security: "none", From: "registry@mydomain.org"}
+	for _, addr := range []string{"owner@example.org", "owner@bücher.de"} {
+		if err := m.Reaches(context.Background(), addr); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	if err := m.Reaches(context.Background(), "jöhn@exämple.com"); err == nil {
+		t.Error("a dead server reaches jöhn@exämple.com")
 	}
 }
 

@@ -319,6 +319,8 @@ type received struct {
 	user string
 	tls  bool
 	utf8 bool // MAIL FROM had the SMTPUTF8 parameter
+	// eightBit is MAIL FROM's BODY=8BITMIME.
+	eightBit bool
 }
 
 // start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
@@ -396,7 +398,7 @@ func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.sink.user != "" && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	s.msg = received{from: from, utf8: opts.UTF8}
+	s.msg = received{from: from, utf8: opts.UTF8, eightBit: opts.Body == smtp.Body8BitMIME}
 	return nil
 }
 
