@@ -311,9 +311,10 @@ func fuzzAddress(f *testing.F, param string) {
 
 // FuzzServeHTTP sends arbitrary paths, query strings and X-Forwarded-For headers through the
 // server over HTTP. "TOKEN" in the query stands for a live token, so that the fuzzer reaches
-// past the token check. With etcd healthy no request may fail with a 5xx.
+// past the token check. With etcd healthy, and an SMTP server that offers SMTPUTF8 (without
+// it an address with a non-ASCII local part is a 501), no request may fail with a 5xx.
 func FuzzServeHTTP(f *testing.F) {
-	e := newEnv(f, func(c *Config) {
+	e := newEnvSMTPUTF8(f, true, func(c *Config) {
 		c.MailLimit = RateLimit{} // the default, so that fuzzing sends few mails
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
@@ -328,6 +329,7 @@ func FuzzServeHTTP(f *testing.F) {
 		{"/dnsconfig", "token=TOKEN&challenge=abc", ""},
 		{"/info", "token=TOKEN", ""},
 		{"/setemail", "token=TOKEN&email=a%40example.org&optout=1", ""},
+		{"/setemail", "token=TOKEN&email=j%C3%B6hn%40ex%C3%A4mple.com", ""},
 		{"/verifyemail", "s=00000000-0000-4000-8000-000000000000", ""},
 		{"/revokeemail", "token=TOKEN", ""},
 		{"/connectivity-check", "", ""},
