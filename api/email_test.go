@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	golog "log"
 	"mime"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/regdns/regdns/etcdstore"
 )
 
 func TestSetEmailAndVerify(t *testing.T) {
@@ -307,10 +310,30 @@ func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
 	if n := len(e.smtp.all()); n != 1 {
 		t.Errorf("%d mails reached the server, want only the first address's", n)
 	}
+
+	// Such a contact stored otherwise (imported, or set while the relay offered SMTPUTF8) gets
+	// no reclamation mail either: a 501, as for any mail the relay does not take.
+	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+		d.SetEmail("jöhn@exämple.com", false)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get(t, "/reclaim", "name", "demo"); r.status != http.StatusNotImplemented {
+		t.Errorf("/reclaim: %d %s", r.status, r.body)
+	}
+	if n := len(e.smtp.all()); n != 1 {
+		t.Errorf("%d mails reached the server, want only the first address's", n)
+	}
 	golog.SetOutput(os.Stderr)
 	got := logs.String()
-	if !strings.Contains(got, "/setemail: contact address not reachable") || !strings.Contains(got, "SMTPUTF8") || strings.Contains(got, token) {
-		t.Errorf("log does not say why, or shows the token:\n%s", got)
+	for _, want := range []string{"/setemail: contact address not reachable", "/reclaim: sending mail", "SMTPUTF8"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log does not say %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, token) {
+		t.Errorf("log shows the token:\n%s", got)
 	}
 }
 
