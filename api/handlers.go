@@ -343,6 +343,9 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.reachable(r, addr); err != nil {
+		return err
+	}
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
 	var counted string
 	d, err := s.update(r, func(d *etcdstore.Domain) error {
@@ -366,6 +369,28 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	data := s.data(d)
 	data.Email, data.Link, data.Expires = addr, s.verifyURL+"?s="+id, expires
 	return s.mail(r.Context(), addr, s.verifySubject, s.verifyBody, data)
+}
+
+// reachable refuses, before anything is stored, an address the mailer cannot reach at all (a
+// non-ASCII local part without SMTPUTF8): it must not become a contact that no mail reaches.
+// The token is checked first, so that a bad one is a 400 and only its holder has the mailer
+// ask the SMTP server.
+func (s *Server) reachable(r *http.Request, addr string) error {
+	token, err := requiredSecret(r.URL.Query(), "token")
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Get(r.Context(), etcdstore.ByToken(token))
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return invalidToken()
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.mailer.Reaches(r.Context(), addr); err != nil {
+		return fmt.Errorf("contact address not reachable: %w", err)
+	}
+	return nil
 }
 
 // verifyEmail marks the contact address of the link's record verified. The link works once,

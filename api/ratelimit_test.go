@@ -137,6 +137,25 @@ func TestMailFlood(t *testing.T) {
 	}
 }
 
+// TestMailFloodInternationalised: the forms of one internationalised address (case, NFC or
+// not, the domain in Unicode or IDNA form, a +tag) count as one mailbox.
+func TestMailFloodInternationalised(t *testing.T) {
+	e := newEnvSMTPUTF8(t, true, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 2} })
+	for i, victim := range []string{"jöhn@exämple.com", "JÖHN+1@xn--exmple-cua.com", "jo\u0308hn@EXÄMPLE.com"} {
+		r := e.get(t, "/setemail", "token", e.subscribe(t, fmt.Sprintf("flood%d", i)), "email", victim)
+		if i < 2 && r.status != http.StatusOK {
+			t.Fatalf("mail %d: %d %s", i, r.status, r.body)
+		}
+		if i == 2 {
+			limited(t, r, 3000, 3600)
+		}
+	}
+	e.ok(t, "/setemail", "token", e.subscribe(t, "bystander"), "email", "jöhn@example.com")
+	if n := len(e.smtp.all()); n != 3 {
+		t.Errorf("%d mails sent, want 2 to the flooded mailbox and 1 to another", n)
+	}
+}
+
 // TestMailLimitPerName lets one name mail a few addresses, then no more.
 func TestMailLimitPerName(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 3} })

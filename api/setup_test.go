@@ -135,6 +135,20 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 	return &env{store: store, api: api, url: base, smtp: sink}
 }
 
+// newEnvSMTPUTF8 is newEnv with an SMTP server that offers SMTPUTF8 or not.
+func newEnvSMTPUTF8(t testing.TB, smtputf8 bool, configure func(*Config)) *env {
+	t.Helper()
+	sink := &smtpSink{smtputf8: smtputf8}
+	e := newEnv(t, func(c *Config) {
+		c.Mailer = SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"}
+		if configure != nil {
+			configure(c)
+		}
+	})
+	e.smtp = sink
+	return e
+}
+
 // reply is an HTTP response, read whole.
 type reply struct {
 	status int
@@ -291,6 +305,8 @@ func (e *env) reclamationToken(t *testing.T, name string) string {
 type smtpSink struct {
 	// user and pass, when set, are required through AUTH PLAIN.
 	user, pass string
+	// smtputf8 has the server offer SMTPUTF8 (RFC 6531).
+	smtputf8 bool
 
 	mu   sync.Mutex
 	msgs []received
@@ -302,6 +318,9 @@ type received struct {
 	data string
 	user string
 	tls  bool
+	utf8 bool // MAIL FROM had the SMTPUTF8 parameter
+	// eightBit is MAIL FROM's BODY=8BITMIME.
+	eightBit bool
 }
 
 // start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
@@ -309,6 +328,7 @@ func (s *smtpSink) start(t testing.TB, security string, cert *tls.Certificate) s
 	t.Helper()
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
+	srv.EnableSMTPUTF8 = s.smtputf8
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	srv.ErrorLog = golog.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -374,11 +394,11 @@ func (s *smtpSession) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.sink.user != "" && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	s.msg = received{from: from}
+	s.msg = received{from: from, utf8: opts.UTF8, eightBit: opts.Body == smtp.Body8BitMIME}
 	return nil
 }
 
