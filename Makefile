@@ -2,6 +2,7 @@
 # or installed from here (Go itself is expected on PATH).
 GO       ?= go
 BINARY   := coredns
+CTL      := regdnsctl
 COREFILE ?= Corefile.example
 GOFILES  := $(shell find . -name '*.go' -not -path './data/*' -not -path './dist/*')
 
@@ -15,10 +16,14 @@ LDFLAGS  := -X github.com/regdns/regdns/build/version.Version=$(VERSION) \
 
 all: build
 
-build: $(BINARY)
+build: $(BINARY) $(CTL)
 
 $(BINARY): build/zplugins.go $(GOFILES) go.mod go.sum
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINARY) ./build
+
+# The operator's tool (import, check, corefile): see README "Migrating from the original server".
+$(CTL): $(GOFILES) go.mod go.sum
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(CTL) ./build/regdnsctl
 
 # build/zplugins.go is generated from plugin.cfg (and committed, so `go build ./...` works).
 build/zplugins.go: plugin.cfg build/gen/main.go
@@ -32,14 +37,14 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite; the packaging tests run promtool (prometheus),
-# systemd-analyze (systemd) and the container image (podman, runc): Debian packages,
-# installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2 prometheus systemd podman runc
+# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
+# servers; the packaging tests run promtool (prometheus), systemd-analyze (systemd) and the
+# container image (podman, runc): Debian packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server prometheus systemd podman runc
 
 test: build test-deps
 	$(GO) vet ./...
-	COREDNS_BINARY=$(CURDIR)/$(BINARY) $(GO) test -count=1 -timeout 15m ./...
+	COREDNS_BINARY=$(CURDIR)/$(BINARY) REGDNSCTL_BINARY=$(CURDIR)/$(CTL) $(GO) test -count=1 -timeout 15m ./...
 
 test-deps:
 	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -81,6 +86,7 @@ BENCH_PACKAGES := dnsperf util-linux knot
 BENCHFLAGS ?=
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/registry/
+	$(GO) test -run '^$$' -bench '^BenchmarkImport$$' -benchtime 1x ./build/regdnsctl/
 	$(GO) run ./build/bench -binary ./$(BINARY) $(BENCHFLAGS)
 
 bench-deps:
@@ -117,5 +123,7 @@ image: build/zplugins.go
 	podman build -f build/package/container/Containerfile -t $(IMAGE) dist/image
 
 clean:
-	rm -f $(BINARY)
-	rm -rf dist
+# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
+# servers; the packaging tests run promtool (prometheus), systemd-analyze (systemd) and the
+# container image (podman, runc): Debian packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server prometheus systemd podman runc

@@ -1,11 +1,19 @@
 package api
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	golog "log"
 	"mime"
 	"net/http"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/regdns/regdns/etcdstore"
 )
 
 func TestSetEmailAndVerify(t *testing.T) {
@@ -116,7 +124,13 @@ func TestSetEmailRejects(t *testing.T) {
 		{"numeric top-level domain", []string{"token", token, "email", "x@127.0.0.1"}, "InvalidEmail"},
 		{"underscore in the domain", []string{"token", token, "email", "x@my_host.org"}, "InvalidEmail"},
 		{"header injection", []string{"token", token, "email", "owner@example.org\r\nBcc: x@example.org"}, "InvalidEmail"},
-		{"non-ASCII", []string{"token", token, "email", "océane@example.org"}, "InvalidEmail"},
+		{"Unicode domain label with hyphens at its ends", []string{"token", token, "email", "x@-bäd-.org"}, "InvalidEmail"},
+		{"Unicode domain with a digit top-level label", []string{"token", token, "email", "x@bücher.123"}, "InvalidEmail"},
+		{"invalid IDNA label", []string{"token", token, "email", "x@xn--zz.org"}, "InvalidEmail"},
+		{"invisible character in the local part", []string{"token", token, "email", "jo\u200bhn@example.org"}, "InvalidEmail"},
+		{"control character in the local part", []string{"token", token, "email", "jö\u0085hn@example.org"}, "InvalidEmail"},
+		{"no-break space in the local part", []string{"token", token, "email", "jö\u00a0hn@example.org"}, "InvalidEmail"},
+		{"invalid UTF-8", []string{"token", token, "email", "j\xffhn@example.org"}, "InvalidEmail"},
 		{"too long", []string{"token", token, "email", strings.Repeat("a", 64) + "@" + strings.Repeat("b", 186) + ".org"}, "InvalidEmail"},
 		{"invalid optout", []string{"token", token, "email", "a@example.org", "optout", "maybe"}, "InvalidOptOut"},
 	} {
@@ -226,4 +240,131 @@ func TestNewContactDropsReclamationTokens(t *testing.T) {
 	e.ok(t, "/setemail", "token", token, "email", "other@example.org")
 	e.fails(t, "ReclamationTokenMismatch", "/subscribe", "name", "demo", "reclamationToken", rt)
 	e.info(t, token)
+}
+
+// An address with a non-ASCII local part (RFC 6531) is mailed with SMTPUTF8, its domain in
+// IDNA form in the envelope; the headers show it as stored (RFC 6532), and the subject is
+// still RFC 2047-encoded. It is the contact like any other.
+func TestSetEmailInternationalised(t *testing.T) {
+	e := newEnvSMTPUTF8(t, true, func(c *Config) {
+		c.Templates = Templates{VerifySubject: "Bestätigen: {{.Domain}}", VerifyBody: "für {{.Email}}:\n{{.Link}}\n"}
+	})
+	token := e.subscribe(t, "demo")
+	link := e.verifyLink(t, token, " JÖHN@Exämple.com ")
+	m := e.smtp.last(t)
+	if !m.utf8 || m.from != "registry@mydomain.org" || strings.Join(m.to, ",") != "jöhn@xn--exmple-cua.com" {
+		t.Errorf("envelope SMTPUTF8=%v from %q to %v", m.utf8, m.from, m.to)
+	}
+	msg, body := m.parse(t)
+	if to := msg.Header.Get("To"); to != "<jöhn@exämple.com>" {
+		t.Errorf("To %q", to)
+	}
+	raw := msg.Header.Get("Subject")
+	subject, err := new(mime.WordDecoder).DecodeHeader(raw)
+	if !strings.HasPrefix(raw, "=?utf-8?q?") || nonASCII(raw) || err != nil || subject != "Bestätigen: demo.mydomain.org" {
+		t.Errorf("subject %q decodes to %q (%v)", raw, subject, err)
+	}
+	if !strings.Contains(body, "für jöhn@exämple.com:\r\n") {
+		t.Errorf("body does not name the address:\n%s", body)
+	}
+	if info := e.info(t, token); info["email"] != "jöhn@exämple.com" || info["verified"] != false {
+		t.Errorf("before verification: %v", info)
+	}
+	if r := fetch(t, http.MethodGet, nil, link); r.status != http.StatusOK {
+		t.Fatalf("verify: %d %s", r.status, r.body)
+	}
+	if info := e.info(t, token); info["email"] != "jöhn@exämple.com" || info["verified"] != true {
+		t.Errorf("after verification: %v", info)
+	}
+
+	// The same mailbox typed otherwise (decomposed, upper case, the domain in IDNA form) opens
+	// the reclaim path, whose mail goes the same way.
+	e.fails(t, "UnavailableNameReclamationPossible", "/subscribe", "name", "demo", "email", "JO\u0308HN@xn--exmple-cua.com")
+	e.reclamationToken(t, "demo")
+	if m := e.smtp.last(t); !m.utf8 || strings.Join(m.to, ",") != "jöhn@xn--exmple-cua.com" {
+		t.Errorf("reclamation mail: SMTPUTF8=%v to %v", m.utf8, m.to)
+	}
+}
+
+// Without SMTPUTF8 at the server no mail can reach a non-ASCII local part: /setemail answers
+// 501, logs why, and leaves the record as it was.
+func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
+	var logs bytes.Buffer
+	golog.SetOutput(&logs)
+	defer golog.SetOutput(os.Stderr)
+	e := newEnvSMTPUTF8(t, false, nil)
+	token := e.subscribe(t, "demo")
+	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
+	before := e.stored(t, "demo")
+
+	r := e.get(t, "/setemail", "token", token, "email", "jöhn@exämple.com")
+	if r.status != http.StatusNotImplemented || r.code() != "InternalError" {
+		t.Errorf("/setemail: %d %s", r.status, r.body)
+	}
+	// A bad token is refused as such, before the server is asked.
+	e.fails(t, "InvalidToken", "/setemail", "token", "00000000-0000-4000-8000-000000000000", "email", "jöhn@exämple.com")
+	e.fails(t, "MissingParameter", "/setemail", "email", "jöhn@exämple.com")
+	if after := e.stored(t, "demo"); !reflect.DeepEqual(after, before) {
+		t.Errorf("the record changed:\n%+v\nbefore:\n%+v", after, before)
+	}
+	if n := len(e.smtp.all()); n != 1 {
+		t.Errorf("%d mails reached the server, want only the first address's", n)
+	}
+
+	// Such a contact stored otherwise (imported, or set while the relay offered SMTPUTF8) gets
+	// no reclamation mail either: a 501, as for any mail the relay does not take.
+	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+		d.SetEmail("jöhn@exämple.com", false)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.get(t, "/reclaim", "name", "demo"); r.status != http.StatusNotImplemented {
+		t.Errorf("/reclaim: %d %s", r.status, r.body)
+	}
+	if n := len(e.smtp.all()); n != 1 {
+		t.Errorf("%d mails reached the server, want only the first address's", n)
+	}
+	golog.SetOutput(os.Stderr)
+	got := logs.String()
+	for _, want := range []string{"/setemail: contact address not reachable", "/reclaim: sending mail", "SMTPUTF8"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log does not say %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, token) {
+		t.Errorf("log shows the token:\n%s", got)
+	}
+}
+
+// An ASCII local part needs no SMTPUTF8: a Unicode domain goes in its IDNA form, in the
+// envelope and the headers, whether the server offers SMTPUTF8 or not.
+func TestSetEmailUnicodeDomain(t *testing.T) {
+	for _, smtputf8 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("SMTPUTF8 offered %v", smtputf8), func(t *testing.T) {
+			e := newEnvSMTPUTF8(t, smtputf8, nil)
+			token := e.subscribe(t, "demo")
+			e.verify(t, token, "Owner@Bücher.de")
+			m := e.smtp.last(t)
+			if m.utf8 || strings.Join(m.to, ",") != "owner@xn--bcher-kva.de" {
+				t.Errorf("envelope SMTPUTF8=%v to %v", m.utf8, m.to)
+			}
+			header, _, _ := strings.Cut(m.data, "\r\n\r\n")
+			if msg, _ := m.parse(t); msg.Header.Get("To") != "<owner@xn--bcher-kva.de>" || nonASCII(header) {
+				t.Errorf("header not in ASCII:\n%s", header)
+			}
+			// The body names the address as stored, in UTF-8, declared as 8-bit.
+			if _, body := m.parse(t); !strings.Contains(body, "owner@bücher.de") || !m.eightBit {
+				t.Errorf("BODY=8BITMIME %v, body:\n%s", m.eightBit, body)
+			}
+			// One form is stored per address: the IDNA form given later is the same address.
+			if info := e.info(t, token); info["email"] != "owner@bücher.de" || info["verified"] != true {
+				t.Errorf("after verification: %v", info)
+			}
+			e.ok(t, "/setemail", "token", token, "email", "owner@xn--bcher-kva.de")
+			if info := e.info(t, token); info["email"] != "owner@bücher.de" || info["verified"] != true {
+				t.Errorf("after the IDNA form of the same address: %v", info)
+			}
+		})
+	}
 }

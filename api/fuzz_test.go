@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/regdns/regdns/etcdstore"
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // The fuzz targets check the parameter readers of params.go and the whole server: no input
@@ -143,31 +144,48 @@ func FuzzEmail(f *testing.F) {
 	addSeeds(f, "owner@example.org", " Owner@Example.ORG ", "", "owner", "owner@localhost", "Owner <owner@example.org>",
 		"owner@example.org\r\nBcc: x@example.org", "océane@example.org", `"a b"@example.org`, `"a"@example.org`,
 		"a&b@example.org", "a+tag@example.org", "a@b@example.org", "(c)a@example.org", "a@[127.0.0.1].org", "x@[127.0.0.1]",
-		"x@-bad-.org", "x@127.0.0.1", "j.o.h.n@googlemail.com")
+		"x@-bad-.org", "x@127.0.0.1", "j.o.h.n@googlemail.com", "JÖHN@Exämple.com", "JO\u0308HN@xn--exmple-cua.com",
+		"x@-bäd-.org", "x@xn--zz.org", "x@bücher.123", "jo\u200bhn@example.org", "j\xffhn@example.org", "x@example\u3002org",
+		"x@\uab73\uab03\uab79.com", "\u01c5@example.org", "x@İ.com", "ı@straße.de", "x@例え.テスト")
 	f.Fuzz(func(t *testing.T, in string) {
 		addr, err := email(url.Values{"email": {in}})
 		if err != nil {
 			refused(t, err, "MissingParameter", "InvalidEmail")
 			return
 		}
-		if strings.ContainsFunc(addr, func(r rune) bool { return r < '!' || r > '~' }) || addr != strings.ToLower(addr) || len(addr) > 254 {
+		at := strings.LastIndexByte(addr, '@')
+		local, domain := addr[:at], addr[at+1:]
+		if !utf8.ValidString(addr) || strings.ContainsFunc(addr, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsGraphic(r) }) ||
+			local != strings.ToLower(local) || !norm.NFC.IsNormalString(addr) || len(addr) > 254 {
 			t.Fatalf("%q accepted as %q", in, addr)
 		}
-		domain := addr[strings.LastIndexByte(addr, '@')+1:]
-		if strings.ContainsAny(domain, "[]:") || !isMailDomain(domain) {
-			t.Fatalf("%q accepted with domain %q, which is no host name", in, domain)
+		// The domain is a host name in its IDNA form, and stored as the Unicode of that form.
+		ascii, err := idna.Lookup.ToASCII(domain)
+		if err != nil || strings.ContainsAny(domain, "[]:") || !isMailDomain(ascii) || len(local)+1+len(ascii) > 254 {
+			t.Fatalf("%q accepted with domain %q (%q, %v), which is no host name", in, domain, ascii, err)
+		}
+		if u, err := idna.Lookup.ToUnicode(ascii); u != domain || err != nil {
+			t.Fatalf("%q accepted with domain %q, not the Unicode form %q of %q (%v)", in, domain, u, ascii, err)
 		}
 		if a, err := mail.ParseAddress(addr); err != nil || a.Address != addr {
 			t.Fatalf("%q accepted as %q, which does not parse as itself: %v", in, addr, err)
 		}
-		if _, err := (Mail{To: addr, Subject: "x"}).compose("registry@mydomain.org", time.Now()); err != nil {
+		msg, err := Mail{To: addr, Subject: "x"}.compose("registry@mydomain.org", time.Now())
+		if err != nil {
 			t.Fatalf("%q accepted but no mail can be composed to it: %v", addr, err)
+		}
+		if msg.to != local+"@"+ascii || msg.utf8 != nonASCII(local) {
+			t.Fatalf("%q is mailed to %q (SMTPUTF8 %v)", addr, msg.to, msg.utf8)
 		}
 		if again, err := email(url.Values{"email": {addr}}); again != addr || err != nil {
 			t.Fatalf("%q does not read back: %q %v", addr, again, err)
 		}
-		if box := mailbox(addr); box == "" || !sameMailbox(addr, strings.ToUpper(addr)) || !sameMailbox(addr, box) {
-			t.Fatalf("mailbox of %q is %q", addr, box)
+		// What was typed reaches the mailbox of what is stored, the mailbox the limits count.
+		if box := mailbox(addr); box == "" || !sameMailbox(addr, in) || !sameMailbox(addr, box) {
+			t.Fatalf("mailbox of %q is %q, of %q %q", addr, box, in, mailbox(in))
+		}
+		if !nonASCII(addr) && !sameMailbox(addr, strings.ToUpper(addr)) {
+			t.Fatalf("%q and its upper case reach different mailboxes", addr)
 		}
 	})
 }
@@ -293,9 +311,10 @@ func fuzzAddress(f *testing.F, param string) {
 
 // FuzzServeHTTP sends arbitrary paths, query strings and X-Forwarded-For headers through the
 // server over HTTP. "TOKEN" in the query stands for a live token, so that the fuzzer reaches
-// past the token check. With etcd healthy no request may fail with a 5xx.
+// past the token check. With etcd healthy, and an SMTP server that offers SMTPUTF8 (without
+// it an address with a non-ASCII local part is a 501), no request may fail with a 5xx.
 func FuzzServeHTTP(f *testing.F) {
-	e := newEnv(f, func(c *Config) {
+	e := newEnvSMTPUTF8(f, true, func(c *Config) {
 		c.MailLimit = RateLimit{} // the default, so that fuzzing sends few mails
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
@@ -310,6 +329,7 @@ func FuzzServeHTTP(f *testing.F) {
 		{"/dnsconfig", "token=TOKEN&challenge=abc", ""},
 		{"/info", "token=TOKEN", ""},
 		{"/setemail", "token=TOKEN&email=a%40example.org&optout=1", ""},
+		{"/setemail", "token=TOKEN&email=j%C3%B6hn%40ex%C3%A4mple.com", ""},
 		{"/verifyemail", "s=00000000-0000-4000-8000-000000000000", ""},
 		{"/revokeemail", "token=TOKEN", ""},
 		{"/connectivity-check", "", ""},

@@ -195,19 +195,34 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	// A gateway pinging again from the same addresses within s.pingGranularity changes nothing
 	// worth a write: answer from the local view, so that ping storms cost etcd nothing.
+	recorded := func(d *etcdstore.Domain) bool {
+		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
+	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.Cached(token); ok && now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs) {
+		if d, ok := s.store.Cached(token); ok && recorded(d) {
 			audited(r.Context()).quiet = true
 			return nil
 		}
 	}
+	// Checked again on the record the write would replace: pings queued behind another of
+	// the same gateway find it recorded.
 	_, err = s.update(r, func(d *etcdstore.Domain) error {
+		if recorded(d) {
+			return errPingRecorded
+		}
 		d.LastPing = now
 		setAddrs(d, addrs)
 		return nil
 	})
+	if errors.Is(err, errPingRecorded) {
+		audited(r.Context()).quiet = true
+		return nil
+	}
 	return err
 }
+
+// errPingRecorded stops the write of a ping that the record already shows.
+var errPingRecorded = errors.New("ping already recorded")
 
 // hasAddrs reports whether d already records each of addrs as the address of its family.
 func hasAddrs(d *etcdstore.Domain, addrs []netip.Addr) bool {
@@ -337,6 +352,9 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.reachable(r, addr); err != nil {
+		return err
+	}
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
 	var counted string
 	d, err := s.update(r, func(d *etcdstore.Domain) error {
@@ -360,6 +378,28 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	data := s.data(d)
 	data.Email, data.Link, data.Expires = addr, s.verifyURL+"?s="+id, expires
 	return s.mail(r.Context(), ownerMail, addr, s.verifySubject, s.verifyBody, data)
+}
+
+// reachable refuses, before anything is stored, an address the mailer cannot reach at all (a
+// non-ASCII local part without SMTPUTF8): it must not become a contact that no mail reaches.
+// The token is checked first, so that a bad one is a 400 and only its holder has the mailer
+// ask the SMTP server.
+func (s *Server) reachable(r *http.Request, addr string) error {
+	token, err := requiredSecret(r.URL.Query(), "token")
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Get(r.Context(), etcdstore.ByToken(token))
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return invalidToken()
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.mailer.Reaches(r.Context(), addr); err != nil {
+		return fmt.Errorf("contact address not reachable: %w", err)
+	}
+	return nil
 }
 
 // verifyEmail marks the contact address of the link's record verified. The link works once,
@@ -413,16 +453,21 @@ func invalidToken() error {
 	return badRequest("InvalidToken", "No name has this token.")
 }
 
-// update applies fn to the record of the request's token.
+// update applies fn to the record of the request's token, within the name's write limit; a
+// change beyond it is refused and stores nothing. The limit is counted only once fn has
+// accepted the change, so a request that writes nothing (a ping already recorded) costs none.
 func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error) {
 	token, err := requiredSecret(r.URL.Query(), "token")
 	if err != nil {
 		return etcdstore.Domain{}, err
 	}
-	audit := audited(r.Context())
+	counted, audit := false, audited(r.Context())
 	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
 		audit.name = d.Name
-		return fn(d)
+		if err := fn(d); err != nil {
+			return err
+		}
+		return s.allowWrite(&counted, d.Name)
 	})
 	if errors.Is(err, etcdstore.ErrNotFound) {
 		return d, invalidToken()

@@ -9,13 +9,17 @@ import (
 	"mime"
 	"net"
 	"net/mail"
-	"net/smtp"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
+	"golang.org/x/net/idna"
 )
 
 // Mail is one plain-text message to one recipient.
@@ -26,16 +30,23 @@ type Mail struct {
 // Mailer delivers mail.
 type Mailer interface {
 	Send(ctx context.Context, m Mail) error
+	// Reaches returns an error if no mail to addr can be handed over at all, so that a
+	// handler can refuse addr before storing it.
+	Reaches(ctx context.Context, addr string) error
 }
 
 // message is a Mail made ready to hand over: envelope addresses and RFC 5322 text.
 type message struct {
 	from, to string
+	utf8     bool // an address has a non-ASCII local part, which only SMTPUTF8 carries
 	text     []byte
 }
 
 // compose checks m's header values and renders it with every header a mail needs. CR and LF
 // are refused in addresses and subject because they would let a value start a new header.
+// Domains go in their IDNA (ASCII) form, which every relay routes; a non-ASCII local part
+// makes the message an internationalised one (RFC 6532), whose headers show the addresses as
+// written. The subject is RFC 2047-encoded either way.
 func (m Mail) compose(from string, now time.Time) (message, error) {
 	if strings.ContainsAny(from+m.To+m.Subject, "\r\n") {
 		return message{}, errors.New("mail header value contains a line break")
@@ -48,12 +59,24 @@ func (m Mail) compose(from string, now time.Time) (message, error) {
 	if err != nil {
 		return message{}, fmt.Errorf("mail recipient: %w", err)
 	}
-	_, senderDomain, _ := strings.Cut(sender.Address, "@")
+	envFrom, utf8From, err := envelopeAddress(sender.Address)
+	if err != nil {
+		return message{}, fmt.Errorf("mail sender: %w", err)
+	}
+	envTo, utf8To, err := envelopeAddress(rcpt.Address)
+	if err != nil {
+		return message{}, fmt.Errorf("mail recipient: %w", err)
+	}
+	msg := message{from: envFrom, to: envTo, utf8: utf8From || utf8To}
+	if !msg.utf8 {
+		sender.Address, rcpt.Address = envFrom, envTo
+	}
+	_, senderDomain, _ := strings.Cut(envFrom, "@")
 	var b bytes.Buffer
 	for _, h := range [][2]string{
 		{"From", sender.String()},
 		{"To", rcpt.String()},
-		{"Subject", mime.QEncoding.Encode("utf-8", m.Subject)},
+		{"Subject", encodeSubject(m.Subject)},
 		{"Date", now.Format(time.RFC1123Z)},
 		{"Message-ID", "<" + uuid.NewString() + "@" + senderDomain + ">"},
 		{"MIME-Version", "1.0"},
@@ -65,7 +88,36 @@ func (m Mail) compose(from string, now time.Time) (message, error) {
 	b.WriteString("\r\n")
 	body := strings.ReplaceAll(m.Body, "\r\n", "\n")
 	b.WriteString(strings.ReplaceAll(body, "\n", "\r\n"))
-	return message{from: sender.Address, to: rcpt.Address, text: b.Bytes()}, nil
+	msg.text = b.Bytes()
+	return msg, nil
+}
+
+// envelopeAddress is addr (a parsed address) with a non-ASCII domain in its IDNA form, and
+// whether its local part is non-ASCII. An ASCII domain goes as it is.
+func envelopeAddress(addr string) (string, bool, error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return "", false, fmt.Errorf("no @ in %q", addr)
+	}
+	local, domain := addr[:at], addr[at+1:]
+	if nonASCII(domain) {
+		ascii, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			return "", false, fmt.Errorf("domain %q: %w", domain, err)
+		}
+		domain = ascii
+	}
+	return local + "@" + domain, nonASCII(local), nil
+}
+
+func nonASCII(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r >= utf8.RuneSelf })
+}
+
+// encodeSubject is s as RFC 2047 encoded-words if it is not plain ASCII, folded between the
+// words so that no header line exceeds 76 characters.
+func encodeSubject(s string) string {
+	return strings.ReplaceAll(mime.QEncoding.Encode("utf-8", s), "?= =?", "?=\r\n =?")
 }
 
 // SMTPMailer sends mail through an SMTP server.
@@ -75,15 +127,38 @@ type SMTPMailer struct {
 	Username, Password string // optional AUTH PLAIN
 	From               string
 	TLSConfig          *tls.Config   // optional (tests give their own root CA); ServerName defaults to Addr's host
-	Timeout            time.Duration // whole-send bound, default 10s
+	Timeout            time.Duration // whole-session bound, default 10s
 }
 
-// Send delivers m in one SMTP session.
+// Send delivers m in one SMTP session, with SMTPUTF8 if m needs it.
 func (s SMTPMailer) Send(ctx context.Context, m Mail) error {
 	msg, err := m.compose(s.From, time.Now())
 	if err != nil {
 		return err
 	}
+	return s.session(ctx, func(c *smtp.Client, host string) error { return deliver(c, host, s.Username, s.Password, msg) })
+}
+
+// errNoSMTPUTF8 refuses an address that the server cannot take.
+var errNoSMTPUTF8 = errors.New("the server does not offer SMTPUTF8, which an address with a non-ASCII local part needs")
+
+// Reaches asks the server, when mail to addr needs SMTPUTF8 (RFC 6531: a non-ASCII local
+// part), whether it offers it; any other address it takes without asking.
+func (s SMTPMailer) Reaches(ctx context.Context, addr string) error {
+	msg, err := Mail{To: addr}.compose(s.From, time.Now())
+	if err != nil || !msg.utf8 {
+		return err
+	}
+	return s.session(ctx, func(c *smtp.Client, _ string) error {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return errNoSMTPUTF8
+		}
+		return c.Quit()
+	})
+}
+
+// session runs fn with a client connected to the server and, as configured, secured.
+func (s SMTPMailer) session(ctx context.Context, fn func(c *smtp.Client, host string) error) error {
 	security := orDefault(s.Security, "starttls")
 	if security != "starttls" && security != "tls" && security != "none" {
 		return fmt.Errorf("smtp %s: unknown security %q", s.Addr, s.Security)
@@ -106,42 +181,46 @@ func (s SMTPMailer) Send(ctx context.Context, m Mail) error {
 		return fmt.Errorf("smtp %s: %w", s.Addr, err)
 	}
 	defer raw.Close()
-	// net/smtp takes no context; expiring the connection ends whatever step it is blocked in.
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Now()) })
+	// The client sets its own deadline for each command; closing the connection ends
+	// whatever step it is in.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	conn := raw
-	if security == "tls" {
-		conn = tls.Client(raw, tlsCfg)
+	var c *smtp.Client
+	switch security {
+	case "tls":
+		c = smtp.NewClient(tls.Client(raw, tlsCfg))
+	case "starttls":
+		c, err = smtp.NewClientStartTLS(raw, tlsCfg)
+	default:
+		c = smtp.NewClient(raw)
 	}
-	if err := deliver(conn, host, security, tlsCfg, s.Username, s.Password, msg); err != nil {
+	if err == nil {
+		defer c.Close()
+		err = fn(c, host)
+	}
+	if err != nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("smtp %s: %w", s.Addr, err)
 	}
 	return nil
 }
 
-func deliver(conn net.Conn, host, security string, tlsCfg *tls.Config, user, pass string, msg message) error {
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if security == "starttls" {
-		if ok, _ := c.Extension("STARTTLS"); !ok {
-			return errors.New("server does not offer STARTTLS")
-		}
-		if err := c.StartTLS(tlsCfg); err != nil {
-			return err
-		}
-	}
+func deliver(c *smtp.Client, host, user, pass string, msg message) error {
 	if user != "" {
-		if err := c.Auth(smtp.PlainAuth("", user, pass, host)); err != nil {
+		// As net/smtp's PlainAuth: a password goes in clear only to this machine.
+		if _, secure := c.TLSConnectionState(); !secure && !isLocalhost(host) {
+			return errors.New("refusing AUTH PLAIN over an unencrypted connection to another host")
+		}
+		if err := c.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
 			return err
 		}
 	}
-	if err := c.Mail(msg.from); err != nil {
+	if err := c.Mail(msg.from, &smtp.MailOptions{UTF8: msg.utf8}); err != nil {
 		return err
 	}
-	if err := c.Rcpt(msg.to); err != nil {
+	if err := c.Rcpt(msg.to, nil); err != nil {
 		return err
 	}
 	w, err := c.Data()
@@ -157,6 +236,12 @@ func deliver(conn net.Conn, host, security string, tlsCfg *tls.Config, user, pas
 	return c.Quit()
 }
 
+// isLocalhost reports whether host names this machine.
+func isLocalhost(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "localhost" || err == nil && ip.IsLoopback()
+}
+
 // DirMailer writes each mail as an RFC 5322 file (<unix-nanos>-<to>.eml, mode 0600) into Dir
 // (created 0700), for setups without SMTP where an operator forwards the mail by hand.
 type DirMailer struct {
@@ -165,6 +250,10 @@ type DirMailer struct {
 
 // dirMailFrom is the sender of mail written by DirMailer, which has no relay to name one.
 const dirMailFrom = "registry@localhost"
+
+// Reaches takes every address: whoever forwards the mail needs SMTPUTF8 for a non-ASCII
+// local part.
+func (DirMailer) Reaches(context.Context, string) error { return nil }
 
 // Send writes m into a new file in d.Dir.
 func (d DirMailer) Send(_ context.Context, m Mail) error {

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"mime"
 	"net"
 	"net/mail"
 	"os"
@@ -174,5 +176,102 @@ func TestDirMailerThroughAPI(t *testing.T) {
 	text, _ := os.ReadFile(filepath.Join(dir, files[0].Name()))
 	if !strings.Contains(string(text), "\r\n"+e.url+"/verifyemail?s=") {
 		t.Errorf("no verification link in\n%s", text)
+	}
+}
+
+// Reaches asks the server about SMTPUTF8 only for mail that needs it, after STARTTLS (a
+// server may list other extensions once the connection is secure).
+func TestSMTPMailerReaches(t *testing.T) {
+	cert, roots := selfSigned(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	for _, smtputf8 := range []bool{true, false} {
+		sink := &smtpSink{smtputf8: smtputf8}
+		m := SMTPMailer{Addr: sink.start(t, "starttls", &cert), From: "registry@mydomain.org", TLSConfig: &tls.Config{RootCAs: roots}}
+		if err := m.Reaches(context.Background(), "jöhn@exämple.com"); (err == nil) != smtputf8 || err != nil && !errors.Is(err, errNoSMTPUTF8) {
+			t.Errorf("SMTPUTF8 offered %v: %v", smtputf8, err)
+		}
+		if len(sink.all()) != 0 {
+			t.Error("asking sent mail")
+		}
+	}
+	// No server is asked about an ASCII local part: this one is not even listening.
+	m := SMTPMailer{Addr: dead.Addr().String(), Security: "none", From: "registry@mydomain.org"}
+	for _, addr := range []string{"owner@example.org", "owner@bücher.de"} {
+		if err := m.Reaches(context.Background(), addr); err != nil {
+			t.Errorf("%s: %v", addr, err)
+		}
+	}
+	if err := m.Reaches(context.Background(), "jöhn@exämple.com"); err == nil {
+		t.Error("a dead server reaches jöhn@exämple.com")
+	}
+}
+
+// DirMailer writes mail to an internationalised address too: the file is named after the
+// envelope address (domain in IDNA form), the headers show the address as given.
+func TestDirMailerInternationalised(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnv(t, func(c *Config) { c.Mailer = DirMailer{Dir: dir} })
+	token := e.subscribe(t, "demo")
+	e.ok(t, "/setemail", "token", token, "email", "jöhn@exämple.com")
+	files, _ := os.ReadDir(dir)
+	if len(files) != 1 || !strings.HasSuffix(files[0].Name(), "-j_hn@xn--exmple-cua.com.eml") {
+		t.Fatalf("outbox holds %v", files)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, files[0].Name()))
+	msg, err := mail.ReadMessage(strings.NewReader(string(text)))
+	if err != nil || msg.Header.Get("To") != "<jöhn@exämple.com>" {
+		t.Fatalf("To %q (%v) in\n%s", msg.Header.Get("To"), err, text)
+	}
+	if !strings.Contains(string(text), "\r\n"+e.url+"/verifyemail?s=") {
+		t.Errorf("no verification link in\n%s", text)
+	}
+}
+
+// A non-ASCII subject is RFC 2047-encoded and folded between its encoded-words, so that no
+// line holding one is longer than RFC 2047 allows; an ASCII one goes as it is.
+func TestSubjectEncoding(t *testing.T) {
+	for _, subject := range []string{
+		strings.Repeat("Grüße aus Köln für demo.mydomain.org, ", 6),
+		"Confirm your email address for demo.mydomain.org",
+	} {
+		msg, err := Mail{To: "owner@example.org", Subject: subject}.compose("registry@mydomain.org", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		header, _, _ := strings.Cut(string(msg.text), "\r\n\r\n")
+		_, field, _ := strings.Cut(header, "\r\nSubject: ")
+		field, _, _ = strings.Cut(field, "\r\nDate: ")
+		lines := strings.Split(field, "\r\n")
+		for _, l := range lines[1:] {
+			if !strings.HasPrefix(l, " =?utf-8?q?") || len(l) > 76 {
+				t.Errorf("continuation line %q", l)
+			}
+		}
+		if nonASCII(header) || nonASCII(subject) != (len(lines) > 1) {
+			t.Errorf("subject %q sent as:\n%s", subject, field)
+		}
+		parsed, err := mail.ReadMessage(strings.NewReader(string(msg.text)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := new(mime.WordDecoder).DecodeHeader(parsed.Header.Get("Subject")); got != subject || err != nil {
+			t.Errorf("subject reads back as %q (%v), want %q", got, err, subject)
+		}
+	}
+}
+
+// AUTH PLAIN goes over a plain connection only to this machine, as net/smtp's PlainAuth has it.
+func TestIsLocalhost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"localhost": true, "127.0.0.1": true, "127.0.0.53": true, "::1": true,
+		"smtp.example.net": false, "192.0.2.25": false, "localhost.example.net": false, "::ffff:192.0.2.25": false,
+	} {
+		if got := isLocalhost(host); got != want {
+			t.Errorf("isLocalhost(%q) = %v", host, got)
+		}
 	}
 }

@@ -29,12 +29,38 @@ var (
 	}, []string{"kind", "result"})
 )
 
-// Every series of mails_total exists from the start, so that a rate of failures is 0, not
-// absent, before the first mail.
+var (
+	connectionsOpen = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections",
+		Help:      "Gauge of connections the API listeners hold open.",
+	})
+
+	connectionsRefused = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections_refused_total",
+		Help:      "Counter of API connections refused at accept, by the cap they hit (client, total).",
+	}, []string{"cap"})
+
+	connectionsShed = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "api_connections_shed_total",
+		Help:      "Counter of idle API keep-alive connections closed to make room for new ones.",
+	})
+)
+
+// Every series of mails_total and api_connections_refused_total exists from the start, so
+// that a rate of failures or refusals is 0, not absent, before the first one.
 func init() {
 	for _, kind := range []mailBudget{ownerMail, reclaimMail} {
 		for _, result := range []string{"sent", "failed"} {
 			mails.WithLabelValues(string(kind), result)
 		}
+	}
+	for _, limit := range []string{"client", "total"} {
+		connectionsRefused.WithLabelValues(limit)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/regdns/regdns/etcdstore"
 	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // The readers below are the one place where query parameters are checked; handlers only see
@@ -178,22 +179,45 @@ func challenge(q url.Values) (string, error) {
 	return c, nil
 }
 
-// email reads a bare address to send mail to, lowercased so that comparisons ignore case.
-// Only ASCII is accepted because mail is sent without the SMTPUTF8 extension, and only a
-// host name as its domain: a domain literal ([127.0.0.1]) would have mail sent wherever the
-// caller says.
+// email reads a bare address to send mail to, in one form per address so that comparisons
+// work: lower case and NFC, the domain in Unicode (U-labels). Internationalised addresses
+// (RFC 6531) are taken; the mailer sends the domain in its IDNA form and needs SMTPUTF8 only
+// for a non-ASCII local part. Only a host name is taken as the domain, checked in its IDNA
+// form: a domain literal ([127.0.0.1]) would have mail sent wherever the caller says.
 func email(q url.Values) (string, error) {
-	addr := strings.ToLower(strings.TrimSpace(q.Get("email")))
-	if addr == "" {
+	raw := strings.TrimSpace(q.Get("email"))
+	if raw == "" {
 		return "", missing("email")
 	}
+	invalid := badRequest("InvalidEmail", "The email must be a plain address such as name@example.org.")
+	addr := norm.NFC.String(strings.ToLower(raw))
 	a, err := mail.ParseAddress(addr)
-	at := strings.LastIndexByte(addr, '@')
-	if err != nil || a.Name != "" || a.Address != addr || len(addr) > 254 ||
-		!isMailDomain(addr[at+1:]) || strings.ContainsFunc(addr, func(r rune) bool { return r < '!' || r > '~' }) {
-		return "", badRequest("InvalidEmail", "The email must be a plain address such as name@example.org.")
+	if err != nil || a.Name != "" || a.Address != addr || !utf8.ValidString(raw) || strings.ContainsFunc(addr, unprintable) {
+		return "", invalid
 	}
-	return addr, nil
+	at := strings.LastIndexByte(addr, '@')
+	local, domain := addr[:at], addr[at+1:]
+	ascii, err := idna.Lookup.ToASCII(domain)
+	if err != nil || !isMailDomain(ascii) {
+		return "", invalid
+	}
+	if domain, err = idna.Lookup.ToUnicode(ascii); err != nil {
+		return "", invalid
+	}
+	// The limit of an SMTP path, in the form sent and in the form stored.
+	if len(local)+1+max(len(ascii), len(domain)) > 254 {
+		return "", invalid
+	}
+	return local + "@" + domain, nil
+}
+
+// unprintable reports whether r has no place in an address: spaces, controls, and invisible
+// or unassigned characters.
+func unprintable(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r < '!' || r > '~'
+	}
+	return !unicode.IsGraphic(r) || unicode.IsSpace(r)
 }
 
 // isMailDomain reports whether domain (lower case) is a host name with at least two labels

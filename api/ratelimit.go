@@ -25,6 +25,10 @@ type RateLimit struct {
 var (
 	defaultClientLimit = RateLimit{Rate: 1, Burst: 20}
 	defaultMailLimit   = RateLimit{Rate: 1.0 / 60, Burst: 10}
+	// A gateway changes its record a few times when it sets up (an email, two ACME
+	// challenges, maybe a retry of all that), twice per certificate renewal, and at most hourly
+	// when it pings from a new address: ten at once and one a minute never refuse it.
+	defaultWriteLimit = RateLimit{Rate: 1.0 / 60, Burst: 10}
 )
 
 const (
@@ -193,5 +197,18 @@ func (s *Server) allowMail(counted *string, budget mailBudget, name, addr string
 		return rateLimited(wait, "for this name or email address")
 	}
 	*counted = addr
+	return nil
+}
+
+// allowWrite counts one change of name against the write limit, unless *counted says this
+// request was already counted: the store may run an update function more than once.
+func (s *Server) allowWrite(counted *bool, name string) error {
+	if *counted {
+		return nil
+	}
+	if wait := s.writeLimit.allow(time.Now(), name); wait > 0 {
+		return rateLimited(wait, "changing this name")
+	}
+	*counted = true
 	return nil
 }

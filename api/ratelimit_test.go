@@ -46,8 +46,12 @@ func TestClientLimit(t *testing.T) {
 		t.Fatalf("reclaim: %d %s", r.status, r.body)
 	}
 
+	counted := metricValue(t, requests.WithLabelValues("subscribe", "429"))
 	r = e.do(t, http.MethodGet, gw, "/subscribe", "name", "fourth")
 	limited(t, r, 1, 100)
+	if got := metricValue(t, requests.WithLabelValues("subscribe", "429")) - counted; got != 1 {
+		t.Errorf("requests{subscribe,429} rose by %v, want 1", got)
+	}
 	if r.header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Error("the 429 lacks the CORS header, so the web UI cannot read it")
 	}
@@ -130,6 +134,25 @@ func TestMailFlood(t *testing.T) {
 	e.ok(t, "/setemail", "token", e.subscribe(t, "bystander"), "email", "someone@example.org")
 	if n := len(e.smtp.all()); n != 4 {
 		t.Errorf("mail to another address was limited too: %d mails", n)
+	}
+}
+
+// TestMailFloodInternationalised: the forms of one internationalised address (case, NFC or
+// not, the domain in Unicode or IDNA form, a +tag) count as one mailbox.
+func TestMailFloodInternationalised(t *testing.T) {
+	e := newEnvSMTPUTF8(t, true, func(c *Config) { c.MailLimit = RateLimit{Rate: 1.0 / 3600, Burst: 2} })
+	for i, victim := range []string{"jöhn@exämple.com", "JÖHN+1@xn--exmple-cua.com", "jo\u0308hn@EXÄMPLE.com"} {
+		r := e.get(t, "/setemail", "token", e.subscribe(t, fmt.Sprintf("flood%d", i)), "email", victim)
+		if i < 2 && r.status != http.StatusOK {
+			t.Fatalf("mail %d: %d %s", i, r.status, r.body)
+		}
+		if i == 2 {
+			limited(t, r, 3000, 3600)
+		}
+	}
+	e.ok(t, "/setemail", "token", e.subscribe(t, "bystander"), "email", "jöhn@example.com")
+	if n := len(e.smtp.all()); n != 3 {
+		t.Errorf("%d mails sent, want 2 to the flooded mailbox and 1 to another", n)
 	}
 }
 

@@ -44,8 +44,8 @@ type Config struct {
 	VerifyTTL      time.Duration  // lifetime of a verification link; default 24h
 	ReclaimTTL     time.Duration  // lifetime of a reclamation token; default 24h
 	// PingGranularity is how precisely the last ping's time is kept: a ping from unchanged
-	// addresses within it of the last recorded one writes nothing. Default one minute; keep
-	// it well under any expiry period.
+	// addresses within it of the last recorded one writes nothing. Default
+	// DefaultPingGranularity; keep it well under any expiry period.
 	PingGranularity time.Duration
 
 	// AllowPrivateAddrs accepts loopback, private, link-local and special-purpose addresses in
@@ -55,6 +55,9 @@ type Config struct {
 	// ClientLimit bounds the requests per caller address (IPv6: per /64) to /subscribe,
 	// /reclaim and /setemail together; default {Rate: 1, Burst: 20}; a negative Rate turns it off.
 	ClientLimit RateLimit
+	// MaxConcurrent bounds the requests in progress; beyond it, requests get 503 Busy at once
+	// rather than queue behind a slow etcd. Default 256.
+	MaxConcurrent int
 	// MailLimit bounds the mails per name and, separately, per recipient mailbox (see
 	// mailbox), so that no set of names can flood one mailbox; checked before anything is
 	// stored. Mail the owner asks for (/setemail) and reclamation mail anyone can ask for
@@ -62,17 +65,25 @@ type Config struct {
 	// Default {Rate: 1.0 / 60, Burst: 10}: one person can set up ten gateways with one
 	// mailbox at once, then one a minute. A negative Rate turns it off.
 	MailLimit RateLimit
+	// WriteLimit bounds the changes per name through /dnsconfig, /ping (those that write),
+	// /setemail and /revokeemail together, so that no token turns the API into an etcd write
+	// amplifier. Default {Rate: 1.0 / 60, Burst: 10}; a negative Rate turns it off.
+	WriteLimit RateLimit
 	// AuditOff stops the audit log, one INFO line per call that changes a name.
 	AuditOff bool
 }
 
 // Defaults of Config.
 const (
-	defaultChallengeKeep   = 2
-	defaultVerifyTTL       = 24 * time.Hour
-	defaultReclaimTTL      = 24 * time.Hour
-	defaultPingGranularity = time.Minute
+	defaultChallengeKeep = 2
+	defaultVerifyTTL     = 24 * time.Hour
+	defaultReclaimTTL    = 24 * time.Hour
+	defaultMaxConcurrent = 256
 )
+
+// DefaultPingGranularity is Config.PingGranularity's default: gateways ping hourly, so each
+// costs etcd one write in this time, yet the last ping is known to within it.
+const DefaultPingGranularity = 6 * time.Hour
 
 // Server answers the registration API.
 type Server struct {
@@ -90,6 +101,9 @@ type Server struct {
 	allowPrivate    bool
 	clientLimit     *limiter // nil: off
 	mailLimit       *limiter // nil: off
+	writeLimit      *limiter // nil: off
+	errorLog        *repeatLog
+	slots           chan struct{} // one per request in progress
 	audit           bool
 
 	verifySubject, verifyBody   *template.Template
@@ -107,6 +121,9 @@ func New(store Store, cfg Config) (*Server, error) {
 	if cfg.Mailer == nil {
 		return nil, errors.New("api: no mailer")
 	}
+	if cfg.MaxConcurrent < 0 {
+		return nil, fmt.Errorf("api: negative max concurrent requests %d", cfg.MaxConcurrent)
+	}
 	zone := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(cfg.Zone), "."))
 	if zone == "" || len(zone) > 251 {
 		return nil, fmt.Errorf("api: invalid zone %q", cfg.Zone)
@@ -114,7 +131,7 @@ func New(store Store, cfg Config) (*Server, error) {
 	s := &Server{
 		store:           store,
 		zone:            zone,
-		reserved:        map[string]bool{},
+		reserved:        reservedNames(cfg.Reserved),
 		trustedProxies:  cfg.TrustedProxies,
 		locator:         cfg.Locator,
 		mailer:          cfg.Mailer,
@@ -122,12 +139,11 @@ func New(store Store, cfg Config) (*Server, error) {
 		challengeKeep:   orDefault(cfg.ChallengeKeep, defaultChallengeKeep),
 		verifyTTL:       orDefault(cfg.VerifyTTL, defaultVerifyTTL),
 		reclaimTTL:      orDefault(cfg.ReclaimTTL, defaultReclaimTTL),
-		pingGranularity: orDefault(cfg.PingGranularity, defaultPingGranularity),
+		pingGranularity: orDefault(cfg.PingGranularity, DefaultPingGranularity),
 		allowPrivate:    cfg.AllowPrivateAddrs,
+		errorLog:        newRepeatLog(repeatWindow, log.Errorf),
+		slots:           make(chan struct{}, orDefault(cfg.MaxConcurrent, defaultMaxConcurrent)),
 		audit:           !cfg.AuditOff,
-	}
-	for _, name := range append(builtinReserved, cfg.Reserved...) {
-		s.reserved[strings.ToLower(strings.TrimSpace(name))] = true
 	}
 	// Two values at once is what ACME needs to validate a name and its wildcard together.
 	if s.challengeKeep < 2 {
@@ -146,6 +162,9 @@ func New(store Store, cfg Config) (*Server, error) {
 	}
 	if s.mailLimit, err = newLimiter(cfg.MailLimit, defaultMailLimit); err != nil {
 		return nil, fmt.Errorf("api: mail limit: %w", err)
+	}
+	if s.writeLimit, err = newLimiter(cfg.WriteLimit, defaultWriteLimit); err != nil {
+		return nil, fmt.Errorf("api: write limit: %w", err)
 	}
 	if err = s.parseTemplates(cfg.Templates); err != nil {
 		return nil, err
@@ -244,7 +263,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.audit {
 		r, audit = withAudit(r)
 	}
-	s.router.ServeHTTP(rec, r)
+	s.serveInSlot(rec, r)
 	took := time.Since(start)
 	audit.write(path, caller, rec.status)
 
@@ -252,6 +271,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	requestDuration.WithLabelValues(name).Observe(took.Seconds())
 	// The query string holds the secrets, so only the path is logged; %q keeps it on one line.
 	log.Debugf("%s %q %d %s %s", r.Method, path, rec.status, took.Round(time.Microsecond), caller)
+}
+
+// errBusy answers a request beyond MaxConcurrent.
+var errBusy = &clientError{Code: "Busy", Message: "Too many requests in progress; try again shortly.", status: http.StatusServiceUnavailable, retryAfter: 1}
+
+// serveInSlot routes r if fewer than MaxConcurrent requests are in progress, and answers 503
+// Busy at once otherwise, so that a flood queues nothing behind a slow etcd.
+func (s *Server) serveInSlot(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+		s.router.ServeHTTP(w, r)
+	default:
+		s.writeError(w, r, errBusy, false)
+	}
 }
 
 type statusRecorder struct {
@@ -289,12 +323,18 @@ func unavailableName(reason, format string, args ...any) error {
 	return &clientError{Code: "UnavailableName", Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// writeError answers a failed request. Anything but a clientError is logged and answered with
-// a 501 that tells nothing, since it may come from etcd or the mail server.
+// writeError answers a failed request. A change that kept losing to concurrent ones is a 503
+// Busy, to be retried. Anything else but a clientError is logged (identical lines once per
+// repeatWindow) and answered with a 501 that tells nothing, since it may come from etcd or the
+// mail server.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, page bool) {
 	var ce *clientError
-	if !errors.As(err, &ce) {
-		log.Errorf("%s: %v", r.URL.Path, err)
+	switch {
+	case errors.As(err, &ce):
+	case errors.Is(err, etcdstore.ErrConflict):
+		ce = &clientError{Code: "Busy", Message: "Too many changes of this name at once; try again shortly.", status: http.StatusServiceUnavailable, retryAfter: 1}
+	default:
+		s.errorLog.print(r.URL.Path + ": " + err.Error())
 		ce = &clientError{Code: "InternalError", Message: "The request could not be completed; try again later.", status: http.StatusNotImplemented}
 	}
 	status := orDefault(ce.status, http.StatusBadRequest)

@@ -285,6 +285,51 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// A request beyond MaxConcurrent gets 503 Busy at once and is counted like any other.
+func TestBusyCounted(t *testing.T) {
+	// An SMTP server that accepts and never speaks holds /setemail in progress.
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := hole.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	e := newEnv(t, func(c *Config) {
+		c.MaxConcurrent = 1
+		c.Mailer = SMTPMailer{Addr: hole.Addr().String(), Security: "none", From: "registry@mydomain.org"}
+	})
+	tok := e.subscribe(t, "busy")
+	stuck := make(chan reply)
+	go func() { stuck <- fetch(t, "GET", nil, e.url+"/setemail?token="+tok+"&email=a@example.net") }()
+	var mailConn net.Conn
+	select {
+	case mailConn = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("/setemail never reached the mail server")
+	}
+	busy := requests.WithLabelValues("connectivity-check", "503")
+	before := metricValue(t, busy)
+	r := e.get(t, "/connectivity-check")
+	if r.status != http.StatusServiceUnavailable || r.code() != "Busy" || r.header.Get("Retry-After") != "1" {
+		t.Errorf("request beyond MaxConcurrent: %d %q Retry-After %q, want 503 Busy 1", r.status, r.code(), r.header.Get("Retry-After"))
+	}
+	if got := metricValue(t, busy) - before; got != 1 {
+		t.Errorf("requests{connectivity-check,503} rose by %v, want 1", got)
+	}
+	mailConn.Close()
+	hole.Close()
+	if r := <-stuck; r.status != http.StatusNotImplemented {
+		t.Errorf("setemail with a dead SMTP server: %d, want 501", r.status)
+	}
+	if r := e.get(t, "/connectivity-check"); r.status != 200 {
+		t.Errorf("after the slot is free: %d, want 200", r.status)
+	}
+}
+
 func TestNewChecksConfig(t *testing.T) {
 	store := openStore(t, testEtcd)
 	mailer := DirMailer{Dir: t.TempDir()}
@@ -298,6 +343,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{"no zone", store, Config{Zone: " . ", Mailer: mailer}},
 		{"challenge keep of 1", store, Config{Zone: zone, Mailer: mailer, ChallengeKeep: 1}},
 		{"negative lifetime", store, Config{Zone: zone, Mailer: mailer, VerifyTTL: -time.Hour}},
+		{"negative max concurrent", store, Config{Zone: zone, Mailer: mailer, MaxConcurrent: -1}},
 		{"relative verify URL", store, Config{Zone: zone, Mailer: mailer, VerifyURL: "/verifyemail"}},
 		{"verify URL with a query", store, Config{Zone: zone, Mailer: mailer, VerifyURL: "https://api.mydomain.org/verifyemail?x=1"}},
 		{"template that does not parse", store, Config{Zone: zone, Mailer: mailer, Templates: Templates{VerifyBody: "{{.Link"}}},

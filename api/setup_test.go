@@ -71,11 +71,17 @@ var prefixes atomic.Int64
 // openStore opens a store on e under a prefix no other test uses.
 func openStore(t testing.TB, e *etcdstore.Embedded) *etcdstore.Store {
 	t.Helper()
+	return openStoreAt(t, e, fmt.Sprintf("/api-test/%d/", prefixes.Add(1)))
+}
+
+// openStoreAt opens a store on e under prefix: a second one on a prefix is another replica.
+func openStoreAt(t testing.TB, e *etcdstore.Embedded, prefix string) *etcdstore.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := etcdstore.Open(ctx, etcdstore.Config{
 		Endpoints: e.Endpoints(),
-		Prefix:    fmt.Sprintf("/api-test/%d/", prefixes.Add(1)),
+		Prefix:    prefix,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -110,10 +116,11 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 		Zone:      zone,
 		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
 		VerifyURL: base + "/verifyemail",
-		// Tests send bursts from one address and many mails to one recipient; the rate limit
-		// tests set their own limits.
+		// Tests send bursts from one address, many mails to one recipient and many changes
+		// of one name; the rate limit tests set their own limits.
 		ClientLimit: RateLimit{Rate: -1},
 		MailLimit:   RateLimit{Rate: -1},
+		WriteLimit:  RateLimit{Rate: -1},
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -126,6 +133,20 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 	ts.Start()
 	t.Cleanup(ts.Close)
 	return &env{store: store, api: api, url: base, smtp: sink}
+}
+
+// newEnvSMTPUTF8 is newEnv with an SMTP server that offers SMTPUTF8 or not.
+func newEnvSMTPUTF8(t testing.TB, smtputf8 bool, configure func(*Config)) *env {
+	t.Helper()
+	sink := &smtpSink{smtputf8: smtputf8}
+	e := newEnv(t, func(c *Config) {
+		c.Mailer = SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"}
+		if configure != nil {
+			configure(c)
+		}
+	})
+	e.smtp = sink
+	return e
 }
 
 // reply is an HTTP response, read whole.
@@ -170,9 +191,18 @@ func (e *env) do(t *testing.T, method string, header http.Header, path string, k
 
 func fetch(t *testing.T, method string, header http.Header, u string) reply {
 	t.Helper()
-	req, err := http.NewRequest(method, u, nil)
+	r, err := request(method, header, u)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// request is fetch for goroutines other than the test's own, which must not call t.Fatal.
+func request(method string, header http.Header, u string) (reply, error) {
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		return reply{}, err
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
@@ -183,14 +213,14 @@ func fetch(t *testing.T, method string, header http.Header, u string) reply {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
+		return reply{}, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return reply{}, err
 	}
-	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return reply{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
 // ok calls path and fails the test unless it answers 200.
@@ -275,6 +305,8 @@ func (e *env) reclamationToken(t *testing.T, name string) string {
 type smtpSink struct {
 	// user and pass, when set, are required through AUTH PLAIN.
 	user, pass string
+	// smtputf8 has the server offer SMTPUTF8 (RFC 6531).
+	smtputf8 bool
 
 	mu   sync.Mutex
 	msgs []received
@@ -286,6 +318,9 @@ type received struct {
 	data string
 	user string
 	tls  bool
+	utf8 bool // MAIL FROM had the SMTPUTF8 parameter
+	// eightBit is MAIL FROM's BODY=8BITMIME.
+	eightBit bool
 }
 
 // start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
@@ -293,6 +328,7 @@ func (s *smtpSink) start(t testing.TB, security string, cert *tls.Certificate) s
 	t.Helper()
 	srv := smtp.NewServer(s)
 	srv.Domain = "localhost"
+	srv.EnableSMTPUTF8 = s.smtputf8
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	srv.ErrorLog = golog.New(io.Discard, "", 0)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -358,11 +394,11 @@ func (s *smtpSession) Auth(string) (sasl.Server, error) {
 	}), nil
 }
 
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
+func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.sink.user != "" && s.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	s.msg = received{from: from}
+	s.msg = received{from: from, utf8: opts.UTF8, eightBit: opts.Body == smtp.Body8BitMIME}
 	return nil
 }
 

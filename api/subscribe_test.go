@@ -452,7 +452,7 @@ func TestPingWithoutChange(t *testing.T) {
 	if d := e.stored(t, "demo"); !d.LastPing.Equal(before.LastPing) || rev() != at {
 		t.Errorf("a ping with nothing new wrote: last ping %v (was %v), revision %d (was %d)", d.LastPing, before.LastPing, rev(), at)
 	}
-	old := time.Now().Add(-2 * defaultPingGranularity)
+	old := time.Now().Add(-2 * DefaultPingGranularity)
 	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
 		d.LastPing = old
 		return nil
@@ -460,8 +460,8 @@ func TestPingWithoutChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.ok(t, "/ping", "token", token)
-	if d := e.stored(t, "demo"); !d.LastPing.After(old.Add(defaultPingGranularity)) {
-		t.Errorf("a ping after %s did not record its time: %v", 2*defaultPingGranularity, d.LastPing)
+	if d := e.stored(t, "demo"); !d.LastPing.After(old.Add(DefaultPingGranularity)) {
+		t.Errorf("a ping after %s did not record its time: %v", 2*DefaultPingGranularity, d.LastPing)
 	}
 	e.ok(t, "/ping", "token", token, "ip", "198.51.99.7")
 	if d := e.stored(t, "demo"); d.IPv4.String() != "198.51.99.7" {

@@ -44,6 +44,7 @@ const conformanceRegistry = `        ns ns1.example.org 192.0.2.53 2001:db8::53
         address_ttl 120
         challenge_ttl 45
         challenge_keep 12
+        write_limit 1/m 20
         record @ CAA 0 issue letsencrypt.org
         record @ MX 10 mail
         record @ TXT "v=spf1 -all"

@@ -40,7 +40,8 @@ func binary(t *testing.T) string {
 	return out
 }
 
-// mailbox is an SMTP server on loopback that keeps every message it receives.
+// mailbox is an SMTP server on loopback that keeps every message it receives. It offers
+// SMTPUTF8, as current relays do, so that internationalised addresses are mailed.
 type mailbox struct {
 	addr string
 	mu   sync.Mutex
@@ -51,12 +52,14 @@ type mailbox struct {
 type mail struct {
 	to   string
 	data string
+	utf8 bool // sent with SMTPUTF8
 }
 
 func startMailbox(t *testing.T) *mailbox {
 	mb := &mailbox{new: make(chan struct{}, 100)}
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
 	srv.Domain = "localhost"
+	srv.EnableSMTPUTF8 = true
 	srv.AllowInsecureAuth = true
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,21 +72,22 @@ func startMailbox(t *testing.T) *mailbox {
 }
 
 type session struct {
-	mb *mailbox
-	to string
+	mb   *mailbox
+	to   string
+	utf8 bool
 }
 
-func (s *session) Reset()                                    {}
-func (s *session) Logout() error                             { return nil }
-func (s *session) Mail(string, *smtp.MailOptions) error      { return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error { s.to = to; return nil }
+func (s *session) Reset()                                      {}
+func (s *session) Logout() error                               { return nil }
+func (s *session) Mail(_ string, opts *smtp.MailOptions) error { s.utf8 = opts.UTF8; return nil }
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
 func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
 	}
 	s.mb.mu.Lock()
-	s.mb.msgs = append(s.mb.msgs, mail{to: s.to, data: string(b)})
+	s.mb.msgs = append(s.mb.msgs, mail{to: s.to, data: string(b), utf8: s.utf8})
 	s.mb.mu.Unlock()
 	s.mb.new <- struct{}{}
 	return nil
@@ -168,14 +172,16 @@ func startProduct(t *testing.T, smtpAddr string) *product {
 }
 
 // runCorefile starts ./coredns in dir with corefile, whose DNS listens on dnsAddr and API on
-// apiAddr, and waits until the API answers.
-func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string) *product {
+// apiAddr, and waits until the API answers. A wrap command (e.g. prlimit and its options)
+// runs ./coredns if given.
+func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string, wrap ...string) *product {
 	cf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(cf, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &product{t: t, log: &syncBuffer{}, dns: dnsAddr, api: "http://" + apiAddr, done: make(chan error, 1)}
-	p.cmd = exec.Command(binary(t), "-conf", cf)
+	argv := append(wrap, binary(t), "-conf", cf)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

@@ -105,12 +105,12 @@ func storeProblems(t *testing.T, endpoints ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: endpoints, Prefix: etcdstore.DefaultPrefix})
+	ks, err := etcdstore.Connect(etcdstore.Config{Endpoints: endpoints, Prefix: etcdstore.DefaultPrefix})
 	if err != nil {
 		t.Fatalf("opening etcd for the check: %v", err)
 	}
-	defer s.Close()
-	problems, err := s.Check(ctx)
+	defer ks.Close()
+	problems, err := ks.Check(ctx)
 	if err != nil {
 		t.Fatalf("consistency check: %v", err)
 	}
@@ -374,6 +374,7 @@ func TestKillDuringWrites(t *testing.T) {
         %s
         tunnel %s
         client_limit off
+        write_limit off
         mail_limit off
         smtp %s none
         mail_from registry@example.org`, addrs[1], embeddedEtcd(data, addrs[2], addrs[3]), faultTunnel, ms.addr))
@@ -626,7 +627,9 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
         etcd http://%s
         etcd_timeout %s
         api_max_concurrent 32
+        api_max_connections auto 1000
         client_limit off
+        write_limit off
         tunnel %s`, addrs[1], proxy.addr(), timeout, faultTunnel))
 	p := startServing(t, dir, corefile, addrs[0], addrs[1])
 	metrics := "http://" + addrs[2] + "/metrics"
@@ -769,7 +772,8 @@ func TestReloadBrokenAndGood(t *testing.T) {
 		return zoneBlock(dnsPort, "", fmt.Sprintf(`        api %s
         %s
         tunnel %s
-        client_limit off%s`, api, embeddedEtcd(data, addrs[2], addrs[3]), tunnel, extra))
+        client_limit off
+        write_limit off%s`, api, embeddedEtcd(data, addrs[2], addrs[3]), tunnel, extra))
 	}
 	p := startServing(t, dir, corefile(addrs[1], faultTunnel, ""), addrs[0], addrs[1])
 	tokens := map[string]string{}

@@ -177,8 +177,35 @@ func TestGatewayRefusedNames(t *testing.T) {
 	for i, addr := range []string{"jöhn@example.com", "a@b"} {
 		name := []string{"umlaut", "shortmail"}[i]
 		if token, says := g.subscribe(url.Values{"name": {name}, "email": {addr}}, addr); token == "" {
-			t.Errorf("%s with email %q: %s", name, addr, says)
+			t.Fatalf("%s with email %q: %s", name, addr, says)
 		}
+	}
+	// The internationalised one gets its verification mail through /setemail (with SMTPUTF8)
+	// and is the name's contact: the owner can reclaim the name. "a@b" is no address to mail.
+	m := mb.next(t)
+	link := linkRE.FindString(m.data)
+	if m.to != "jöhn@example.com" || !m.utf8 || link == "" || !strings.Contains(m.data, "\r\nTo: <jöhn@example.com>\r\n") {
+		t.Fatalf("verification mail to %q (SMTPUTF8 %v):\n%s", m.to, m.utf8, m.data)
+	}
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("verification link: %s", resp.Status)
+	}
+	if _, says := g.subscribe(url.Values{"name": {"umlaut"}, "email": {"Jöhn@Example.com"}}, ""); says != "already used, with a reclaim link" {
+		t.Errorf("submitting umlaut again shows %q", says)
+	}
+	g.call("/reclaim", url.Values{"name": {"umlaut"}})
+	if m := mb.next(t); m.to != "jöhn@example.com" || !m.utf8 || tokenRE.FindStringSubmatch(m.data) == nil {
+		t.Errorf("reclamation mail to %q (SMTPUTF8 %v):\n%s", m.to, m.utf8, m.data)
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if len(mb.msgs) != 2 {
+		t.Errorf("%d mails, want the verification and the reclamation of umlaut only", len(mb.msgs))
 	}
 }
 

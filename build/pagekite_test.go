@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
 )
 
 // A real PageKite frontend (Debian's pagekite) authenticates kites against ./coredns with
@@ -83,7 +85,7 @@ func TestPageKiteTunnel(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, self,
 		"-test.run=^TestPageKiteTunnel$", "-test.v", "-test.count=1", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(), pkNamespaceEnv+"="+ns, "COREDNS_BINARY="+binary(t))
+	cmd.Env = append(os.Environ(), pkNamespaceEnv+"="+ns, "COREDNS_BINARY="+binary(t), "REGDNSCTL_BINARY="+ctlBinary(t))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	t.Logf("run inside network namespace %s:\n%s", ns, out)
@@ -118,6 +120,14 @@ func pageKiteInNamespace(t *testing.T) {
     }
 }
 `, addrs[0], filepath.Join(dir, "data"), addrs[1], addrs[2])
+	// A gateway of the original server, imported with its token (its kite secret).
+	conf := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(conf, []byte(corefile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const legacyToken = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+	importOriginal(t, conf, []origdbtest.Domain{{ID: 1, Name: "legacy.example.org.", AccountID: 1, Token: legacyToken,
+		Timestamp: time.Now().Unix()}}, nil)
 	p := runCorefile(t, dir, corefile, "127.0.0.1:53", addrs[0])
 
 	var sub struct{ Token string }
@@ -171,7 +181,7 @@ func pageKiteInNamespace(t *testing.T) {
 		if err := os.WriteFile(opt, []byte(line), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		return startDaemonProc(t, pagekite("--nullui", "--frontend="+feAddr, "--optfile="+opt), token)
+		return startDaemonProc(t, pagekite("--nullui", "--frontend="+feAddr, "--optfile="+opt), token, secret)
 	}
 	// verdicts waits for the frontend's authentication queries for kite (as logged by ./coredns)
 	// and returns them with our answer to each, asked again: the answer depends only on the name.
@@ -250,13 +260,32 @@ func pageKiteInNamespace(t *testing.T) {
 	}
 	t.Logf("token: answered %s, backend told %s, request through the tunnel got 200 from the gateway", pkAccepted, pkAcceptedQuota)
 
-	for _, d := range []*daemonProc{fe, bad, ghost, good} {
-		if strings.Contains(d.out.String(), token) {
-			t.Error("the token appears in pagekite's output")
+	// The imported name with the token it had on the original server: accepted too.
+	legacy := backend("legacy.example.org", legacyToken)
+	legacy.waitOutput(t, 30*time.Second, pkAcceptedQuota)
+	accepted = false
+	for _, v := range verdicts("legacy.example.org", seen) {
+		accepted = accepted || v == pkAccepted
+	}
+	if !accepted {
+		t.Fatalf("no authentication query of the imported name's backend was answered %s", pkAccepted)
+	}
+	waitUntil(t, 15*time.Second, "request through the imported name's tunnel", func() bool {
+		code, body = through("legacy.example.org")
+		return code == 200
+	})
+	if body != "gateway page for legacy.example.org/hello" {
+		t.Fatalf("through the imported name's tunnel: %d %q", code, body)
+	}
+	t.Logf("imported token: answered %s, request through the tunnel got 200 from the gateway", pkAccepted)
+
+	for _, d := range []*daemonProc{fe, bad, ghost, good, legacy} {
+		if strings.Contains(d.out.String(), token) || strings.Contains(d.out.String(), legacyToken) {
+			t.Error("a token appears in pagekite's output")
 		}
 	}
-	if strings.Contains(p.log.String(), token) {
-		t.Error("the token appears in coredns's log")
+	if strings.Contains(p.log.String(), token) || strings.Contains(p.log.String(), legacyToken) {
+		t.Error("a token appears in coredns's log")
 	}
 }
 

@@ -267,6 +267,7 @@ func TestSoak(t *testing.T) {
         etcd %s
         etcd_timeout 1s
         client_limit off
+        write_limit off
         allow_private_addresses
         tunnel %s`, apiAddr, etcd.cfg.ClientURL, faultTunnel))}
 		if err := os.MkdirAll(r.dir, 0o700); err != nil {

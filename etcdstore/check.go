@@ -14,7 +14,7 @@ import (
 // Check reads every key under the store's prefix at one revision and returns one line per
 // inconsistency between the records and their indexes, sorted; none means the data is consistent.
 // Lines name keys, names and SHA-256 hashes, never a secret.
-func (s *Store) Check(ctx context.Context) ([]string, error) {
+func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 	var problems []string
 	report := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -23,12 +23,12 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 	var names []string
 	type entry struct{ dir, hash, name string }
 	var entries []entry
-	_, err := scan(ctx, s.cli, s.timeout, s.keys.prefix, func(kv *mvccpb.KeyValue) {
+	_, err := ks.scan(ctx, ks.keys.prefix, func(kv *mvccpb.KeyValue) {
 		k, value := kv.Key, kv.Value
 		key := string(k)
-		rel := strings.TrimPrefix(key, s.keys.prefix)
+		rel := strings.TrimPrefix(key, ks.keys.prefix)
 		dir := ""
-		for _, d := range s.keys.dirs() {
+		for _, d := range ks.keys.dirs() {
 			if strings.HasPrefix(rel, d) {
 				dir = d
 				break
@@ -36,8 +36,12 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 		}
 		rest := strings.TrimPrefix(rel, dir)
 		switch {
+		case rel == serialKey:
+			if _, err := parseOffset(value); err != nil {
+				report("%s: %v", key, err)
+			}
 		case dir == "":
-			report("%s: key outside %s", redact(key), strings.Join(s.keys.dirs(), ", "))
+			report("%s: key outside %s", redact(key), strings.Join(ks.keys.dirs(), ", "))
 		case dir == namesDir:
 			names = append(names, rest)
 			var d Domain
@@ -54,7 +58,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 			}
 		case !isHash(rest):
 			// The part after the directory may be a raw secret written by some other tool.
-			report("%s<%d bytes>: index key is not a SHA-256 hash", s.keys.dir(dir), len(rest))
+			report("%s<%d bytes>: index key is not a SHA-256 hash", ks.keys.dir(dir), len(rest))
 		default:
 			entries = append(entries, entry{dir, rest, string(value)})
 		}
@@ -65,7 +69,7 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 
 	owners := map[string]string{} // index key -> the name it points at
 	for _, e := range entries {
-		owners[s.keys.hashedKey(e.dir, e.hash)] = e.name
+		owners[ks.keys.hashedKey(e.dir, e.hash)] = e.name
 	}
 	for _, name := range names {
 		d := records[name]
@@ -73,21 +77,21 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 			continue
 		}
 		if d.Token == "" {
-			report("%s: record has no API token", s.keys.name(name))
+			report("%s: record has no API token", ks.keys.name(name))
 		}
 		for _, ix := range indexesOf(d) {
-			k := s.keys.hashedKey(ix.dir, ix.hash)
+			k := ks.keys.hashedKey(ix.dir, ix.hash)
 			owner, ok := owners[k]
 			switch {
 			case !ok:
-				report("%s: no index %s for its %s", s.keys.name(name), k, secretOf(ix.dir))
+				report("%s: no index %s for its %s", ks.keys.name(name), k, secretOf(ix.dir))
 			case owner != name:
-				report("%s: index %s for its %s points at %q", s.keys.name(name), k, secretOf(ix.dir), owner)
+				report("%s: index %s for its %s points at %q", ks.keys.name(name), k, secretOf(ix.dir), owner)
 			}
 		}
 	}
 	for _, e := range entries {
-		k := s.keys.hashedKey(e.dir, e.hash)
+		k := ks.keys.hashedKey(e.dir, e.hash)
 		d, ok := records[e.name]
 		switch {
 		case !ok:
@@ -100,6 +104,15 @@ func (s *Store) Check(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(problems)
 	return problems, nil
+}
+
+// scan hands fn every key under prefix as of one revision: read from the member's own store
+// when it runs in this process, through the client otherwise.
+func (ks *Keyspace) scan(ctx context.Context, prefix string, fn func(*mvccpb.KeyValue)) (int64, error) {
+	if ks.local != nil {
+		return ks.local.scan(ctx, prefix, fn)
+	}
+	return scan(ctx, ks.cli, ks.timeout, prefix, fn)
 }
 
 // uuidLike matches the shape of this registry's tokens and verification ids.

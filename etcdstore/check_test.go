@@ -110,6 +110,12 @@ func TestCheckDetectsDamage(t *testing.T) {
 			put(d, d.k.prefix+tokensDir+rawSecret, "good")
 			put(d, d.k.prefix+reclaimDir, "good")
 		}, []string{`tokens/<36 bytes>: index key is not a SHA-256 hash`, `reclaim/<0 bytes>: index key is not a SHA-256 hash`}},
+		{"serial offset", func(d damage) {
+			put(d, d.k.serial(), "4096")
+		}, nil},
+		{"serial offset that is not a number", func(d damage) {
+			put(d, d.k.serial(), "-3")
+		}, []string{`serial: serial offset "-3" is not a whole number`}},
 		{"keys of other prefixes are not ours", func(d damage) {
 			put(d, "/elsewhere/names/junk", "not json")
 			put(d, strings.TrimSuffix(d.k.prefix, "/")+"-x/names/junk", "not json")

@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-// maxAttempts bounds the optimistic retries of one Update or Delete.
-const maxAttempts = 8
 
 // Selector picks one record: by name, or by one of the secrets that index it.
 type Selector struct {
@@ -129,7 +128,7 @@ func (s *Store) read(ctx context.Context, sel Selector) (Domain, int64, error) {
 
 // cached is the selected record as the view holds it, with its revision (0 if the view has
 // none, or the selector is one the view does not index).
-func (s *Store) cached(sel Selector) (Domain, int64, error) {
+func (s *Store) cached(sel Selector) (Domain, int64) {
 	var d *Domain
 	var ok bool
 	switch sel.kind {
@@ -140,9 +139,9 @@ func (s *Store) cached(sel Selector) (Domain, int64, error) {
 		ok = ok && sel.matches(d)
 	}
 	if !ok {
-		return Domain{}, 0, nil
+		return Domain{}, 0
 	}
-	return *d, d.rev, nil
+	return *d, d.rev
 }
 
 // Create stores d with every index of its secrets if no record of its name exists (else
@@ -166,8 +165,9 @@ func (s *Store) Create(ctx context.Context, d Domain) error {
 
 // Update applies fn to the selected record and stores the result in one transaction that
 // also moves every index whose secret fn changed. If fn returns an error nothing is written
-// and Update returns that error. The record is re-read and fn re-run if another writer got
-// in between; fn must therefore have no side effects.
+// and Update returns that error. The record is re-read and fn re-run if another replica wrote
+// it in between; fn must therefore have no side effects. ErrConflict means the record kept
+// changing until the deadline, or a secret fn set is another record's.
 func (s *Store) Update(ctx context.Context, sel Selector, fn func(*Domain) error) (Domain, error) {
 	return s.change(ctx, sel, func(d *Domain) (*Domain, error) {
 		if err := fn(d); err != nil {
@@ -193,18 +193,33 @@ func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Domain) er
 	return deleted, err
 }
 
-// change is the optimistic read-modify-write loop behind Update and Delete; fn returns the
-// new record, or nil to delete it.
+// change is the read-modify-write behind Update and Delete; fn returns the new record, or nil
+// to delete it. Changes of one name on this replica wait their turn (nameQueue); a change that
+// loses to another replica's write backs off and runs again. All of it takes at most the etcd
+// timeout, as one etcd call would: a change still waiting then fails with ErrConflict.
 func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Domain, error)) (Domain, error) {
-	for attempt := range maxAttempts {
-		// First from the local view, saving two reads: the write's guard on the record's
-		// revision rejects a stale copy, and the next attempt then reads etcd.
-		old, rev, err := s.cached(sel)
-		if attempt > 0 || rev == 0 {
-			old, rev, err = s.read(ctx, sel)
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	var release func()
+	defer func() {
+		if release != nil {
+			release()
 		}
+	}()
+	fresh, pause := false, firstPause
+	for {
+		old, rev, err := s.current(ctx, sel, fresh)
 		if err != nil {
 			return Domain{}, err
+		}
+		if release == nil {
+			var waited bool
+			if release, waited, err = s.queue.take(ctx, old.Name); err != nil {
+				return Domain{}, ErrConflict
+			}
+			if waited {
+				continue // the changes ahead in the queue have moved the record on
+			}
 		}
 		cur := old
 		cur.Challenges = append([]Challenge(nil), old.Challenges...)
@@ -226,14 +241,52 @@ func (s *Store) change(ctx context.Context, sel Selector, fn func(*Domain) (*Dom
 			}
 			return *next, nil
 		}
+		// The record changed since it was read (another replica, or a view behind etcd):
+		// read it from etcd after a pause.
+		writeRetries.Inc()
+		fresh = true
+		if !sleep(ctx, pause/2+rand.N(pause)) {
+			return Domain{}, ErrConflict
+		}
+		pause = min(2*pause, maxPause)
 	}
-	return Domain{}, ErrConflict
+}
+
+// A change that lost to another replica waits about firstPause before it runs again, doubling
+// up to maxPause, with jitter so that racing replicas draw apart.
+const (
+	firstPause = 5 * time.Millisecond
+	maxPause   = 200 * time.Millisecond
+)
+
+// current is the selected record and its revision: first from the local view, saving two
+// reads (the write's guard on the revision rejects a stale copy), from etcd if fresh or the
+// view does not have it.
+func (s *Store) current(ctx context.Context, sel Selector, fresh bool) (Domain, int64, error) {
+	if !fresh {
+		if d, rev := s.cached(sel); rev != 0 {
+			return d, rev, nil
+		}
+	}
+	return s.read(ctx, sel)
+}
+
+// sleep pauses for d, or reports false if ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // write replaces old (nil: absent) with next (nil: delete) in one transaction, guarded by
 // old's mod revision, removing the index entries only old needs and adding (if absent) those
-// only next needs. It reports false if the
-// guard failed. On success it waits until the local View shows the change.
+// only next needs. It reports false if the guard failed, and ErrConflict if a new secret's
+// index is taken. On success it waits until the local View shows the change.
 func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Domain) (bool, error) {
 	var name string
 	var o, n Domain
@@ -275,11 +328,16 @@ func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Doma
 	}
 	tctx, cancel := s.ctx(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
+	// On failure, the record's key says which compare failed: the record's own guard, or the
+	// index of a new secret that another record holds, which no retry would change.
+	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(nameKey, clientv3.WithKeysOnly())).Commit()
 	if err := observe("txn", err); err != nil {
 		return false, err
 	}
 	if !resp.Succeeded {
+		if old != nil && recordRevision(resp) == oldRev {
+			return false, ErrConflict
+		}
 		return false, nil
 	}
 	// The change is stored: report success even if the view is slow to show it, since an
@@ -288,4 +346,17 @@ func (s *Store) write(ctx context.Context, old *Domain, oldRev int64, next *Doma
 		viewLagged.Inc()
 	}
 	return true, nil
+}
+
+// recordRevision is the mod revision of the record a failed write read in its Else branch,
+// 0 if it has none.
+func recordRevision(resp *clientv3.TxnResponse) int64 {
+	if len(resp.Responses) == 0 {
+		return 0
+	}
+	kvs := resp.Responses[0].GetResponseRange().GetKvs()
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
 }

@@ -13,6 +13,8 @@ import (
 //	tokens/<sha256(tok)>  index: the name whose API token hashes to this
 //	reclaim/<sha256(rt)>  index: the name one of whose reclamation tokens hashes to this
 //	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this
+//	serial                the SOA serial's offset from the etcd revision, in decimal (serial.go);
+//	                      absent until a restore raises it
 //
 // Every index entry is written and removed in the same transaction as the record it points at,
 // so an index never dangles. Index keys hold hashes, never raw secrets.
@@ -24,6 +26,7 @@ const (
 	tokensDir  = "tokens/"
 	reclaimDir = "reclaim/"
 	verifyDir  = "verify/"
+	serialKey  = "serial"
 )
 
 // keys builds the keys of one store; prefix always ends in "/".
@@ -45,6 +48,7 @@ func (k keys) token(tok string) string        { return k.prefix + tokensDir + ha
 func (k keys) reclaim(rt string) string       { return k.prefix + reclaimDir + hashSecret(rt) }
 func (k keys) verify(id string) string        { return k.prefix + verifyDir + hashSecret(id) }
 func (k keys) nameOf(key string) string       { return strings.TrimPrefix(key, k.names()) }
+func (k keys) serial() string                 { return k.prefix + serialKey }
 func (k keys) dirs() []string                 { return []string{namesDir, tokensDir, reclaimDir, verifyDir} }
 func (k keys) dir(d string) string            { return k.prefix + d }
 func (k keys) hashedKey(dir, h string) string { return k.prefix + dir + h }

@@ -37,6 +37,13 @@ var (
 		Help:      "Counter of writes acknowledged before the local view showed them (the view lagged beyond the etcd timeout).",
 	})
 
+	writeRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "write_retries_total",
+		Help:      "Counter of record writes run again because the record changed after it was read (by another replica, or before this replica's view showed it).",
+	})
+
 	// views are the views of this process, whose greatest Lag view_lag_seconds reports.
 	views sync.Map
 
@@ -44,7 +51,7 @@ var (
 		Namespace: "coredns",
 		Subsystem: "registry",
 		Name:      "view_lag_seconds",
-		Help:      "Seconds the in-memory view has been behind etcd: the age of the oldest unanswered request for its watch's progress (asked every second).",
+		Help:      "Seconds the in-memory view has been behind the revision etcd reported (read every second): 0 while it follows etcd; the greatest of the process's views.",
 	}, maxViewLag)
 
 	viewReloads = promauto.NewCounter(prometheus.CounterOpts{

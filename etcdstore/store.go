@@ -25,7 +25,8 @@ var (
 	// ErrSecretInUse: Create was given a token, reclamation token or verification id that
 	// another record holds (an import of rows sharing a token, say).
 	ErrSecretInUse = errors.New("a secret of the record is another record's")
-	// ErrConflict: the record kept changing under an Update; nothing was written.
+	// ErrConflict: the record kept changing under an Update until its deadline, or a secret it
+	// set is another record's; nothing was written.
 	ErrConflict = errors.New("too many concurrent changes")
 )
 
@@ -49,33 +50,64 @@ type Config struct {
 
 // Store reads and writes registry data in etcd and keeps a View of the zone current.
 type Store struct {
+	Keyspace
+	view  *View
+	queue *nameQueue
+}
+
+// Keyspace is the registry's keys in etcd, read and written straight through a client with
+// no View: what operator tools (the checker, the importer) need, without loading the zone.
+type Keyspace struct {
 	cli     *clientv3.Client
 	keys    keys
 	timeout time.Duration
-	view    *View
+	// local is the embedded member serving cli, when this process runs it.
+	local *Embedded
+}
+
+// Connect opens a Keyspace on cfg's etcd, without loading a View or starting a watch.
+func Connect(cfg Config) (*Keyspace, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	cli, err := cfg.client()
+	if err != nil {
+		return nil, err
+	}
+	return &Keyspace{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout, local: cfg.Local}, nil
+}
+
+// client is a client of the embedded member in this process, or one dialled to cfg's endpoints.
+func (cfg Config) client() (*clientv3.Client, error) {
+	if cfg.Local != nil {
+		return cfg.Local.client(), nil
+	}
+	return dial(cfg)
+}
+
+// Client is the etcd client, for tools and tests that read keys themselves.
+func (ks *Keyspace) Client() *clientv3.Client { return ks.cli }
+
+// Close closes the client.
+func (ks *Keyspace) Close() error { return ks.cli.Close() }
+
+func (ks *Keyspace) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, ks.timeout)
 }
 
 // Open connects to etcd and starts loading the View and following changes in the background.
 // It does not wait for etcd: View().WaitLoaded says when the View holds the whole zone, so a
 // server started while etcd is down can serve as soon as etcd answers.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
+	ks, err := Connect(cfg)
+	if err != nil {
+		return nil, err
 	}
-	var cli *clientv3.Client
-	if cfg.Local != nil {
-		cli = cfg.Local.client()
-	} else {
-		var err error
-		if cli, err = dial(cfg); err != nil {
-			return nil, err
-		}
-	}
-	s := &Store{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout}
-	s.view = newView(cli, s.keys, cfg.Timeout)
-	s.view.local = cfg.Local
+	s := &Store{Keyspace: *ks, queue: newNameQueue()}
+	s.view = newView(s.cli, s.keys, s.timeout)
+	s.view.local = s.local
 	if err := s.view.start(ctx); err != nil {
-		cli.Close()
+		s.cli.Close()
 		return nil, err
 	}
 	return s, nil
@@ -143,16 +175,9 @@ func (s *Store) Cached(token string) (*Domain, bool) { return s.view.LookupToken
 // View is the in-memory copy of the zone that DNS answers from.
 func (s *Store) View() *View { return s.view }
 
-// Client is the etcd client, for tools such as the consistency checker.
-func (s *Store) Client() *clientv3.Client { return s.cli }
-
 // Close stops following changes and closes the client. The View keeps answering from the
 // state it last had.
 func (s *Store) Close() error {
 	s.view.stop()
 	return s.cli.Close()
-}
-
-func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, s.timeout)
 }

@@ -29,6 +29,10 @@ type View struct {
 	byToken  map[string]*Domain // the same records by API token
 	rev      int64
 	advanced chan struct{} // closed and replaced whenever rev moves
+	// offset is the serial key's value; serial the SOA serial, which never goes back.
+	offset    int64
+	serial    uint32
+	hasSerial bool
 
 	loaded atomic.Bool
 	cancel context.CancelFunc
@@ -81,15 +85,23 @@ func (v *View) Len() int {
 	return len(v.domains)
 }
 
-// Snapshot returns every record and the revision they are at, in one consistent cut.
-func (v *View) Snapshot() (int64, []*Domain) {
+// Snapshot returns every record and the zone's serial with them, in one consistent cut.
+func (v *View) Snapshot() (uint32, []*Domain) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	out := make([]*Domain, 0, len(v.domains))
 	for _, d := range v.domains {
 		out = append(out, d)
 	}
-	return v.rev, out
+	return v.serial, out
+}
+
+// Serial is the zone's SOA serial as of the view (serial.go): it grows with each change the
+// view applies and never goes back, not even when etcd is restored from a snapshot.
+func (v *View) Serial() uint32 {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.serial
 }
 
 // Revision is the etcd revision the view has applied.
@@ -209,9 +221,17 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	offset, _, _, err := readOffset(ctx, v.cli, v.timeout, v.keys.serial(), rev)
+	if err != nil {
+		return 0, err
+	}
 	viewReloads.Inc()
 	v.mu.Lock()
-	v.domains, v.byToken = fresh, byToken
+	v.domains, v.byToken, v.offset = fresh, byToken, offset
+	if rev < v.rev {
+		// etcd was restored from a snapshot: the watch follows its revisions from there.
+		v.rev = rev - 1
+	}
 	v.loaded.Store(true)
 	v.advance(rev)
 	v.mu.Unlock()
@@ -300,36 +320,98 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 	}
 }
 
-// follow applies watch events after rev until the watch breaks.
+// follow applies watch events after rev, of the names and of the serial offset, until either
+// watch breaks.
 func (v *View) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	for resp := range wch {
-		if resp.Canceled || resp.CompactRevision != 0 || resp.Err() != nil {
-			observe("watch", resp.Err())
+	names := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	serial := v.cli.Watch(wctx, v.keys.serial(), clientv3.WithRev(rev+1))
+	check := time.NewTicker(historyCheckInterval)
+	defer check.Stop()
+	for {
+		var ok bool
+		select {
+		case resp, open := <-names:
+			ok = open && v.applyNames(resp)
+		case resp, open := <-serial:
+			ok = open && v.applyOffset(resp)
+		case <-check.C:
+			ok = v.sameHistory(ctx)
+		}
+		if !ok {
 			return
 		}
-		v.mu.Lock()
-		for _, ev := range resp.Events {
-			name := v.keys.nameOf(string(ev.Kv.Key))
-			if old, ok := v.domains[name]; ok {
-				delete(v.byToken, old.Token)
-				delete(v.domains, name)
-			}
-			if ev.Type == clientv3.EventTypePut {
-				if d := decode(name, ev.Kv); d != nil {
-					v.domains[name] = d
-					v.byToken[d.Token] = d
-				}
-			}
-			v.advance(ev.Kv.ModRevision)
-		}
-		if resp.IsProgressNotify() {
-			v.advance(resp.Header.Revision)
-		}
-		v.mu.Unlock()
 	}
+}
+
+// historyCheckInterval is how often a following view checks that etcd's history did not go
+// back under it.
+const historyCheckInterval = 5 * time.Second
+
+// sameHistory reports whether etcd's revision is still at least the view's, or cannot be
+// read. An etcd restored from a snapshot is back at the snapshot's revision: a watch resumed
+// there waits for revisions the view has already seen, so it would never show the restored
+// data or the changes after it; a full load must follow instead.
+func (v *View) sameHistory(ctx context.Context) bool {
+	cctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	resp, err := v.cli.Get(cctx, v.keys.serial(), clientv3.WithCountOnly())
+	return err != nil || resp.Header.Revision >= v.Revision()
+}
+
+// broken reports whether a watch response ends the watch, counting it.
+func broken(resp clientv3.WatchResponse) bool {
+	if resp.Canceled || resp.CompactRevision != 0 || resp.Err() != nil {
+		observe("watch", resp.Err())
+		return true
+	}
+	return false
+}
+
+// applyOffset applies a change of the serial offset; false when the watch broke.
+func (v *View) applyOffset(resp clientv3.WatchResponse) bool {
+	if broken(resp) {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, ev := range resp.Events {
+		v.offset = 0
+		if ev.Type == clientv3.EventTypePut {
+			// A value that does not parse counts as 0; the consistency check reports it.
+			v.offset, _ = parseOffset(ev.Kv.Value)
+		}
+		v.advance(ev.Kv.ModRevision)
+	}
+	return true
+}
+
+// applyNames applies the changes of records; false when the watch broke.
+func (v *View) applyNames(resp clientv3.WatchResponse) bool {
+	if broken(resp) {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, ev := range resp.Events {
+		name := v.keys.nameOf(string(ev.Kv.Key))
+		if old, ok := v.domains[name]; ok {
+			delete(v.byToken, old.Token)
+			delete(v.domains, name)
+		}
+		if ev.Type == clientv3.EventTypePut {
+			if d := decode(name, ev.Kv); d != nil {
+				v.domains[name] = d
+				v.byToken[d.Token] = d
+			}
+		}
+		v.advance(ev.Kv.ModRevision)
+	}
+	if resp.IsProgressNotify() {
+		v.advance(resp.Header.Revision)
+	}
+	return true
 }
 
 // lagProbeEvery is how often the view compares its revision with etcd's.
@@ -376,12 +458,15 @@ func (v *View) probeLag(ctx context.Context, now time.Time) {
 	}
 }
 
-// advance moves rev forward and wakes the waiters; v.mu must be held.
+// advance moves rev forward, and the serial with it, and wakes the waiters; v.mu must be held.
 func (v *View) advance(rev int64) {
 	if rev <= v.rev {
 		return
 	}
 	v.rev = rev
+	if s := serialOf(v.offset, rev); !v.hasSerial || newerSerial(s, v.serial) {
+		v.serial, v.hasSerial = s, true
+	}
 	if rev >= v.behindTarget.Load() {
 		v.behindSince.Store(0)
 	}

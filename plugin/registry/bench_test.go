@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 	c := caddy.NewTestController("dns", `registry {
 		tunnel 192.0.2.1
 		record @ CAA 0 issue letsencrypt.org
+		rrl off
 	}`)
 	c.ServerBlockKeys = []string{"example.org."}
 	cfg, err := parse(c)
@@ -56,8 +58,11 @@ func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 func benchWriters(b testing.TB) {
 	orig := packsAtOnce
 	packsAtOnce = func(w dns.ResponseWriter) bool {
-		_, discards := w.(*test.ResponseWriter)
-		return discards || orig(w)
+		switch w.(type) {
+		case *test.ResponseWriter, *udpWriter:
+			return true
+		}
+		return orig(w)
 	}
 	b.Cleanup(func() { packsAtOnce = orig })
 }
@@ -83,6 +88,19 @@ func benchmarkQueryTo(b *testing.B, r *Registry, w dns.ResponseWriter, qname str
 		r.ServeDNS(ctx, w, req)
 	}
 }
+
+// udpWriter discards the reply, as test.ResponseWriter does, but is a UDP client whose
+// address is made once, as the server's writer's is (test.ResponseWriter makes it per call).
+type udpWriter struct {
+	test.ResponseWriter
+	addr *net.UDPAddr
+}
+
+func newUDPWriter(ip string) *udpWriter {
+	return &udpWriter{addr: &net.UDPAddr{IP: net.ParseIP(ip), Port: 40212}}
+}
+
+func (w *udpWriter) RemoteAddr() net.Addr { return w.addr }
 
 // recorder keeps the reply, to check the benchmarked query answers what it should.
 type recorder struct {
@@ -110,6 +128,20 @@ func BenchmarkServeDNS(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) { benchmarkQuery(b, r, bc.qname, bc.qtype, bc.rcode) })
 	}
+	// Response rate limiting, for a client under the rate (every response accounted and
+	// passed) and for one far over it (every response dropped, or sent truncated).
+	b.Run("A hit, RRL under the rate", func(b *testing.B) {
+		r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+		defer func() { r.limit = nil }()
+		benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
+	})
+	for _, slip := range []int{0, 1} {
+		b.Run(fmt.Sprintf("A hit, RRL limiting, slip %d", slip), func(b *testing.B) {
+			r.limit = newLimiter(RRL{Rate: 1, Window: time.Second, Slip: slip})
+			defer func() { r.limit = nil }()
+			benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
+		})
+	}
 	// A writer that may keep the message (as log's and prometheus's recorders do) gets a
 	// reply of its own: the cost of the plugins in front of this one.
 	b.Run("A hit, writer keeps the reply", func(b *testing.B) {
@@ -130,11 +162,15 @@ func TestAHitAllocations(t *testing.T) {
 		{"writer done at once", "gw3.example.org.", done, 0},
 		{"mixed case, writer done at once", "gW3.EXAMPLE.org.", done, 0},
 		{"writer keeps the reply", "gw3.example.org.", keeps, 1},
+		{"response rate limiting, under the rate", "gw3.example.org.", func() dns.ResponseWriter { return newUDPWriter("192.0.2.7") }, 0},
 		// strings.ToLower's copy of the name, besides the reply.
 		{"mixed case, writer keeps the reply", "gW3.EXAMPLE.org.", keeps, 2},
 	} {
 		res := testing.Benchmark(func(b *testing.B) {
 			r, _ := benchRegistry(b, 10)
+			if _, ok := tc.writer().(*udpWriter); ok {
+				r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+			}
 			benchmarkQueryTo(b, r, tc.writer(), tc.qname, dns.TypeA, dns.RcodeSuccess)
 		})
 		if res.N == 0 {

@@ -51,6 +51,14 @@ type Config struct {
 	// APICert and APIKey serve the API over TLS; APIMaxConcurrent bounds requests in progress.
 	APICert, APIKey  string
 	APIMaxConcurrent int
+	// APIMaxConns caps the API's open connections (0: derived from the open-file limit) and
+	// APIMaxConnsPerClient those of one client address (IPv6: one /64).
+	APIMaxConns, APIMaxConnsPerClient int
+	// DNSTCPGuard caps the server block's DNS-over-TCP connections to their descriptor budget.
+	DNSTCPGuard bool
+
+	// RRL limits the responses over UDP per source prefix.
+	RRL RRL
 
 	GeoIP string
 	SMTP  api.SMTPMailer
@@ -72,15 +80,17 @@ type NameServer struct {
 
 func defaultConfig() Config {
 	return Config{
-		APIAddr:          "127.0.0.1:8081",
-		APIMaxConcurrent: 256,
-		DataDir:          "data",
-		SOA:              SOA{Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60},
-		TTL:              3600,
-		AddressTTL:       60,
-		ChallengeTTL:     30,
-		ChallengeExpiry:  24 * time.Hour,
-		Tunnels:          map[string][]netip.Addr{},
-		APIHosts:         map[string][]netip.Addr{},
+		APIAddr:              "127.0.0.1:8081",
+		APIMaxConcurrent:     256,
+		APIMaxConnsPerClient: 64,
+		DataDir:              "data",
+		SOA:                  SOA{Refresh: 3600, Retry: 600, Expire: 604800, Minimum: 60},
+		TTL:                  3600,
+		AddressTTL:           60,
+		ChallengeTTL:         30,
+		ChallengeExpiry:      24 * time.Hour,
+		Tunnels:              map[string][]netip.Addr{},
+		APIHosts:             map[string][]netip.Addr{},
+		RRL:                  defaultRRL(),
 	}
 }

@@ -86,6 +86,8 @@ func FuzzParse(f *testing.F) {
 		"registry {\n soa a b 1 2 3 4\n ns ns1.example.org 192.0.2.1\n name_record TXT \"v=spf1 -all\"\n}",
 		"registry {\n record www CNAME @\n record www A 192.0.2.1\n}",
 		"registry example.org other.org {\n fallthrough\n etcd http://127.0.0.1:2379\n}",
+		"registry {\n rrl 100 slip 2 window 2s\n rrl_exempt 192.0.2.0/24 ::1\n}",
+		"registry {\n rrl off\n rrl_exempt none\n}",
 	} {
 		f.Add(s)
 	}
@@ -95,6 +97,9 @@ func FuzzParse(f *testing.F) {
 		cfg, err := parse(c)
 		if err != nil {
 			return
+		}
+		if l := cfg.RRL; l.Rate < 0 || l.Slip < 0 || l.Window < 0 || l.Exempt == nil {
+			t.Fatalf("rrl %+v: negative, or exemptions not settled", l)
 		}
 		for name := range cfg.Static {
 			if name != strings.ToLower(name) || !strings.HasSuffix(name, ".") {

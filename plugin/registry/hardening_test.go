@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +103,72 @@ func TestAPIOverTLS(t *testing.T) {
 	}
 	if resp, err := http.Get("http://" + addr + "/connectivity-check"); err == nil && resp.StatusCode == 200 {
 		t.Error("plain HTTP answered 200 on the TLS listener")
+	}
+}
+
+// tlsKeepAlive opens a TLS connection to addr and gets /connectivity-check on it, keeping it open.
+func tlsKeepAlive(addr string, pool *x509.CertPool) (*tls.Conn, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		return nil, err
+	}
+	if err := tlsGet(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func tlsGet(c *tls.Conn) error {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "GET /connectivity-check HTTP/1.1\r\nHost: api\r\n\r\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// The connection caps hold over TLS, where a refused connection is closed before the
+// handshake, and a reload changes them on the listener it keeps, with the connections it holds.
+func TestConnectionCapsOverTLSAndReload(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	s := startServer(t, "api_tls "+certFile+" "+keyFile+"\n api_max_connections 100 1")
+	addr := apiAddr(t, "127.0.0.1:0")
+	held, err := tlsKeepAlive(addr, pool)
+	if err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	defer held.Close()
+	if c, err := tlsKeepAlive(addr, pool); err == nil {
+		c.Close()
+		t.Fatal("second connection from one address served beyond a per-client cap of 1")
+	}
+
+	body := strings.Replace(string(s.inst.Caddyfile().Body()), "api_max_connections 100 1", "api_max_connections 100 2", 1)
+	next, err := s.inst.Restart(corefile(body))
+	if err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	s.inst = next
+	second, err := tlsKeepAlive(addr, pool)
+	if err != nil {
+		t.Fatalf("second connection after the reload raised the cap to 2: %v", err)
+	}
+	defer second.Close()
+	if err := tlsGet(held); err != nil {
+		t.Errorf("the connection held across the reload: %v", err)
+	}
+	if c, err := tlsKeepAlive(addr, pool); err == nil {
+		c.Close()
+		t.Error("third connection served beyond the reloaded cap of 2: the held one was not counted")
 	}
 }
 

@@ -36,6 +36,7 @@ type running struct {
 	apiKey   string
 	geo      *api.GeoIP
 	api      http.Handler
+	conns    api.ConnLimits
 	cert     *tls.Certificate   // nil: plain HTTP
 	cancel   context.CancelFunc // stops the NOTIFY and expiry loops
 }
@@ -65,6 +66,10 @@ func (r *Registry) start() error {
 	r.view.Store(store.View())
 
 	apiCfg := r.cfg.API
+	apiCfg.MaxConcurrent = r.cfg.APIMaxConcurrent
+	if run.conns, err = r.apiConnLimits(); err != nil {
+		return err
+	}
 	if apiCfg.Mailer, err = r.mailer(); err != nil {
 		return err
 	}
@@ -75,11 +80,9 @@ func (r *Registry) start() error {
 		apiCfg.Locator = run.geo
 		r.geo.Store(run.geo)
 	}
-	h, err := api.New(store, apiCfg)
-	if err != nil {
+	if run.api, err = api.New(store, apiCfg); err != nil {
 		return err
 	}
-	run.api = limit(h, r.cfg.APIMaxConcurrent)
 	var cert *tls.Certificate
 	if r.cfg.APICert != "" {
 		c, err := tls.LoadX509KeyPair(r.cfg.APICert, r.cfg.APIKey)
@@ -89,11 +92,11 @@ func (r *Registry) start() error {
 		cert, run.apiKey = &c, run.apiKey+"|tls"
 		run.cert = cert
 	}
-	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.cfg.APIAddr, cert != nil) })
+	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.cfg.APIAddr, cert != nil, run.conns) })
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	ln.serve(run.api, cert)
+	ln.serve(run.api, cert, run.conns)
 	log.Infof("API listening on %s://%s", ln.scheme(), ln.addr)
 	var nctx context.Context
 	nctx, run.cancel = context.WithCancel(context.Background())
@@ -113,13 +116,13 @@ func (r *Registry) restartFailed() error {
 		return nil
 	}
 	ln, err := listeners.acquire(r.run.apiKey, func() (*apiListener, func(), error) {
-		return listenAPI(r.cfg.APIAddr, r.run.cert != nil)
+		return listenAPI(r.cfg.APIAddr, r.run.cert != nil, r.run.conns)
 	})
 	if err != nil {
 		return err
 	}
 	defer listeners.release(r.run.apiKey)
-	ln.serve(r.run.api, r.run.cert)
+	ln.serve(r.run.api, r.run.cert, r.run.conns)
 	return nil
 }
 
@@ -137,6 +140,20 @@ func (r *Registry) stop() error {
 	}
 	r.run = nil
 	return nil
+}
+
+// apiConnLimits are the API listener's connection caps under this process's open-file limit.
+func (r *Registry) apiConnLimits() (api.ConnLimits, error) {
+	nofile, err := openFileLimit()
+	if err != nil {
+		return api.ConnLimits{}, fmt.Errorf("open file limit: %w", err)
+	}
+	limits, lowered := r.cfg.apiConnLimits(nofile)
+	if lowered {
+		log.Warningf("api_max_connections %d lowered to %d: the open file limit (ulimit -n) is %d", r.cfg.APIMaxConns, limits.Total, nofile)
+	}
+	log.Infof("API connections capped at %d in total and %d per client address (open file limit %d)", limits.Total, limits.PerClient, nofile)
+	return limits, nil
 }
 
 // storeKey identifies the etcd and prefix this block reads, to share them across blocks and reloads.
@@ -194,6 +211,7 @@ func (r *Registry) mailer() (api.Mailer, error) {
 type apiListener struct {
 	addr    net.Addr
 	tls     bool
+	conns   *api.ConnLimiter
 	srv     *http.Server
 	handler atomic.Pointer[http.Handler]
 	cert    atomic.Pointer[tls.Certificate]
@@ -201,14 +219,16 @@ type apiListener struct {
 
 // listenAPI opens addr with SO_REUSEPORT, so that a reload switching between HTTP and HTTPS
 // can open the new listener before the old one closes.
-func listenAPI(addr string, withTLS bool) (*apiListener, func(), error) {
-	ln, err := reuseport.Listen("tcp", addr)
+func listenAPI(addr string, withTLS bool, conns api.ConnLimits) (*apiListener, func(), error) {
+	tcp, err := reuseport.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &apiListener{addr: ln.Addr(), tls: withTLS}
+	l := &apiListener{addr: tcp.Addr(), tls: withTLS, conns: api.LimitConns(tcp, conns, !withTLS)}
+	var ln net.Listener = l.conns
 	l.srv = &http.Server{
 		Handler:           l,
+		ConnState:         l.conns.ConnState,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -236,11 +256,12 @@ func listenAPI(addr string, withTLS bool) (*apiListener, func(), error) {
 	return l, closeFn, nil
 }
 
-func (l *apiListener) serve(h http.Handler, cert *tls.Certificate) {
+func (l *apiListener) serve(h http.Handler, cert *tls.Certificate, conns api.ConnLimits) {
 	if cert != nil {
 		l.cert.Store(cert)
 	}
 	l.handler.Store(&h)
+	l.conns.SetLimits(conns)
 }
 
 func (l *apiListener) scheme() string {
@@ -252,22 +273,4 @@ func (l *apiListener) scheme() string {
 
 func (l *apiListener) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	(*l.handler.Load()).ServeHTTP(w, req)
-}
-
-// limit answers 503 with a JSON error, at once, when n requests are already in progress, so
-// that a flood queues nothing behind a slow etcd.
-func limit(h http.Handler, n int) http.Handler {
-	slots := make(chan struct{}, n)
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		select {
-		case slots <- struct{}{}:
-			defer func() { <-slots }()
-			h.ServeHTTP(w, req)
-		default:
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `{"error":"Busy","message":"Too many requests in progress; try again shortly."}`)
-		}
-	})
 }

@@ -139,7 +139,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 func (r *Registry) apex(view *etcdstore.View, zone, owner string, qtype uint16) []dns.RR {
 	switch qtype {
 	case dns.TypeSOA, dns.TypeANY:
-		return []dns.RR{r.soa(view, owner, r.cfg.TTL)}
+		return []dns.RR{r.soa(view.Serial(), owner, r.cfg.TTL)}
 	case dns.TypeNS:
 		rrs := make([]dns.RR, len(r.cfg.NS))
 		for i, ns := range r.cfg.NS {
@@ -171,27 +171,28 @@ func (r *Registry) negative(view *etcdstore.View, zone string, m *dns.Msg, rcode
 
 // negativeSOA is the authority section of negative answers, built once per zone and serial.
 func (r *Registry) negativeSOA(view *etcdstore.View, zone string) []dns.RR {
-	rev := view.Revision()
-	if c := r.negSOA.Load(); c != nil && c.rev == rev && c.zone == zone {
+	serial := view.Serial()
+	if c := r.negSOA.Load(); c != nil && c.serial == serial && c.zone == zone {
 		return c.ns
 	}
-	c := &soaCache{rev: rev, zone: zone, ns: []dns.RR{r.soa(view, zone, min(r.cfg.TTL, r.cfg.SOA.Minimum))}}
+	c := &soaCache{serial: serial, zone: zone, ns: []dns.RR{r.soa(serial, zone, min(r.cfg.TTL, r.cfg.SOA.Minimum))}}
 	r.negSOA.Store(c)
 	return c.ns
 }
 
 // soaCache is the last negative authority section built, shared (read-only) by replies.
 type soaCache struct {
-	rev  int64
-	zone string
-	ns   []dns.RR
+	serial uint32
+	zone   string
+	ns     []dns.RR
 }
 
-func (r *Registry) soa(view *etcdstore.View, zone string, ttl uint32) dns.RR {
+// soa is the zone's SOA record with serial (the view's: etcdstore's serial.go).
+func (r *Registry) soa(serial uint32, zone string, ttl uint32) dns.RR {
 	s := r.cfg.SOA
 	return &dns.SOA{
 		Hdr: hdr(zone, dns.TypeSOA, ttl), Ns: s.Mname, Mbox: s.Rname,
-		Serial: uint32(view.Revision()), Refresh: s.Refresh, Retry: s.Retry, Expire: s.Expire, Minttl: s.Minimum,
+		Serial: serial, Refresh: s.Refresh, Retry: s.Retry, Expire: s.Expire, Minttl: s.Minimum,
 	}
 }
 

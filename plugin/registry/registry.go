@@ -29,12 +29,13 @@ type Registry struct {
 	negSOA atomic.Pointer[soaCache]
 	geo    atomic.Pointer[api.GeoIP]
 	xfer   *transfer.Transfer // set when the server block has the transfer plugin
+	limit  *limiter           // nil without response rate limiting
 	run    *running
 }
 
 // New builds the handler for cfg (as parse made it); it serves once started.
 func New(cfg Config) *Registry {
-	r := &Registry{cfg: cfg, results: make([]map[string]prometheus.Counter, len(cfg.Zones))}
+	r := &Registry{cfg: cfg, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), limit: newLimiter(cfg.RRL)}
 	for i, z := range cfg.Zones {
 		r.results[i] = map[string]prometheus.Counter{}
 		for _, res := range []string{resultAnswer, resultNoData, resultNXDomain} {
@@ -65,11 +66,14 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	state := request.Request{W: w, Req: req}
 	qname := rep.lower(req.Question[0].Name)
 	zi := r.zoneIndex(qname)
-	if zi < 0 {
-		if r.Next == nil {
-			return r.refuse(w, req, "", dns.RcodeRefused)
-		}
+	if zi < 0 && r.Next != nil {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
+	}
+	if act := r.limit.check(w); act != rrlPass {
+		return r.limited(w, req, rep, act)
+	}
+	if zi < 0 {
+		return r.refuse(w, req, "", dns.RcodeRefused)
 	}
 	zone := r.cfg.Zones[zi]
 	if req.Opcode != dns.OpcodeQuery {
@@ -85,6 +89,12 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	if view == nil || !view.Loaded() {
 		responses.WithLabelValues(zone, "servfail").Inc()
 		return dns.RcodeServerFailure, nil
+	}
+	if qt := state.QType(); qt == dns.TypeAXFR || qt == dns.TypeIXFR {
+		// The transfer plugin, in front of this one, serves the transfers it allows and passes
+		// on the rest: those of a zone it has no block for (or no transfer block at all). A
+		// transfer type is not a record type to answer NODATA for.
+		return r.refuse(w, req, zone, dns.RcodeRefused)
 	}
 
 	// The reply shares the request's question instead of copying it (SetReply would).

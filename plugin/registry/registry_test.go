@@ -6,8 +6,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/etcdstore"
 )
 
 // rrStrings renders a section for comparison, TTLs included.
@@ -138,6 +141,43 @@ func TestSOASerialFollowsChanges(t *testing.T) {
 	}
 }
 
+// The SOA serial is the store's (etcd revision plus the offset a restore raises): after
+// RaiseSerial, positive and negative answers carry the raised serial, and changes move it on.
+func TestSOASerialAfterRaise(t *testing.T) {
+	const prefix = "/test-soa-serial-raise/"
+	s := startServer(t, "etcd_prefix "+prefix)
+	serials := func() (apex, negative uint32) {
+		apex = s.query("udp", "example.org.", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
+		negative = s.query("udp", "nope.example.org.", dns.TypeA).Ns[0].(*dns.SOA).Serial
+		return apex, negative
+	}
+	store, err := etcdstore.Open(t.Context(), etcdstore.Config{Endpoints: testEtcd.Endpoints(), Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	before, _ := serials()
+	raised, err := store.RaiseSerial(t.Context(), before+1000)
+	if err != nil || raised != before+1001 {
+		t.Fatalf("RaiseSerial(%d) = %d, %v; want %d", before+1000, raised, err, before+1001)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		apex, negative := serials()
+		if apex == raised && negative == raised {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SOA serials %d (apex) and %d (negative answer), want %d", apex, negative, raised)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.subscribe("afterraise", nil)
+	if apex, negative := serials(); apex != raised+1 || negative != raised+1 {
+		t.Errorf("after a change: SOA serials %d and %d, want %d", apex, negative, raised+1)
+	}
+}
+
 // A gateway that got 200 must be answered at once by the same replica.
 func TestReadYourWrites(t *testing.T) {
 	s := startServer(t, "")
@@ -182,7 +222,8 @@ func TestOpcodes(t *testing.T) {
 }
 
 func TestTruncationOverUDP(t *testing.T) {
-	s := startServer(t, "challenge_keep 12")
+	// Twelve challenges of one name at once are beyond what the default write_limit allows.
+	s := startServer(t, "challenge_keep 12\n\t\twrite_limit 1/m 12")
 	tok := s.subscribe("big", nil)
 	for i := range 12 {
 		s.mustGet("/dnsconfig", url.Values{"token": {tok}, "challenge": {strings.Repeat(string(rune('a'+i)), 43)}})

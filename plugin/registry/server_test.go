@@ -17,6 +17,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/any"
 	_ "github.com/coredns/coredns/plugin/bind"
 	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/transfer"
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/etcdstore"
@@ -91,7 +92,14 @@ func registryBlock(t *testing.T, extra string) string {
 
 func startServer(t *testing.T, extra string) *server {
 	t.Helper()
-	cf := "example.org:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n any\n " + registryBlock(t, extra) + "\n}\n"
+	return startServerWith(t, "", extra)
+}
+
+// startServerWith starts a server whose block also holds the lines plugins (such as a
+// transfer block), and extra lines in the registry block.
+func startServerWith(t *testing.T, plugins, extra string) *server {
+	t.Helper()
+	cf := "example.org:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n any\n " + plugins + "\n " + registryBlock(t, extra) + "\n}\n"
 	startMu.Lock()
 	caddy.Quiet, dnsserver.Quiet = true, true
 	inst, err := caddy.Start(corefile(cf))

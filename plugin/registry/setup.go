@@ -36,6 +36,15 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(name, err)
 	}
+	if cfg.DNSTCPGuard {
+		nofile, err := openFileLimit()
+		if err == nil {
+			err = guardDNSTCP(dnsserver.GetConfig(c), cfg.dnsTCPThreshold(nofile))
+		}
+		if err != nil {
+			return plugin.Error(name, err)
+		}
+	}
 	r := New(cfg)
 	c.OnStartup(func() error {
 		// Secondaries configured in the transfer plugin get a NOTIFY when the zone changes.
@@ -202,17 +211,17 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		}
 	case "trusted_proxy":
 		if err = need(1, -1); err == nil {
-			for _, a := range args {
-				p, perr := netip.ParsePrefix(a)
-				if perr != nil {
-					addr, aerr := netip.ParseAddr(a)
-					if aerr != nil {
-						return c.Errf("trusted_proxy %q is neither an address nor a CIDR prefix", a)
-					}
-					p = netip.PrefixFrom(addr, addr.BitLen())
-				}
-				cfg.API.TrustedProxies = append(cfg.API.TrustedProxies, p.Masked())
-			}
+			var ps []netip.Prefix
+			ps, err = parsePrefixes(args)
+			cfg.API.TrustedProxies = append(cfg.API.TrustedProxies, ps...)
+		}
+	case "rrl":
+		if err = need(1, 5); err == nil {
+			err = parseRRL(&cfg.RRL, args)
+		}
+	case "rrl_exempt":
+		if err = need(1, -1); err == nil {
+			err = parseRRLExempt(&cfg.RRL, args)
 		}
 	case "geoip":
 		if err = need(1, 1); err == nil {
@@ -272,12 +281,9 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		if err = need(0, 0); err == nil {
 			cfg.API.AllowPrivateAddrs = true
 		}
-	case "client_limit", "mail_limit":
+	case "client_limit", "mail_limit", "write_limit":
 		if err = need(1, 2); err == nil {
-			limit := &cfg.API.ClientLimit
-			if prop == "mail_limit" {
-				limit = &cfg.API.MailLimit
-			}
+			limit := map[string]*api.RateLimit{"client_limit": &cfg.API.ClientLimit, "mail_limit": &cfg.API.MailLimit, "write_limit": &cfg.API.WriteLimit}[prop]
 			*limit, err = parseLimit(args)
 		}
 	case "expire":
@@ -302,6 +308,14 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 				err = fmt.Errorf("must be at least 1")
 			}
 		}
+	case "dns_tcp_guard":
+		if err = need(0, 0); err == nil {
+			cfg.DNSTCPGuard = true
+		}
+	case "api_max_connections":
+		if err = need(1, 2); err == nil {
+			err = parseMaxConns(args, cfg)
+		}
 	case "audit":
 		err = parseAudit(args, &cfg.API)
 	case "fallthrough":
@@ -311,6 +325,23 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 	}
 	if err != nil {
 		return c.Errf("%s: %v", prop, err)
+	}
+	return nil
+}
+
+// parseMaxConns reads `api_max_connections TOTAL|auto [PER_CLIENT]`.
+func parseMaxConns(args []string, cfg *Config) error {
+	counts := []*int{&cfg.APIMaxConns, &cfg.APIMaxConnsPerClient}
+	for i, a := range args {
+		if i == 0 && a == "auto" {
+			cfg.APIMaxConns = 0
+			continue
+		}
+		n, err := strconv.Atoi(a)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a count of at least 1", a)
+		}
+		*counts[i] = n
 	}
 	return nil
 }
@@ -343,7 +374,7 @@ func (cfg *Config) finish() error {
 		if g := cfg.API.PingGranularity; g > cfg.Expire/10 {
 			return fmt.Errorf("ping_granularity %s: must be at most a tenth of expire (%s)", g, cfg.Expire)
 		} else if g == 0 {
-			cfg.API.PingGranularity = min(time.Minute, cfg.Expire/100)
+			cfg.API.PingGranularity = min(api.DefaultPingGranularity, cfg.Expire/10)
 		}
 	}
 	if err := cfg.buildStatic(); err != nil {
@@ -367,6 +398,9 @@ func (cfg *Config) finish() error {
 	if cfg.EmbeddedClientURL == "" {
 		cfg.EmbeddedClientURL = etcdstore.DefaultEmbeddedClientURL
 		cfg.EmbeddedPeerURL = etcdstore.DefaultEmbeddedPeerURL
+	}
+	if cfg.RRL.Exempt == nil {
+		cfg.RRL.Exempt = defaultRRLExempt()
 	}
 	cfg.DataDir = filepath.Clean(cfg.DataDir)
 	return nil
@@ -520,6 +554,68 @@ func parseLimit(args []string) (api.RateLimit, error) {
 		return api.RateLimit{}, fmt.Errorf("burst %q: want a whole number of at least 1", args[1])
 	}
 	return api.RateLimit{Rate: rate / per, Burst: burst}, nil
+}
+
+// parseRRL reads `rrl RATE|off [slip N] [window DURATION]` into l.
+func parseRRL(l *RRL, args []string) error {
+	if args[0] == "off" && len(args) == 1 {
+		l.Rate = 0
+		return nil
+	}
+	rate, err := strconv.Atoi(args[0])
+	if err != nil || rate < 1 || rate > 1e9 {
+		return fmt.Errorf("rate %q: want responses per second, at least 1, or off", args[0])
+	}
+	l.Rate = rate
+	for opts := args[1:]; len(opts) > 0; opts = opts[2:] {
+		if len(opts) < 2 {
+			return fmt.Errorf("%s without a value", opts[0])
+		}
+		switch opts[0] {
+		case "slip":
+			if l.Slip, err = strconv.Atoi(opts[1]); err != nil || l.Slip < 0 || l.Slip > 100 {
+				return fmt.Errorf("slip %q: want 0 (drop all) to 100", opts[1])
+			}
+		case "window":
+			if l.Window, err = parseDuration(opts[1]); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unknown option %q: want slip or window", opts[0])
+		}
+	}
+	return nil
+}
+
+// parseRRLExempt adds the prefixes of an `rrl_exempt` line to l, which then replace the
+// default (loopback); `none` exempts nothing.
+func parseRRLExempt(l *RRL, args []string) error {
+	if l.Exempt == nil {
+		l.Exempt = []netip.Prefix{}
+	}
+	if len(args) == 1 && args[0] == "none" {
+		return nil
+	}
+	ps, err := parsePrefixes(args)
+	l.Exempt = append(l.Exempt, ps...)
+	return err
+}
+
+// parsePrefixes reads addresses and CIDR prefixes; an address is the prefix of itself alone.
+func parsePrefixes(args []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, a := range args {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(a)
+			if aerr != nil || addr.Zone() != "" {
+				return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", a)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func parseAddrs(args []string) ([]netip.Addr, error) {

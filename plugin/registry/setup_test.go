@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+
+	"github.com/regdns/regdns/api"
 )
 
 func TestParse(t *testing.T) {
@@ -103,6 +105,54 @@ func TestParse(t *testing.T) {
 				t.Errorf("expire %s grace %s concurrent %d", c.Expire, c.ExpireGrace, c.APIMaxConcurrent)
 			}
 		}},
+		{name: "response rate limiting by default", input: "registry", check: func(t *testing.T, c Config) {
+			want := RRL{Rate: 200, Window: time.Second, Slip: 2, Exempt: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+			if !rrlEqual(c.RRL, want) {
+				t.Errorf("rrl %+v, want %+v", c.RRL, want)
+			}
+		}},
+		{name: "response rate limiting", input: "registry {\nrrl 50 window 5s slip 3\nrrl_exempt 192.0.2.0/24 2001:db8::1\nrrl_exempt 10.1.2.3\n}", check: func(t *testing.T, c Config) {
+			want := RRL{Rate: 50, Window: 5 * time.Second, Slip: 3, Exempt: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128"), netip.MustParsePrefix("10.1.2.3/32")}}
+			if !rrlEqual(c.RRL, want) {
+				t.Errorf("rrl %+v, want %+v", c.RRL, want)
+			}
+		}},
+		{name: "response rate limiting off, no exemption", input: "registry {\nrrl off\nrrl_exempt none\n}", check: func(t *testing.T, c Config) {
+			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newLimiter(c.RRL) != nil {
+				t.Errorf("rrl %+v, want off with no exemption", c.RRL)
+			}
+		}},
+		{name: "rrl rate not a number", input: "registry {\nrrl fast\n}", wantErr: "rate"},
+		{name: "rrl rate zero", input: "registry {\nrrl 0\n}", wantErr: "rate"},
+		{name: "rrl option without value", input: "registry {\nrrl 10 slip\n}", wantErr: "slip without a value"},
+		{name: "rrl unknown option", input: "registry {\nrrl 10 burst 5\n}", wantErr: "unknown option"},
+		{name: "rrl negative slip", input: "registry {\nrrl 10 slip -1\n}", wantErr: "slip"},
+		{name: "rrl bad window", input: "registry {\nrrl 10 window 0s\n}", wantErr: "duration"},
+		{name: "rrl_exempt not a prefix", input: "registry {\nrrl_exempt frontend.example\n}", wantErr: "rrl_exempt"},
+		{name: "connection caps default", input: "registry", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 0 || c.APIMaxConnsPerClient != 64 {
+				t.Errorf("api_max_connections %d %d, want auto 64", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "connection caps", input: "registry {\napi_max_connections 5000 16\n}", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 5000 || c.APIMaxConnsPerClient != 16 {
+				t.Errorf("api_max_connections %d %d, want 5000 16", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "connection caps auto", input: "registry {\napi_max_connections auto 8\n}", check: func(t *testing.T, c Config) {
+			if c.APIMaxConns != 0 || c.APIMaxConnsPerClient != 8 {
+				t.Errorf("api_max_connections %d %d, want auto 8", c.APIMaxConns, c.APIMaxConnsPerClient)
+			}
+		}},
+		{name: "dns tcp guard", input: "registry {\ndns_tcp_guard\n}", check: func(t *testing.T, c Config) {
+			if !c.DNSTCPGuard {
+				t.Error("dns_tcp_guard not set")
+			}
+		}},
+		{name: "dns tcp guard with an argument", input: "registry {\ndns_tcp_guard on\n}", wantErr: "Wrong argument count"},
+		{name: "connection cap of 0", input: "registry {\napi_max_connections 100 0\n}", wantErr: "not a count of at least 1"},
+		{name: "connection cap not a number", input: "registry {\napi_max_connections many\n}", wantErr: "not a count of at least 1"},
 		{name: "audit on by default", input: "registry", check: func(t *testing.T, c Config) {
 			if c.API.AuditOff {
 				t.Error("audit off by default")
@@ -127,11 +177,27 @@ func TestParse(t *testing.T) {
 				t.Errorf("ping_granularity %s", c.API.PingGranularity)
 			}
 		}},
-		{name: "ping granularity default under expire", input: "registry {\nexpire 1h 1h\n}", check: func(t *testing.T, c Config) {
-			if c.API.PingGranularity != 36*time.Second {
-				t.Errorf("ping_granularity %s, want a hundredth of expire", c.API.PingGranularity)
+		{name: "ping granularity default under a short expire", input: "registry {\nexpire 1h 1h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != 6*time.Minute {
+				t.Errorf("ping_granularity %s, want a tenth of expire", c.API.PingGranularity)
 			}
 		}},
+		{name: "ping granularity default under a long expire", input: "registry {\nexpire 2160h 720h\n}", check: func(t *testing.T, c Config) {
+			if c.API.PingGranularity != api.DefaultPingGranularity {
+				t.Errorf("ping_granularity %s, want the default %s", c.API.PingGranularity, api.DefaultPingGranularity)
+			}
+		}},
+		{name: "write limit", input: "registry {\nwrite_limit 2/h 5\n}", check: func(t *testing.T, c Config) {
+			if c.API.WriteLimit.Rate != 2.0/3600 || c.API.WriteLimit.Burst != 5 {
+				t.Errorf("write_limit %+v", c.API.WriteLimit)
+			}
+		}},
+		{name: "write limit off", input: "registry {\nwrite_limit off\n}", check: func(t *testing.T, c Config) {
+			if c.API.WriteLimit.Rate >= 0 {
+				t.Errorf("write_limit %+v, want off", c.API.WriteLimit)
+			}
+		}},
+		{name: "write limit without burst", input: "registry {\nwrite_limit 1/m\n}", wantErr: "write_limit"},
 		{name: "ping granularity too coarse for expire", input: "registry {\nexpire 1h 1h\nping_granularity 10m\n}", wantErr: "at most a tenth of expire"},
 		{name: "ping granularity not a duration", input: "registry {\nping_granularity often\n}", wantErr: "not a positive duration"},
 		{name: "api_tls with missing files", input: "registry {\napi_tls /nonexistent/c.pem /nonexistent/k.pem\n}", wantErr: "api_tls"},
@@ -171,4 +237,8 @@ func TestParse(t *testing.T) {
 			tc.check(t, cfg)
 		})
 	}
+}
+
+func rrlEqual(a, b RRL) bool {
+	return a.Rate == b.Rate && a.Window == b.Window && a.Slip == b.Slip && slices.Equal(a.Exempt, b.Exempt)
 }

@@ -23,14 +23,13 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 	if view == nil || !view.Loaded() {
 		return nil, transfer.ErrNotAuthoritative
 	}
-	rev, domains := view.Snapshot()
-	soa := r.soa(view, zone, r.cfg.TTL)
-	soa.(*dns.SOA).Serial = uint32(rev)
+	current, domains := view.Snapshot()
+	soa := r.soa(current, zone, r.cfg.TTL)
 
 	ch := make(chan []dns.RR)
 	go func() {
 		defer close(ch)
-		if serial != 0 && serial == uint32(rev) {
+		if serial != 0 && serial == current {
 			ch <- []dns.RR{soa}
 			return
 		}

@@ -1,0 +1,103 @@
+// Command regdnsctl is the registry operator's tool: it reads the registry block of the
+// server's Corefile to reach the same etcd, and imports, checks and converts the registry's data.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit statuses of every command.
+const (
+	exitOK       = 0 // done, nothing to report
+	exitFindings = 1 // done, with problems reported (inconsistencies, skipped rows, conflicts)
+	exitError    = 2 // could not do it: bad usage, unreadable input, etcd unreachable
+)
+
+// command is one subcommand: it parses its own arguments and returns the exit status.
+type command struct {
+	summary string
+	run     func(g globals, args []string) int
+}
+
+// globals are the flags before the command name, and where to write.
+type globals struct {
+	conf, zone     string
+	stdout, stderr io.Writer
+}
+
+var commands = map[string]command{
+	"import":   {"import SOURCE: copy the original server's database into etcd", runImport},
+	"check":    {"check: report inconsistencies between records and their indexes", runCheck},
+	"corefile": {"corefile --from config.toml: print a Corefile for the original server's configuration", runCorefile},
+}
+
+// run is the whole tool, apart from the process, so that tests can call it.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("regdnsctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g := globals{stdout: stdout, stderr: stderr}
+	fs.StringVar(&g.conf, "conf", "Corefile", "the server's Corefile, whose registry block says where etcd is")
+	fs.StringVar(&g.zone, "zone", "", "the registry block's zone, when the Corefile has several")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: regdnsctl [-conf Corefile] [-zone ZONE] COMMAND [ARGS]\n\ncommands:")
+		for _, name := range slices.Sorted(maps.Keys(commands)) {
+			fmt.Fprintf(stderr, "  %s\n", commands[name].summary)
+		}
+		fmt.Fprintln(stderr, "\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return exitError
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitError
+	}
+	cmd, ok := commands[fs.Arg(0)]
+	if !ok {
+		fmt.Fprintf(stderr, "regdnsctl: unknown command %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitError
+	}
+	return cmd.run(g, fs.Args()[1:])
+}
+
+// fail reports err for command name and returns exitError.
+func (g globals) fail(name string, err error) int {
+	fmt.Fprintf(g.stderr, "regdnsctl %s: %v\n", name, err)
+	return exitError
+}
+
+// flags is a flag set for command name whose errors go to stderr.
+func (g globals) flags(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("regdnsctl "+name, flag.ContinueOnError)
+	fs.SetOutput(g.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(g.stderr, "usage: regdnsctl %s\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// interspersed parses args with fs allowing flags after the positional arguments
+// (`import sqlite:x --dry-run`), and returns the positional ones.
+func interspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

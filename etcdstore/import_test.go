@@ -1,0 +1,158 @@
+package etcdstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestImport(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	existing := newDomain("existing")
+	if err := s.Create(t.Context(), existing); err != nil {
+		t.Fatal(err)
+	}
+	// Enough records for several transactions, some with every kind of index.
+	var records []Domain
+	for i := range 100 {
+		d := newDomain(fmt.Sprintf("gw%03d", i))
+		if i%3 == 0 {
+			d = withSecrets(d, fmt.Sprintf("rt-%d", i), fmt.Sprintf("vid-%d", i))
+		}
+		records = append(records, d)
+	}
+	takenName := newDomain("existing")
+	takenToken := newDomain("thief")
+	takenToken.Token = existing.Token
+	twin := newDomain("twin")
+	twin.Token = records[5].Token
+	sameName := newDomain("gw001")
+	records = append(records, takenName, takenToken, twin, Domain{Name: "tokenless"}, sameName)
+	want := func(name string, status ImportStatus, reason string) func(ImportResult) error {
+		return func(r ImportResult) error {
+			if r.Name != name || r.Status != status || !strings.Contains(r.Reason, reason) {
+				return fmt.Errorf("got %+v, want %s with status %d and a reason containing %q", r, name, status, reason)
+			}
+			return nil
+		}
+	}
+	conflicts := []func(ImportResult) error{
+		want("existing", Conflict, "the name is already registered: the stored record differs in [token]"),
+		want("thief", Conflict, `its API token is already "existing"'s`),
+		want("twin", Conflict, `its API token is also "gw005"'s, an earlier record of this import`),
+		want("tokenless", Conflict, "a record needs a name and a token"),
+		want("gw001", Conflict, "the same name as an earlier record of this import"),
+	}
+	run := func(dryRun bool, status ImportStatus) {
+		t.Helper()
+		var progress []int
+		results, err := s.Import(t.Context(), records, ImportOptions{DryRun: dryRun, Progress: func(n int) { progress = append(progress, n) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(results) != len(records) {
+			t.Fatalf("%d results for %d records", len(results), len(records))
+		}
+		for i, r := range results[:100] {
+			if err := want(records[i].Name, status, "")(r); err != nil {
+				t.Error(err)
+			}
+		}
+		for i, check := range conflicts {
+			if err := check(results[100+i]); err != nil {
+				t.Error(err)
+			}
+		}
+		if len(progress) < 2 || progress[len(progress)-1] != len(records) {
+			t.Errorf("progress %v, want several calls ending at %d", progress, len(records))
+		}
+		for _, r := range results {
+			for _, d := range records {
+				if d.Token != "" && strings.Contains(r.Reason, d.Token) {
+					t.Errorf("reason %q shows a token", r.Reason)
+				}
+			}
+		}
+	}
+
+	before := keyCount(t, s)
+	run(true, Imported)
+	if n := keyCount(t, s); n != before {
+		t.Fatalf("the dry run wrote: %d keys, was %d", n, before)
+	}
+	run(false, Imported)
+	// 100 records, 100 token indexes, and 34 records with a reclamation and a verification index.
+	if n := keyCount(t, s); n != before+200+2*34 {
+		t.Errorf("%d keys after the import, want %d", n, before+200+2*34)
+	}
+	for _, d := range records[:100] {
+		got, err := s.Get(t.Context(), ByToken(d.Token))
+		gotVerify, _ := got.Verification()
+		wantVerify, _ := d.Verification()
+		if err != nil || got.Name != d.Name || got.Description != d.Description || gotVerify != wantVerify {
+			t.Fatalf("%s by token: %+v, %v", d.Name, got, err)
+		}
+	}
+	assertConsistent(t, s)
+	run(false, Unchanged)
+	run(true, Unchanged)
+	assertConsistent(t, s)
+}
+
+func TestImportStopsOnEtcdError(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.Import(ctx, []Domain{newDomain("a")}, ImportOptions{}); err == nil {
+		t.Fatal("an import with a cancelled context succeeded")
+	}
+}
+
+func TestImportSame(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	d := newDomain("alpha")
+	if _, err := s.Import(t.Context(), []Domain{d}, ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := d
+	again.Created = d.Created.Add(time.Hour)
+	ignoreCreated := func(stored, record *Domain) bool { return stored.Token == record.Token && stored.Name == record.Name }
+	for _, tt := range []struct {
+		same func(stored, record *Domain) bool
+		want ImportStatus
+	}{{nil, Conflict}, {ignoreCreated, Unchanged}} {
+		res, err := s.Import(t.Context(), []Domain{again}, ImportOptions{Same: tt.same})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Status != tt.want {
+			t.Errorf("with Same %v: %+v, want status %d", tt.same != nil, res[0], tt.want)
+		}
+	}
+}
+
+// Records too large to share one transaction under etcd's request size limit are split.
+func TestImportLargeRecords(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	var records []Domain
+	for i := range 8 {
+		d := newDomain(fmt.Sprintf("big%d", i))
+		d.Description = strings.Repeat("x", 400<<10)
+		records = append(records, d)
+	}
+	res, err := s.Import(t.Context(), records, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Status != Imported {
+			t.Errorf("%+v", r)
+		}
+	}
+}

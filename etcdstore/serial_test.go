@@ -1,0 +1,247 @@
+package etcdstore
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+	"go.uber.org/zap"
+)
+
+func TestNewerSerial(t *testing.T) {
+	for _, tc := range []struct {
+		a, b uint32
+		want bool
+	}{
+		{2, 1, true}, {1, 2, false}, {1, 1, false},
+		{0, 0xffffffff, true},                         // wrapped around
+		{0x7fffffff, 0, true}, {0x80000000, 0, false}, // 2^31 apart: undefined, never newer
+	} {
+		if got := newerSerial(tc.a, tc.b); got != tc.want {
+			t.Errorf("newerSerial(%d, %d) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// RaiseSerial lifts the serial over any value, across the 32-bit wrap, writes nothing when
+// the serial is already newer, and every view follows.
+func TestRaiseSerial(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	s, other := openStore(t, e, ""), openStore(t, e, "")
+	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	for _, above := range []uint32{1000, 0xfffffff0, 5, 1 << 31} {
+		cur, err := s.Serial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.RaiseSerial(t.Context(), above)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if newerSerial(cur, above) {
+			if got != cur {
+				t.Errorf("above %d with serial %d already newer: raised to %d, want unchanged", above, cur, got)
+			}
+			continue
+		}
+		if got != above+1 {
+			t.Errorf("above %d: serial %d, want %d", above, got, above+1)
+		}
+		for _, st := range []*Store{s, other} {
+			eventually(t, 10*time.Second, "view did not take the raised serial", func() bool { return st.View().Serial() == got })
+		}
+		if now, err := s.Serial(t.Context()); err != nil || now != got {
+			t.Errorf("Serial after RaiseSerial(%d) = %d, %v; want %d", above, now, err, got)
+		}
+	}
+	// Changes after a raise keep the serial moving up by one per revision.
+	before := s.View().Serial()
+	if err := s.Create(t.Context(), newDomain("beta")); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.View().Serial(); got != before+1 {
+		t.Errorf("serial after a change: %d, want %d", got, before+1)
+	}
+	assertConsistent(t, s)
+}
+
+// A full load after the watch fell behind a compaction never takes the serial back.
+func TestSerialAcrossCompactionReload(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	s := openStore(t, e, "")
+	if _, err := s.RaiseSerial(t.Context(), 50000); err != nil {
+		t.Fatal(err)
+	}
+	v := newView(s.Client(), s.keys, time.Second)
+	rev, err := v.load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := v.Serial()
+	if loaded <= 50000 {
+		t.Fatalf("serial %d after the load, want over the raised 50000", loaded)
+	}
+	for i := range 3 {
+		if err := s.Create(t.Context(), newDomain(fmt.Sprintf("gw%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Client().Compact(t.Context(), s.View().Revision()); err != nil {
+		t.Fatal(err)
+	}
+	v.follow(t.Context(), rev) // returns at once: the watch's start is compacted
+	if got := v.Serial(); got != loaded {
+		t.Fatalf("serial %d after a compacted watch, want still %d", got, loaded)
+	}
+	if _, err := v.load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Serial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Serial(); got != want || !newerSerial(got, loaded) {
+		t.Errorf("serial %d after the reload, want %d (etcd's), newer than %d", got, want, loaded)
+	}
+}
+
+// Restoring an etcd snapshot takes the revision back; RaiseSerial after it makes the serial
+// newer than any served before, for a replica started on the restored etcd and for one that
+// kept running through the restore (whose serial never goes back meanwhile).
+func TestSerialAfterSnapshotRestore(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "etcd"), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientURL, peerURL := e.Endpoints()[0], "http://"+e.etcd.Peers[0].Listener.Addr().String()
+	running := openConfig(t, Config{Endpoints: e.Endpoints(), Timeout: 500 * time.Millisecond})
+	for _, name := range []string{"alpha", "beta"} {
+		if err := running.Create(t.Context(), newDomain(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshot := filepath.Join(dir, "snapshot.db")
+	saveSnapshot(t, running.Client(), snapshot)
+	for i := range 20 {
+		if err := running.Create(t.Context(), newDomain(fmt.Sprintf("later%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := running.View().Serial()
+	e.Close()
+
+	restoreSnapshot(t, snapshot, filepath.Join(dir, "restored"))
+	restored, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "restored"), ClientURL: clientURL, PeerURL: peerURL, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(restored.Close)
+	fresh := openConfig(t, Config{Endpoints: restored.Endpoints()})
+	if err := fresh.View().WaitLoaded(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fresh.View().Lookup("later0"); ok || fresh.View().Len() != 2 {
+		t.Fatalf("restored etcd holds %d names (later0 among them: %v), want the snapshot's 2", fresh.View().Len(), ok)
+	}
+	if got := fresh.View().Serial(); newerSerial(got, served) || got == served {
+		t.Fatalf("serial %d on the restored etcd, served %d before: the restore should have taken it back", got, served)
+	}
+	t.Logf("serial %d before the restore, %d on the restored etcd", served, fresh.View().Serial())
+
+	raised, err := fresh.RaiseSerial(t.Context(), served)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !newerSerial(raised, served) {
+		t.Fatalf("RaiseSerial(%d) = %d, not newer", served, raised)
+	}
+	if err := fresh.Create(t.Context(), newDomain("gamma")); err != nil {
+		t.Fatal(err)
+	}
+	final := fresh.View().Serial()
+	// The replica that ran through the restore reloads from the restored etcd and ends at
+	// the same serial, having never shown one older than what it served.
+	eventually(t, 20*time.Second, "the running replica did not follow the restored etcd", func() bool {
+		got := running.View().Serial()
+		if newerSerial(served, got) {
+			t.Fatalf("running replica's serial went back from %d to %d", served, got)
+		}
+		_, ok := running.View().Lookup("gamma")
+		return got == final && ok
+	})
+	if _, ok := running.View().Lookup("later0"); ok {
+		t.Error("running replica still holds later0, which the restore removed")
+	}
+	t.Logf("serial %d after RaiseSerial(%d) and one change, on both replicas", final, served)
+}
+
+// saveSnapshot writes etcd's snapshot (Maintenance API) to path.
+func saveSnapshot(t *testing.T, cli *clientv3.Client, path string) {
+	t.Helper()
+	rc, err := cli.Snapshot(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, rc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restoreSnapshot makes dir a new single-member etcd data directory holding the data of the
+// snapshot at path, as `etcdutl snapshot restore` does (etcdutl is not in this module's
+// graph). A snapshot is etcd's bbolt backend followed by its SHA-256: checked, the backend
+// becomes dir's, without the old cluster's members and raft index, and etcd, finding a
+// backend and no WAL, bootstraps a new cluster over it with the data and its revisions.
+func restoreSnapshot(t *testing.T, path, dir string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
+	if got := sha256.Sum256(db); !bytes.Equal(got[:], sum) {
+		t.Fatal("snapshot does not match its SHA-256")
+	}
+	snap := filepath.Join(dir, "member", "snap")
+	if err := os.MkdirAll(snap, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, "db"), db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	be := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(snap, "db"))
+	defer be.Close()
+	if err := schema.NewMembershipBackend(zap.NewNop(), be).TrimMembershipFromBackend(); err != nil {
+		t.Fatal(err)
+	}
+	// Raft index 0: the new cluster's raft log, which starts again at 1, applies from its
+	// first entry. Term 1, the new log's: etcd tells the backend's schema by a term.
+	term := make([]byte, 8)
+	binary.BigEndian.PutUint64(term, 1)
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	tx.UnsafePut(schema.Meta, schema.MetaConsistentIndexKeyName, make([]byte, 8))
+	tx.UnsafePut(schema.Meta, schema.MetaTermKeyName, term)
+	tx.Unlock()
+	be.ForceCommit()
+}
