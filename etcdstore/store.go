@@ -42,6 +42,8 @@ type Config struct {
 	// then calls it directly rather than through a connection, and full loads of the view
 	// read its store, without encoding the zone for a client.
 	Local *Embedded
+	// Log hears when etcd is lost and when it returns; nil discards it.
+	Log Logger
 }
 
 // Store reads and writes registry data in etcd and keeps a View of the zone current.
@@ -50,6 +52,9 @@ type Store struct {
 	keys    keys
 	timeout time.Duration
 	view    *View
+	// stopHealth ends the reachability checks.
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
 }
 
 // Open connects to etcd and starts loading the View and following changes in the background.
@@ -75,7 +80,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cli.Close()
 		return nil, err
 	}
+	s.startHealth(cfg)
 	return s, nil
+}
+
+// startHealth follows whether etcd answers and, for an external cluster, its members' status.
+func (s *Store) startHealth(cfg Config) {
+	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: cfg.Timeout, log: loggerOrDiscard(cfg.Log)}
+	if cfg.Local == nil {
+		h.endpoints = cfg.Endpoints
+	}
+	var ctx context.Context
+	ctx, s.stopHealth = context.WithCancel(context.Background())
+	s.healthDone = make(chan struct{})
+	go func() {
+		defer close(s.healthDone)
+		h.run(ctx)
+	}()
 }
 
 // dial connects a client to cfg's endpoints.
@@ -146,6 +167,8 @@ func (s *Store) Client() *clientv3.Client { return s.cli }
 // Close stops following changes and closes the client. The View keeps answering from the
 // state it last had.
 func (s *Store) Close() error {
+	s.stopHealth()
+	<-s.healthDone
 	s.view.stop()
 	return s.cli.Close()
 }

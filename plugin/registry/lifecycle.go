@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -143,26 +144,31 @@ func (r *Registry) stop() error {
 func (c Config) storeKey() string {
 	e := c.Etcd
 	if len(e.Endpoints) == 0 {
-		return strings.Join([]string{"embedded", c.DataDir, c.EmbeddedClientURL, c.EmbeddedPeerURL, e.Prefix}, "|")
+		return strings.Join([]string{"embedded", c.DataDir, c.Embedded.ClientURL, c.Embedded.PeerURL, strconv.FormatInt(c.Embedded.QuotaBytes, 10), e.Prefix}, "|")
 	}
 	return strings.Join([]string{strings.Join(e.Endpoints, ","), e.Prefix, e.Username, e.Password, e.CertFile, e.KeyFile, e.CAFile, e.Timeout.String()}, "|")
 }
 
 func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 	ecfg := r.cfg.Etcd
+	ecfg.Log = log
 	release := func() {}
 	if len(ecfg.Endpoints) == 0 {
-		dir := filepath.Join(r.cfg.DataDir, "etcd")
-		key := strings.Join([]string{dir, r.cfg.EmbeddedClientURL, r.cfg.EmbeddedPeerURL}, "|")
+		ec := r.cfg.Embedded
+		ec.Dir, ec.Log = etcdstore.EmbeddedDir(r.cfg.DataDir), log
+		key := r.cfg.storeKey()
 		e, err := embeds.acquire(key, func() (*etcdstore.Embedded, func(), error) {
 			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 				return nil, nil, err
 			}
-			e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: dir, ClientURL: r.cfg.EmbeddedClientURL, PeerURL: r.cfg.EmbeddedPeerURL})
+			e, err := etcdstore.StartEmbedded(ec)
 			if err != nil {
 				return nil, nil, err
 			}
-			log.Infof("embedded etcd serving %s with data in %s", strings.Join(e.Endpoints(), ","), dir)
+			if ec.ClientURL != "" {
+				log.Warningf("embedded etcd also serves %s without authentication (etcd_listen): any local process can read every API token there", ec.ClientURL)
+			}
+			log.Infof("embedded etcd serving %s with data in %s", strings.Join(e.Endpoints(), ","), ec.Dir)
 			return e, e.Close, nil
 		})
 		if err != nil {

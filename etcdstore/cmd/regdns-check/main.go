@@ -19,7 +19,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("regdns-check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	endpoints := fs.String("endpoints", etcdstore.DefaultEmbeddedClientURL, "comma-separated etcd client URLs")
+	endpoints := fs.String("endpoints", "", "comma-separated etcd client URLs; default the embedded etcd of -data")
+	data := fs.String("data", "data", "the registry's data directory (the Corefile's data), to reach its running embedded etcd")
 	var cfg etcdstore.Config
 	fs.StringVar(&cfg.Prefix, "prefix", etcdstore.DefaultPrefix, "key prefix of the registry's data")
 	fs.DurationVar(&cfg.Timeout, "timeout", etcdstore.DefaultTimeout, "bound on each etcd request")
@@ -39,6 +40,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if e = strings.TrimSpace(e); e != "" {
 			cfg.Endpoints = append(cfg.Endpoints, e)
 		}
+	}
+
+	if len(cfg.Endpoints) == 0 {
+		local, err := etcdstore.LocalEndpoint(*data)
+		if err != nil {
+			fmt.Fprintf(stderr, "regdns-check: %v\n", err)
+			return 2
+		}
+		cfg.Endpoints = []string{local}
 	}
 
 	ctx := context.Background()

@@ -13,8 +13,9 @@ import (
 )
 
 func TestRun(t *testing.T) {
+	data := t.TempDir()
 	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{
-		Dir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true,
+		Dir: etcdstore.EmbeddedDir(data), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +54,9 @@ func TestRun(t *testing.T) {
 		{"other prefix is empty", nil, []string{"-endpoints", endpoints, "-prefix", "/nothing/"}, 0, nil, ""},
 		{"damaged", damage, []string{"-endpoints", endpoints, "-prefix", "/reg/", "-timeout", "1s"}, 1,
 			[]string{"/reg/names/beta: record is not valid JSON"}, "1 problem(s)"},
+		{"embedded etcd of a data directory", damage, []string{"-data", data, "-prefix", "/reg/"}, 1,
+			[]string{"/reg/names/beta: record is not valid JSON"}, "1 problem(s)"},
+		{"no embedded etcd in the data directory", nil, []string{"-data", t.TempDir()}, 2, nil, "no embedded etcd socket"},
 		{"etcd unreachable", nil, []string{"-endpoints", nobody, "-timeout", "300ms"}, 2, nil, "consistency check"},
 		{"bad flag", nil, []string{"-nope"}, 2, nil, "flag provided but not defined"},
 		{"stray argument", nil, []string{"-endpoints", endpoints, "extra"}, 2, nil, `unexpected argument "extra"`},
