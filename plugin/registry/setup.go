@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
-	"github.com/dustin/go-humanize"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/plugin/transfer"
+	"github.com/dustin/go-humanize"
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
