@@ -11,7 +11,8 @@ import (
 )
 
 // upkeep keeps the embedded etcd's database small for as long as the process runs: it
-// compacts the history older than EmbeddedConfig.History, defragments when free pages waste
+// compacts the history older than EmbeddedConfig.History (sooner when writes pile it up
+// faster than the quota allows), defragments when free pages waste
 // much of the quota (etcd counts the database file against the quota, free pages included),
 // and when NOSPACE fires anyway it compacts, defragments and disarms it by itself. DNS is
 // never affected: it answers from the view. A defragmentation holds etcd's backend, so API
@@ -25,6 +26,7 @@ type upkeep struct {
 
 	marks      []revMark // revisions seen, oldest first, to find the one History ago
 	compacted  int64
+	inUse      int64 // bytes in use after the last compaction: what grows beyond is history
 	lastDefrag time.Time
 	full       time.Time // when NOSPACE was first seen, zero when not
 	retryAt    time.Time // a NOSPACE that compaction did not cure is retried then
@@ -43,6 +45,10 @@ const upkeepTick = time.Second
 
 // defragWasteShare: a defragmentation runs when free pages exceed 1/defragWasteShare of the quota.
 const defragWasteShare = 8
+
+// historyShare: history is compacted early, to the previous tick, when it grows by more than
+// 1/historyShare of the quota, so that no write rate reaches NOSPACE through history alone.
+const historyShare = 8
 
 // embeddedEndpoint labels the embedded member's metrics.
 const embeddedEndpoint = "embedded"
@@ -92,7 +98,9 @@ func (u *upkeep) noSpace() bool {
 }
 
 // compact drops the revisions older than History: it remembers the current revision at every
-// tick and compacts to the newest one remembered from at least History ago.
+// tick and compacts to the newest one remembered from at least History ago. When the history
+// since the last compaction takes more than 1/historyShare of the quota, it keeps only the
+// last tick's: a watch that far behind reloads the view, which is cheaper than NOSPACE.
 func (u *upkeep) compact(ctx context.Context, now time.Time) {
 	u.marks = append(u.marks, revMark{now, u.srv.KV().Rev()})
 	keep := 0
@@ -100,8 +108,15 @@ func (u *upkeep) compact(ctx context.Context, now time.Time) {
 		keep++
 	}
 	u.marks = u.marks[keep:]
-	if old := u.marks[0]; now.Sub(old.at) >= u.hist && old.rev > u.compacted {
-		u.compactTo(ctx, old.rev)
+	var target int64
+	if old := u.marks[0]; now.Sub(old.at) >= u.hist {
+		target = old.rev
+	}
+	if n := len(u.marks); n >= 2 && u.srv.Backend().SizeInUse()-u.inUse >= u.quota/historyShare {
+		target = max(target, u.marks[n-2].rev)
+	}
+	if target > u.compacted && u.compactTo(ctx, target) == nil {
+		u.inUse = u.srv.Backend().SizeInUse()
 	}
 }
 

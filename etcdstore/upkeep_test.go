@@ -19,13 +19,20 @@ import (
 // in-process, as the plugin runs it.
 func startBounded(t *testing.T, quota int64, history time.Duration) (*Embedded, *Store) {
 	t.Helper()
-	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), QuotaBytes: quota, History: history, Fast: true})
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), QuotaBytes: quota, History: history, Fast: true, Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
 	return e, openConfig(t, Config{Endpoints: e.Endpoints(), Local: e, Timeout: 5 * time.Second})
 }
+
+// testLog passes the store's log to the test's.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Infof(format string, args ...any)    { l.t.Logf("INFO "+format, args...) }
+func (l testLog) Warningf(format string, args ...any) { l.t.Logf("WARNING "+format, args...) }
+func (l testLog) Errorf(format string, args ...any)   { l.t.Logf("ERROR "+format, args...) }
 
 // description is a record's description carrying a writer's sequence number, padded to size.
 func description(seq int, size int) string {
@@ -76,7 +83,9 @@ func TestNoSpaceRecovers(t *testing.T) {
 				switch {
 				case err == nil:
 					acked[w] = seq
-					if !firstFail.IsZero() && recovered == 0 {
+					// Writes admitted before the alarm took effect may still succeed: the
+					// recovery is the first success after the upkeep disarmed the alarm.
+					if !firstFail.IsZero() && recovered == 0 && counted(t, etcdNoSpaceRecoveries) > before {
 						recovered = time.Since(firstFail)
 						cancel()
 					}
@@ -142,16 +151,17 @@ func sum(xs []int) (n int) {
 }
 
 // TestHistoryStaysBounded floods a few records with updates, as an abuser with a handful of
-// tokens would, until the writes add up to twice the quota: without compaction etcd would
-// refuse writes (NOSPACE) halfway; with it the database stays below the quota throughout, and
-// its history is compacted away once the flood stops.
+// tokens would, until the writes add up to 1.5 times the quota: without compaction etcd would
+// refuse writes (NOSPACE) before the end; with it the database stays far below the quota
+// throughout, and its history is compacted away once the flood stops. The flood writes as fast as etcd takes
+// it, far beyond the history's time bound: what keeps it below the quota is the early compaction.
 func TestHistoryStaysBounded(t *testing.T) {
 	t.Parallel()
 	const (
-		quota   = 64 << 20
-		history = time.Second
+		quota   = 256 << 20
+		history = 400 * time.Millisecond
 		names   = 20
-		size    = 8 << 10
+		size    = 32 << 10
 	)
 	e, s := startBounded(t, quota, history)
 	for i := range names {
@@ -174,7 +184,7 @@ func TestHistoryStaysBounded(t *testing.T) {
 				})
 				switch {
 				case err == nil:
-					if writes.Add(1)*size >= 2*quota {
+					if writes.Add(1)*size >= quota*3/2 {
 						cancel()
 					}
 				case ctx.Err() == nil:
@@ -194,17 +204,22 @@ func TestHistoryStaysBounded(t *testing.T) {
 	t.Logf("%d writes of %d KiB (%d MiB) in %v, %.0f/s; database peaked at %.1f MiB of a %d MiB quota",
 		writes.Load(), size>>10, writes.Load()*size>>20, took.Round(time.Millisecond), float64(writes.Load())/took.Seconds(),
 		float64(peak.Load())/(1<<20), quota>>20)
-	if writes.Load()*size < 2*quota {
+	if writes.Load()*size < quota*3/2 {
 		t.Fatalf("only %d MiB written in %v: the flood did not exceed the quota", writes.Load()*size>>20, took)
 	}
-	if peak.Load() >= quota {
-		t.Errorf("database peaked at %d bytes during the flood, quota %d", peak.Load(), quota)
+	if peak.Load() >= quota/2 {
+		t.Errorf("database peaked at %d bytes during the flood, want less than half the quota (%d)", peak.Load(), quota/2)
 	}
 	// Once the flood stops, the rest of its history is compacted; free pages beyond an
-	// eighth of the quota are defragmented away.
+	// eighth of the quota are defragmented away. A trickle of writes goes on, as pings would:
+	// etcd frees a compaction's pages, and counts them out of the size in use, only at
+	// later commits.
 	const live = 1 << 20
 	deadline := time.Now().Add(30 * time.Second)
-	for (be.SizeInUse() > live || be.Size()-be.SizeInUse() >= quota/defragWasteShare) && time.Now().Before(deadline) {
+	for seq := 1; (be.SizeInUse() > live || be.Size()-be.SizeInUse() >= quota/defragWasteShare) && time.Now().Before(deadline); seq++ {
+		if _, err := s.Update(t.Context(), ByName("flood0"), func(d *Domain) error { d.Description = description(seq, 100); return nil }); err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("database %.2f MiB (%.2f MiB in use) after the flood; %v compactions, %v defragmentations",
