@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -144,9 +143,16 @@ func (r *Registry) stop() error {
 func (c Config) storeKey() string {
 	e := c.Etcd
 	if len(e.Endpoints) == 0 {
-		return strings.Join([]string{"embedded", c.DataDir, c.Embedded.ClientURL, c.Embedded.PeerURL, strconv.FormatInt(c.Embedded.QuotaBytes, 10), e.Prefix}, "|")
+		return strings.Join([]string{c.embeddedKey(), e.Prefix}, "|")
 	}
 	return strings.Join([]string{strings.Join(e.Endpoints, ","), e.Prefix, e.Username, e.Password, e.CertFile, e.KeyFile, e.CAFile, e.Timeout.String()}, "|")
+}
+
+// embeddedKey identifies the embedded etcd a block runs, shared by blocks of any prefix. The
+// quota is not part of it: a reload that changes it keeps the running etcd (one data
+// directory takes one etcd), so a new quota takes a restart.
+func (c Config) embeddedKey() string {
+	return strings.Join([]string{"embedded", c.DataDir, c.Embedded.ClientURL, c.Embedded.PeerURL}, "|")
 }
 
 func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
@@ -156,7 +162,7 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 	if len(ecfg.Endpoints) == 0 {
 		ec := r.cfg.Embedded
 		ec.Dir, ec.Log = etcdstore.EmbeddedDir(r.cfg.DataDir), log
-		key := r.cfg.storeKey()
+		key := r.cfg.embeddedKey()
 		e, err := embeds.acquire(key, func() (*etcdstore.Embedded, func(), error) {
 			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 				return nil, nil, err
