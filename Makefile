@@ -26,8 +26,9 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite: Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2
+# unbound, tunnel through pagekite and back up the embedded etcd with etcdctl: Debian
+# packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 etcd-client
 
 test: build test-deps
 	$(GO) vet ./...

@@ -2,8 +2,10 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,4 +233,66 @@ func TestHistoryStaysBounded(t *testing.T) {
 	if free := be.Size() - be.SizeInUse(); free >= quota/defragWasteShare {
 		t.Errorf("%d bytes of free pages 30 s after the flood, want less than %d", free, quota/defragWasteShare)
 	}
+}
+
+// TestHistoryBytesPerWrite measures what one rewrite of a record adds to etcd's database
+// until it is compacted, for the records the API writes: a ping (new time, same addresses),
+// a /dnsconfig with ACME-sized values, and the largest record a client can make (a 256-rune
+// description, two 255-character challenges). Measured on defragmented files, so the
+// figures are the history's own bytes; the file grows by up to twice that between
+// defragmentations (bbolt's pages are filled half before they split).
+func TestHistoryBytesPerWrite(t *testing.T) {
+	t.Parallel()
+	e, s := startBounded(t, DefaultQuotaBytes, time.Hour) // no compaction while measuring
+	now := time.Now().UTC().Truncate(time.Second)
+	acme := strings.Repeat("A", 43)
+	kinds := []struct {
+		name   string
+		record func(*Domain)
+		write  func(*Domain, int)
+		bound  int64
+	}{
+		{"ping", func(d *Domain) {
+			d.Mode = ModeDynamic
+			d.SetAddr(netip.MustParseAddr("203.0.113.7"))
+			d.SetAddr(netip.MustParseAddr("2001:db8::7"))
+		}, func(d *Domain, i int) { d.LastPing = now.Add(time.Duration(i) * time.Minute) }, 600},
+		{"dnsconfig", func(*Domain) {}, func(d *Domain, i int) {
+			d.AddChallenge(fmt.Sprintf("%s%06d", acme[6:], i), now, 2)
+		}, 700},
+		{"largest", func(d *Domain) { d.Description = strings.Repeat("é", 256) }, func(d *Domain, i int) {
+			d.AddChallenge(fmt.Sprintf("%06d%s", i, strings.Repeat("c", 249)), now, 2)
+		}, 2500},
+	}
+	const writes = 2000
+	for _, k := range kinds {
+		d := newDomain(k.name)
+		k.record(&d)
+		k.write(&d, 0)
+		k.write(&d, 1)
+		if err := s.Create(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		before := defragmentedSize(t, e)
+		for i := range writes {
+			if _, err := s.Update(t.Context(), ByName(k.name), func(d *Domain) error { k.write(d, i+2); return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored, _ := s.Get(t.Context(), ByName(k.name))
+		value, _ := json.Marshal(&stored)
+		perWrite := (defragmentedSize(t, e) - before) / writes
+		t.Logf("%s: record of %d bytes, %d bytes of history per write", k.name, len(value), perWrite)
+		if perWrite > k.bound || perWrite < int64(len(value)) {
+			t.Errorf("%s: %d bytes per write, want between the record's %d and %d", k.name, perWrite, len(value), k.bound)
+		}
+	}
+}
+
+func defragmentedSize(t *testing.T, e *Embedded) int64 {
+	t.Helper()
+	if err := e.etcd.Server.Defragment(); err != nil {
+		t.Fatal(err)
+	}
+	return e.etcd.Server.Backend().Size()
 }
