@@ -48,10 +48,10 @@ type EmbeddedConfig struct {
 	// talk to it; the scheme given is ignored.
 	PeerURL string
 	// QuotaBytes is the database size beyond which etcd refuses writes (its NOSPACE alarm);
-	// 0 means DefaultQuotaBytes.
+	// 0 means etcd's default, 2 GiB.
 	QuotaBytes int64
 	// History is how long past revisions are kept for watches that fall behind; 0 means
-	// DefaultHistory.
+	// 5 minutes.
 	History time.Duration
 	// Log receives the few events an operator must see (NOSPACE handled); nil discards them.
 	Log Logger
@@ -61,16 +61,16 @@ type EmbeddedConfig struct {
 
 // Defaults of the embedded etcd's database bounds.
 const (
-	// DefaultQuotaBytes is etcd's own default quota, 2 GiB.
-	DefaultQuotaBytes = 2 << 30
-	// DefaultHistory is long enough for the view's watch, which follows in-process, to
+	// defaultQuotaBytes is etcd's own default quota, 2 GiB.
+	defaultQuotaBytes = 2 << 30
+	// defaultHistory is long enough for the view's watch, which follows in-process, to
 	// catch up after any pause short of a restart (which reloads anyway).
-	DefaultHistory = 5 * time.Minute
+	defaultHistory = 5 * time.Minute
 )
 
-// DefaultEmbeddedPeerURL is the embedded etcd's raft listener unless set otherwise: a free
+// defaultPeerURL is the embedded etcd's raft listener unless set otherwise: a free
 // loopback port, closed to every client by TLS (see EmbeddedConfig.PeerURL).
-const DefaultEmbeddedPeerURL = "https://127.0.0.1:0"
+const defaultPeerURL = "https://127.0.0.1:0"
 
 // socketName is the file, in the embedded etcd's directory, of its client socket.
 const socketName = "client.sock"
@@ -133,13 +133,13 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 // embedConfig is etcd's configuration for c, with defaults filled in, and the socket's path.
 func embedConfig(c *EmbeddedConfig) (*embed.Config, string, error) {
 	if c.PeerURL == "" {
-		c.PeerURL = DefaultEmbeddedPeerURL
+		c.PeerURL = defaultPeerURL
 	}
 	if c.QuotaBytes == 0 {
-		c.QuotaBytes = DefaultQuotaBytes
+		c.QuotaBytes = defaultQuotaBytes
 	}
 	if c.History == 0 {
-		c.History = DefaultHistory
+		c.History = defaultHistory
 	}
 	dir, err := filepath.Abs(c.Dir)
 	if err != nil {

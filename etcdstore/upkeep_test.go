@@ -243,7 +243,7 @@ func TestHistoryStaysBounded(t *testing.T) {
 // defragmentations (bbolt's pages are filled half before they split).
 func TestHistoryBytesPerWrite(t *testing.T) {
 	t.Parallel()
-	e, s := startBounded(t, DefaultQuotaBytes, time.Hour) // no compaction while measuring
+	e, s := startBounded(t, defaultQuotaBytes, time.Hour) // no compaction while measuring
 	now := time.Now().UTC().Truncate(time.Second)
 	acme := strings.Repeat("A", 43)
 	kinds := []struct {

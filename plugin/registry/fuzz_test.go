@@ -86,6 +86,7 @@ func FuzzParse(f *testing.F) {
 		"registry {\n soa a b 1 2 3 4\n ns ns1.example.org 192.0.2.1\n name_record TXT \"v=spf1 -all\"\n}",
 		"registry {\n record www CNAME @\n record www A 192.0.2.1\n}",
 		"registry example.org other.org {\n fallthrough\n etcd http://127.0.0.1:2379\n}",
+		"registry {\n etcd_listen http://127.0.0.1:23790 https://127.0.0.1:0\n etcd_quota 512MiB\n}",
 	} {
 		f.Add(s)
 	}
