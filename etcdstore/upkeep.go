@@ -26,7 +26,8 @@ type upkeep struct {
 
 	marks      []revMark // revisions seen, oldest first, to find the one History ago
 	compacted  int64
-	inUse      int64 // bytes in use after the last compaction: what grows beyond is history
+	compactAt  time.Time // when the history was last compacted by age
+	inUse      int64     // bytes in use after the last compaction: what grows beyond is history
 	lastDefrag time.Time
 	full       time.Time // when NOSPACE was first seen, zero when not
 	retryAt    time.Time // a NOSPACE that compaction did not cure is retried then
@@ -108,9 +109,11 @@ func (u *upkeep) compact(ctx context.Context, now time.Time) {
 		keep++
 	}
 	u.marks = u.marks[keep:]
+	// By age, every tenth of History, as etcd's own periodic compactor does: each compaction
+	// walks etcd's whole key index.
 	var target int64
-	if old := u.marks[0]; now.Sub(old.at) >= u.hist {
-		target = old.rev
+	if old := u.marks[0]; now.Sub(old.at) >= u.hist && now.Sub(u.compactAt) >= u.hist/10 {
+		target, u.compactAt = old.rev, now
 	}
 	if n := len(u.marks); n >= 2 && u.srv.Backend().SizeInUse()-u.inUse >= u.quota/historyShare {
 		target = max(target, u.marks[n-2].rev)

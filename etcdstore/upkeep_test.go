@@ -53,7 +53,7 @@ func seqOf(d Domain) (n int) {
 func TestNoSpaceRecovers(t *testing.T) {
 	t.Parallel()
 	const quota = 4 << 20
-	e, s := startBounded(t, quota, time.Hour) // no periodic compaction: only NOSPACE frees space
+	e, s := startBounded(t, quota, time.Hour) // no compaction by age: only early compaction and the recovery free space
 	before := counted(t, etcdNoSpaceRecoveries)
 	const writers = 4
 	names := make([]string, writers)
