@@ -150,3 +150,37 @@ func procAddr(t *testing.T, s string) string {
 	addr, _ := netip.AddrFromSlice(raw)
 	return netip.AddrPortFrom(addr.Unmap(), uint16(port)).String()
 }
+
+// TestEmbeddedOpensFormerDataDir opens, with the closed defaults, a data directory that an
+// embedded etcd with a TCP client port and a plain-HTTP peer URL (the former defaults) wrote:
+// upgrading keeps the data and takes writes.
+func TestEmbeddedOpensFormerDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	former, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(t.Context(), Config{Endpoints: former.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	former.Close()
+
+	e, err := StartEmbedded(EmbeddedConfig{Dir: dir, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	closed := openConfig(t, Config{Endpoints: e.Endpoints(), Local: e})
+	if _, err := closed.Get(t.Context(), ByName("alpha")); err != nil {
+		t.Errorf("alpha after the upgrade: %v", err)
+	}
+	if err := closed.Create(t.Context(), newDomain("beta")); err != nil {
+		t.Errorf("write after the upgrade: %v", err)
+	}
+}
