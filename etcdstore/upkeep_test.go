@@ -50,8 +50,9 @@ func seqOf(d Domain) (n int) {
 // TestNoSpaceRecovers fills a tiny quota with writes: they fail with etcd's NOSPACE error
 // while the upkeep compacts, defragments and disarms, then succeed again without anyone's help;
 // no acknowledged write is lost and the view answers throughout.
+// Not parallel, as the flood below: writing as fast as etcd takes it, it would distort the
+// timings other tests measure.
 func TestNoSpaceRecovers(t *testing.T) {
-	t.Parallel()
 	const quota = 4 << 20
 	e, s := startBounded(t, quota, time.Hour) // no compaction by age: only early compaction and the recovery free space
 	before := counted(t, etcdNoSpaceRecoveries)
@@ -157,8 +158,8 @@ func sum(xs []int) (n int) {
 // refuse writes (NOSPACE) before the end; with it the database stays far below the quota
 // throughout, and its history is compacted away once the flood stops. The flood writes as fast as etcd takes
 // it, far beyond the history's time bound: what keeps it below the quota is the early compaction.
+// Not parallel: the flood would distort the timings other tests measure.
 func TestHistoryStaysBounded(t *testing.T) {
-	t.Parallel()
 	const (
 		quota   = 256 << 20
 		history = 400 * time.Millisecond
