@@ -66,7 +66,7 @@ func TestEtcdNoSpaceRecovers(t *testing.T) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(5 * time.Millisecond):
+			case <-time.After(2 * time.Millisecond):
 			}
 			queries.Add(1)
 			if full.Load() {
@@ -134,8 +134,8 @@ func TestEtcdNoSpaceRecovers(t *testing.T) {
 	if firstFull.IsZero() || recovered == 0 {
 		t.Fatalf("NOSPACE (first 501 at %v) and recovery (%v) not both seen within 2 minutes", firstFull, recovered)
 	}
-	if unanswered.Load() > 0 || duringFull.Load() < 10 {
-		t.Errorf("DNS left %d of %d queries unanswered, %d asked during NOSPACE (want at least 10)", unanswered.Load(), queries.Load(), duringFull.Load())
+	if unanswered.Load() > 0 || duringFull.Load() < 5 {
+		t.Errorf("DNS left %d of %d queries unanswered, %d asked during NOSPACE (want at least 5)", unanswered.Load(), queries.Load(), duringFull.Load())
 	}
 
 	for _, n := range names {

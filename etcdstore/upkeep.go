@@ -41,8 +41,12 @@ type revMark struct {
 	rev int64
 }
 
-// upkeepTick is how often the upkeep looks at the alarms and the database size.
-const upkeepTick = time.Second
+// How often the upkeep looks at the NOSPACE alarm (cheap: the member's alarm list), and at
+// the history and the database size.
+const (
+	alarmTick  = 100 * time.Millisecond
+	upkeepTick = time.Second
+)
 
 // defragWasteShare: a defragmentation runs when free pages exceed 1/defragWasteShare of the quota.
 const defragWasteShare = 8
@@ -68,8 +72,10 @@ func (u *upkeep) stop() {
 
 func (u *upkeep) run(ctx context.Context) {
 	defer close(u.done)
-	t := time.NewTicker(min(upkeepTick, u.hist/4))
+	t := time.NewTicker(alarmTick)
 	defer t.Stop()
+	every := min(upkeepTick, u.hist/4)
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -77,11 +83,15 @@ func (u *upkeep) run(ctx context.Context) {
 		case <-u.srv.StopNotify():
 			return
 		case now := <-t.C:
-			if u.noSpace() {
+			switch {
+			case u.noSpace():
 				u.recoverSpace(ctx, now)
-			} else {
+			case now.Sub(last) >= every:
+				last = now
 				u.compact(ctx, now)
 				u.defragIfWasteful(now)
+			default:
+				continue
 			}
 			u.publish()
 		}
