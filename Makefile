@@ -31,9 +31,9 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
-# servers: Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server
+# unbound, tunnel through pagekite and back up the embedded etcd with etcdctl; the importer's
+# tests read real PostgreSQL and MariaDB servers: Debian packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 etcd-client postgresql mariadb-server
 
 test: build test-deps
 	$(GO) vet ./...
