@@ -37,10 +37,11 @@ run: build
 	./$(BINARY) -conf $(COREFILE)
 
 # The end-to-end tests run ./coredns, open mailed links in headless Chromium, resolve through
-# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
-# servers; the packaging tests run promtool (prometheus), systemd-analyze (systemd) and the
-# container image (podman, runc): Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server prometheus systemd podman runc
+# unbound, tunnel through pagekite and back up the embedded etcd with etcdctl; the importer's
+# tests read real PostgreSQL and MariaDB servers; the packaging tests run promtool
+# (prometheus), systemd-analyze (systemd) and the container image (podman, runc): Debian
+# packages, installed here when missing.
+TEST_PACKAGES := chromium unbound pagekite nsd iproute2 etcd-client postgresql mariadb-server prometheus systemd podman runc
 
 test: build test-deps
 	$(GO) vet ./...

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 )
 
 // withSecrets is d with a contact address, a reclamation token and a pending verification.
@@ -599,14 +597,4 @@ func TestEarlierRecordInStore(t *testing.T) {
 		}
 	}
 	assertConsistent(t, s)
-}
-
-// counted is the value of counter c.
-func counted(t *testing.T, c interface{ Write(*dto.Metric) error }) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }

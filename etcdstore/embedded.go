@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -23,67 +25,83 @@ import (
 
 // Embedded is an etcd server running inside this process, for single-machine setups and tests.
 type Embedded struct {
-	etcd *embed.Etcd
-	log  *quietOnClose
+	etcd   *embed.Etcd
+	log    *quietOnClose
+	tcp    string // the TCP client URL actually served, or ""
+	socket string // the Unix socket's path
+	upkeep *upkeep
 }
 
-// EmbeddedConfig says where the embedded etcd keeps its data and listens.
+// EmbeddedConfig says where the embedded etcd keeps its data, what it listens on and how it
+// keeps its database small.
 type EmbeddedConfig struct {
 	Dir string
-	// ClientURL and PeerURL are the loopback URLs it listens on, e.g. http://127.0.0.1:23790;
-	// port 0 picks a free one.
-	ClientURL, PeerURL string
+	// ClientURL, when set, is a TCP URL such as http://127.0.0.1:23790 on which the embedded
+	// etcd also serves clients, without authentication: any process that can reach it can
+	// read every API token and rewrite the zone. Empty (the default): clients reach it only
+	// through the Unix socket LocalEndpoint names, which only the process owner can open.
+	// Port 0 picks a free one.
+	ClientURL string
+	// PeerURL is the loopback address of the raft listener a member must have, e.g.
+	// https://127.0.0.1:0 (the default; port 0 picks a free one). It is always served over TLS
+	// demanding a client certificate from a CA whose key is discarded at start, so nothing can
+	// talk to it; the scheme given is ignored.
+	PeerURL string
+	// QuotaBytes is the database size beyond which etcd refuses writes (its NOSPACE alarm);
+	// 0 means etcd's default, 2 GiB.
+	QuotaBytes int64
+	// History is how long past revisions are kept for watches that fall behind; 0 means
+	// 5 minutes.
+	History time.Duration
+	// Log receives the few events an operator must see (NOSPACE handled); nil discards them.
+	Log Logger
 	// Fast shortens heartbeats and elections and skips fsync: for tests only.
 	Fast bool
 }
 
-// Default URLs of the embedded etcd: fixed, so a restart finds its own data and peers.
+// Defaults of the embedded etcd's database bounds.
 const (
-	DefaultEmbeddedClientURL = "http://127.0.0.1:23790"
-	DefaultEmbeddedPeerURL   = "http://127.0.0.1:23800"
+	// defaultQuotaBytes is etcd's own default quota, 2 GiB.
+	defaultQuotaBytes = 2 << 30
+	// defaultHistory is long enough for the view's watch, which follows in-process, to
+	// catch up after any pause short of a restart (which reloads anyway).
+	defaultHistory = 5 * time.Minute
 )
+
+// defaultPeerURL is the embedded etcd's raft listener unless set otherwise: a free
+// loopback port, closed to every client by TLS (see EmbeddedConfig.PeerURL).
+const defaultPeerURL = "https://127.0.0.1:0"
+
+// socketName is the file, in the embedded etcd's directory, of its client socket.
+const socketName = "client.sock"
+
+// EmbeddedDir is where the registry keeps its embedded etcd under its data directory.
+func EmbeddedDir(dataDir string) string { return filepath.Join(dataDir, "etcd") }
+
+// LocalEndpoint is the client endpoint of the embedded etcd of the registry whose data
+// directory (the Corefile's `data`) is dataDir, for tools on the same machine run as the
+// server's user: a unix:// URL that etcd clients (clientv3, etcdctl --endpoints) accept. It
+// fails if no server is listening there.
+func LocalEndpoint(dataDir string) (string, error) {
+	path, err := filepath.Abs(filepath.Join(EmbeddedDir(dataDir), socketName))
+	if err != nil {
+		return "", err
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		return "", fmt.Errorf("no embedded etcd socket at %s: is the server running with data %s, as this user?", path, dataDir)
+	}
+	return "unix://" + path, nil
+}
 
 // StartEmbedded starts an etcd server and waits until it serves.
 func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
-	if c.ClientURL == "" {
-		c.ClientURL = DefaultEmbeddedClientURL
-	}
-	if c.PeerURL == "" {
-		c.PeerURL = DefaultEmbeddedPeerURL
-	}
-	curl, err := url.Parse(c.ClientURL)
+	cfg, socket, err := embedConfig(&c)
 	if err != nil {
-		return nil, fmt.Errorf("embedded etcd client url: %w", err)
+		return nil, err
 	}
-	purl, err := url.Parse(c.PeerURL)
-	if err != nil {
-		return nil, fmt.Errorf("embedded etcd peer url: %w", err)
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "registry"
-	cfg.Dir = c.Dir
-	cfg.ListenClientUrls = []url.URL{*curl}
-	cfg.AdvertiseClientUrls = []url.URL{*curl}
-	cfg.ListenPeerUrls = []url.URL{*purl}
-	cfg.AdvertisePeerUrls = []url.URL{*purl}
-	cfg.InitialCluster = cfg.Name + "=" + purl.String()
-	cfg.LogLevel = "error"
 	quiet := &quietOnClose{w: os.Stderr}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(zapcore.NewCore(
 		zapcore.NewConsoleEncoder(zap.NewProductionEncoderConfig()), quiet, zap.ErrorLevel)))
-	// Keep a day of history for watches that fall behind; older revisions are compacted.
-	cfg.AutoCompactionMode = "periodic"
-	cfg.AutoCompactionRetention = "24h"
-	// etcd keeps the raft entries since its last snapshot in memory (and replays them from the
-	// WAL at start), plus SnapshotCatchUpEntries after it for followers. The data itself is in
-	// the backend, and an embedded member has no followers: the defaults (10,000 and 5,000)
-	// only cost memory and start time, as much as the entries are large.
-	cfg.SnapshotCount = embeddedSnapshotCount
-	cfg.SnapshotCatchUpEntries = embeddedCatchUpEntries
-	if c.Fast {
-		cfg.TickMs, cfg.ElectionMs = 10, 50
-		cfg.UnsafeNoFsync = true
-	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd in %s: %w", c.Dir, err)
@@ -97,8 +115,90 @@ func StartEmbedded(c EmbeddedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s did not become ready in 30s", c.Dir)
 	}
-	return &Embedded{etcd: e, log: quiet}, nil
+	// The directory is the process owner's alone already; the socket's own mode says so too.
+	if err := os.Chmod(socket, 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd socket: %w", err)
+	}
+	em := &Embedded{etcd: e, log: quiet, socket: socket}
+	for _, l := range e.Clients {
+		if l.Addr().Network() == "tcp" {
+			em.tcp = "http://" + l.Addr().String()
+		}
+	}
+	em.upkeep = startUpkeep(e.Server, c)
+	return em, nil
 }
+
+// embedConfig is etcd's configuration for c, with defaults filled in, and the socket's path.
+func embedConfig(c *EmbeddedConfig) (*embed.Config, string, error) {
+	if c.PeerURL == "" {
+		c.PeerURL = defaultPeerURL
+	}
+	if c.QuotaBytes == 0 {
+		c.QuotaBytes = defaultQuotaBytes
+	}
+	if c.History == 0 {
+		c.History = defaultHistory
+	}
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return nil, "", err
+	}
+	// etcd creates its directory owner-only, but keeps the mode of one that exists: the
+	// socket inside must not be reachable by others even for the instant before its chmod.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	socket := filepath.Join(dir, socketName)
+	if len(socket) >= maxSocketPath {
+		return nil, "", fmt.Errorf("embedded etcd socket path %s is longer than a Unix socket allows (%d bytes): use a shorter data directory", socket, maxSocketPath-1)
+	}
+	clientURLs := []url.URL{{Scheme: "unix", Path: socket}}
+	if c.ClientURL != "" {
+		curl, err := url.Parse(c.ClientURL)
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded etcd client url: %w", err)
+		}
+		clientURLs = append(clientURLs, *curl)
+	}
+	purl, err := url.Parse(c.PeerURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("embedded etcd peer url: %w", err)
+	}
+	purl.Scheme = "https"
+	cfg := embed.NewConfig()
+	cfg.Name = "registry"
+	cfg.Dir = dir
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = clientURLs, clientURLs
+	cfg.ListenPeerUrls = []url.URL{*purl}
+	cfg.AdvertisePeerUrls = []url.URL{*purl}
+	cfg.InitialCluster = cfg.Name + "=" + purl.String()
+	if cfg.PeerTLSInfo, err = closedPeerTLS(filepath.Join(dir, "peer-tls")); err != nil {
+		return nil, "", fmt.Errorf("embedded etcd peer TLS: %w", err)
+	}
+	cfg.LogLevel = "error"
+	cfg.QuotaBackendBytes = c.QuotaBytes
+	// Compaction is the upkeep's (upkeep.go), which also defragments and answers NOSPACE.
+	cfg.AutoCompactionRetention = "0"
+	// etcd keeps the raft entries since its last snapshot in memory (and replays them from the
+	// WAL at start), plus SnapshotCatchUpEntries after it for followers. The data itself is in
+	// the backend, and an embedded member has no followers: the defaults (10,000 and 5,000)
+	// only cost memory and start time, as much as the entries are large.
+	cfg.SnapshotCount = embeddedSnapshotCount
+	cfg.SnapshotCatchUpEntries = embeddedCatchUpEntries
+	if c.Fast {
+		cfg.TickMs, cfg.ElectionMs = 10, 50
+		cfg.UnsafeNoFsync = true
+	}
+	return cfg, socket, nil
+}
+
+// maxSocketPath is the size of sun_path on Linux, terminating NUL included.
+const maxSocketPath = 108
 
 // The embedded member's raft log bounds: a snapshot every embeddedSnapshotCount entries,
 // keeping embeddedCatchUpEntries before it.
@@ -148,17 +248,18 @@ func (e *Embedded) scan(ctx context.Context, prefix string, fn func(*mvccpb.KeyV
 // v3client): requests and watch events skip encoding, the loopback connection and decoding.
 func (e *Embedded) client() *clientv3.Client { return v3client.New(e.etcd.Server) }
 
-// Endpoints are the client URLs to give Open.
+// Endpoints are the client URLs to give Open: the TCP one if ClientURL was set, then the socket.
 func (e *Embedded) Endpoints() []string {
 	var out []string
-	for _, l := range e.etcd.Clients {
-		out = append(out, "http://"+l.Addr().String())
+	if e.tcp != "" {
+		out = append(out, e.tcp)
 	}
-	return out
+	return append(out, "unix://"+e.socket)
 }
 
-// Close stops the server.
+// Close stops the upkeep and the server.
 func (e *Embedded) Close() {
+	e.upkeep.stop()
 	e.log.closing.Store(true)
 	e.etcd.Close()
 }

@@ -44,6 +44,62 @@ var (
 		Help:      "Counter of record writes run again because the record changed after it was read (by another replica, or before this replica's view showed it).",
 	})
 
+	etcdDBSize = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_db_size_bytes",
+		Help:      "Size of the etcd database file by member endpoint (\"embedded\" for the embedded etcd); etcd compares it with the quota.",
+	}, []string{"endpoint"})
+
+	etcdDBInUse = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_db_size_in_use_bytes",
+		Help:      "Bytes of the etcd database file holding data, by member endpoint; the rest is free pages a defragmentation returns.",
+	}, []string{"endpoint"})
+
+	etcdQuota = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_quota_bytes",
+		Help:      "Database size at which etcd raises NOSPACE and refuses writes, by member endpoint.",
+	}, []string{"endpoint"})
+
+	etcdAlarms = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_alarms",
+		Help:      "Number of etcd members raising each alarm (NOSPACE, CORRUPT).",
+	}, []string{"alarm"})
+
+	etcdCompactions = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_compactions_total",
+		Help:      "Counter of compactions of the embedded etcd's history.",
+	})
+
+	etcdDefrags = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_defrags_total",
+		Help:      "Counter of defragmentations of the embedded etcd's database.",
+	})
+
+	etcdNoSpaceRecoveries = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_nospace_recoveries_total",
+		Help:      "Counter of NOSPACE alarms of the embedded etcd cleared by compacting and defragmenting.",
+	})
+
+	etcdReachable = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: "coredns",
+		Subsystem: "registry",
+		Name:      "etcd_reachable",
+		Help:      "1 while etcd answers a linearizable read (a quorum is reachable), 0 while it does not.",
+	})
+
 	// views are the views of this process, whose greatest Lag view_lag_seconds reports.
 	views sync.Map
 

@@ -46,6 +46,8 @@ type Config struct {
 	// then calls it directly rather than through a connection, and full loads of the view
 	// read its store, without encoding the zone for a client.
 	Local *Embedded
+	// Log hears when etcd is lost and when it returns; nil discards it.
+	Log Logger
 }
 
 // Store reads and writes registry data in etcd and keeps a View of the zone current.
@@ -53,6 +55,9 @@ type Store struct {
 	Keyspace
 	view  *View
 	queue *nameQueue
+	// stopHealth ends the reachability checks.
+	stopHealth context.CancelFunc
+	healthDone chan struct{}
 }
 
 // Keyspace is the registry's keys in etcd, read and written straight through a client with
@@ -110,7 +115,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.cli.Close()
 		return nil, err
 	}
+	s.startHealth(cfg)
 	return s, nil
+}
+
+// startHealth follows whether etcd answers and, for an external cluster, its members' status.
+func (s *Store) startHealth(cfg Config) {
+	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: cfg.Timeout, log: loggerOrDiscard(cfg.Log)}
+	if cfg.Local == nil {
+		h.endpoints = cfg.Endpoints
+	}
+	var ctx context.Context
+	ctx, s.stopHealth = context.WithCancel(context.Background())
+	s.healthDone = make(chan struct{})
+	go func() {
+		defer close(s.healthDone)
+		h.run(ctx)
+	}()
 }
 
 // dial connects a client to cfg's endpoints.
@@ -178,6 +199,8 @@ func (s *Store) View() *View { return s.view }
 // Close stops following changes and closes the client. The View keeps answering from the
 // state it last had.
 func (s *Store) Close() error {
+	s.stopHealth()
+	<-s.healthDone
 	s.view.stop()
 	return s.cli.Close()
 }

@@ -17,7 +17,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The test plays the running server: its embedded etcd on the Corefile's data and URLs.
-	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "etcd"), ClientURL: cfg.EmbeddedClientURL, PeerURL: cfg.EmbeddedPeerURL, Fast: true})
+	e, err := etcdstore.StartEmbedded(embeddedOf(cfg, true))
 	if err != nil {
 		t.Fatal(err)
 	}

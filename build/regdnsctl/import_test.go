@@ -13,6 +13,7 @@ import (
 
 	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/registry"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -100,26 +101,32 @@ func wantRecords() map[string]etcdstore.Domain {
 	}
 }
 
-// testCorefile writes a Corefile for example.org with an embedded etcd in a new data
-// directory on free loopback ports, and returns its path.
+// testCorefile writes a Corefile for example.org with an embedded etcd (on its socket, as by
+// default) in a new data directory, and returns its path.
 func testCorefile(t testing.TB, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 2)
 	path := filepath.Join(dir, "Corefile")
 	corefile := fmt.Sprintf(`example.org:0 {
     registry {
         data %s
-        etcd_listen http://%s http://%s
         ns ns1.example.org 127.0.0.1
 %s
     }
 }
-`, filepath.Join(dir, "data"), addrs[0], addrs[1], extra)
+`, filepath.Join(dir, "data"), extra)
 	if err := os.WriteFile(path, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// embeddedOf is the embedded etcd the server of cfg runs, as a test starts it in the server's
+// place; fast shortens its raft ticks.
+func embeddedOf(cfg registry.Config, fast bool) etcdstore.EmbeddedConfig {
+	ec := cfg.Embedded
+	ec.Dir, ec.Fast = etcdstore.EmbeddedDir(cfg.DataDir), fast
+	return ec
 }
 
 // freeAddrs are n different loopback addresses with ports nothing listens on.
@@ -241,7 +248,7 @@ func verifyRecords(t *testing.T, conf string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: filepath.Join(cfg.DataDir, "etcd"), ClientURL: cfg.EmbeddedClientURL, PeerURL: cfg.EmbeddedPeerURL})
+	e, err := etcdstore.StartEmbedded(embeddedOf(cfg, false))
 	if err != nil {
 		t.Fatal(err)
 	}

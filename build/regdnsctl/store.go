@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,8 +40,8 @@ const probeTimeout = time.Second
 
 // openKeyspace reaches the etcd of a registry block, as the server does, for one command:
 // the configured cluster; or, with the embedded etcd, the running server's (through its
-// client URL), or when no server runs, that etcd started here on the server's data
-// directory. Progress notes go to log. The returned function releases it all.
+// owner-only socket in the data directory), or when no server runs, that etcd started here on
+// the server's data directory. Progress notes go to log. The returned function releases it all.
 func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func(), error) {
 	ecfg := cfg.Etcd
 	if len(ecfg.Endpoints) > 0 {
@@ -52,16 +51,16 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 		}
 		return ks, func() { ks.Close() }, nil
 	}
-	if listening(cfg.EmbeddedClientURL) {
-		fmt.Fprintf(log, "using the running server's embedded etcd at %s\n", cfg.EmbeddedClientURL)
-		ecfg.Endpoints = []string{cfg.EmbeddedClientURL}
+	if ep, err := etcdstore.LocalEndpoint(cfg.DataDir); err == nil && listening(ep) {
+		fmt.Fprintf(log, "using the running server's embedded etcd at %s\n", ep)
+		ecfg.Endpoints = []string{ep}
 		ks, err := etcdstore.Connect(ecfg)
 		if err != nil {
 			return nil, nil, err
 		}
 		return ks, func() { ks.Close() }, nil
 	}
-	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "etcd"))
+	dir, err := filepath.Abs(etcdstore.EmbeddedDir(cfg.DataDir))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -69,7 +68,9 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, nil, err
 	}
-	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: dir, ClientURL: cfg.EmbeddedClientURL, PeerURL: cfg.EmbeddedPeerURL})
+	ec := cfg.Embedded
+	ec.Dir = dir
+	e, err := etcdstore.StartEmbedded(ec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -82,13 +83,14 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 	return ks, func() { ks.Close(); e.Close() }, nil
 }
 
-// listening reports whether something accepts connections at the URL's host and port.
-func listening(rawURL string) bool {
-	u, err := url.Parse(rawURL)
-	if err != nil {
+// listening reports whether something accepts connections at a unix:// socket URL: a socket
+// file left by a server that crashed accepts nothing.
+func listening(endpoint string) bool {
+	path, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok {
 		return false
 	}
-	c, err := net.DialTimeout("tcp", u.Host, probeTimeout)
+	c, err := net.DialTimeout("unix", path, probeTimeout)
 	if err != nil {
 		return false
 	}

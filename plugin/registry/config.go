@@ -19,9 +19,9 @@ type Config struct {
 	DataDir string
 
 	// Etcd reaches an external cluster when Endpoints is set; otherwise an embedded etcd
-	// listening on EmbeddedClientURL and EmbeddedPeerURL is started.
-	Etcd                               etcdstore.Config
-	EmbeddedClientURL, EmbeddedPeerURL string
+	// configured by Embedded (its Dir and Log filled in at start) is started.
+	Etcd     etcdstore.Config
+	Embedded etcdstore.EmbeddedConfig
 
 	SOA SOA
 	NS  []NameServer

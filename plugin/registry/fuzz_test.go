@@ -88,6 +88,7 @@ func FuzzParse(f *testing.F) {
 		"registry example.org other.org {\n fallthrough\n etcd http://127.0.0.1:2379\n}",
 		"registry {\n rrl 100 slip 2 window 2s\n rrl_exempt 192.0.2.0/24 ::1\n}",
 		"registry {\n rrl off\n rrl_exempt none\n}",
+		"registry {\n etcd_listen http://127.0.0.1:23790 https://127.0.0.1:0\n etcd_quota 512MiB\n}",
 	} {
 		f.Add(s)
 	}

@@ -160,26 +160,38 @@ func (r *Registry) apiConnLimits() (api.ConnLimits, error) {
 func (c Config) storeKey() string {
 	e := c.Etcd
 	if len(e.Endpoints) == 0 {
-		return strings.Join([]string{"embedded", c.DataDir, c.EmbeddedClientURL, c.EmbeddedPeerURL, e.Prefix}, "|")
+		return strings.Join([]string{c.embeddedKey(), e.Prefix}, "|")
 	}
 	return strings.Join([]string{strings.Join(e.Endpoints, ","), e.Prefix, e.Username, e.Password, e.CertFile, e.KeyFile, e.CAFile, e.Timeout.String()}, "|")
 }
 
+// embeddedKey identifies the embedded etcd a block runs, shared by blocks of any prefix. The
+// quota is not part of it: a reload that changes it keeps the running etcd (one data
+// directory takes one etcd), so a new quota takes a restart.
+func (c Config) embeddedKey() string {
+	return strings.Join([]string{"embedded", c.DataDir, c.Embedded.ClientURL, c.Embedded.PeerURL}, "|")
+}
+
 func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 	ecfg := r.cfg.Etcd
+	ecfg.Log = log
 	release := func() {}
 	if len(ecfg.Endpoints) == 0 {
-		dir := filepath.Join(r.cfg.DataDir, "etcd")
-		key := strings.Join([]string{dir, r.cfg.EmbeddedClientURL, r.cfg.EmbeddedPeerURL}, "|")
+		ec := r.cfg.Embedded
+		ec.Dir, ec.Log = etcdstore.EmbeddedDir(r.cfg.DataDir), log
+		key := r.cfg.embeddedKey()
 		e, err := embeds.acquire(key, func() (*etcdstore.Embedded, func(), error) {
 			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 				return nil, nil, err
 			}
-			e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: dir, ClientURL: r.cfg.EmbeddedClientURL, PeerURL: r.cfg.EmbeddedPeerURL})
+			e, err := etcdstore.StartEmbedded(ec)
 			if err != nil {
 				return nil, nil, err
 			}
-			log.Infof("embedded etcd serving %s with data in %s", strings.Join(e.Endpoints(), ","), dir)
+			if ec.ClientURL != "" {
+				log.Warningf("embedded etcd also serves %s without authentication (etcd_listen): any local process can read every API token there", ec.ClientURL)
+			}
+			log.Infof("embedded etcd serving %s with data in %s", strings.Join(e.Endpoints(), ","), ec.Dir)
 			return e, e.Close, nil
 		})
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/coredns/coredns/plugin/transfer"
+	"github.com/dustin/go-humanize"
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
@@ -123,10 +124,8 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 			}
 			cfg.Etcd.Endpoints = args
 		}
-	case "etcd_listen":
-		if err = need(2, 2); err == nil {
-			cfg.EmbeddedClientURL, cfg.EmbeddedPeerURL = args[0], args[1]
-		}
+	case "etcd_listen", "etcd_quota":
+		err = parseEmbedded(c, prop, args, &cfg.Embedded)
 	case "etcd_tls":
 		if err = need(3, 3); err == nil {
 			cfg.Etcd.CertFile, cfg.Etcd.KeyFile, cfg.Etcd.CAFile = args[0], args[1], args[2]
@@ -392,12 +391,8 @@ func (cfg *Config) finish() error {
 	if len(cfg.Etcd.Endpoints) == 0 && (cfg.Etcd.Username != "" || cfg.Etcd.CAFile != "") {
 		return fmt.Errorf("etcd_auth and etcd_tls are for an external etcd: add etcd ENDPOINT")
 	}
-	if len(cfg.Etcd.Endpoints) > 0 && cfg.EmbeddedClientURL != "" {
-		return fmt.Errorf("etcd_listen configures the embedded etcd and cannot be combined with etcd ENDPOINT")
-	}
-	if cfg.EmbeddedClientURL == "" {
-		cfg.EmbeddedClientURL = etcdstore.DefaultEmbeddedClientURL
-		cfg.EmbeddedPeerURL = etcdstore.DefaultEmbeddedPeerURL
+	if len(cfg.Etcd.Endpoints) > 0 && cfg.Embedded != (etcdstore.EmbeddedConfig{}) {
+		return fmt.Errorf("etcd_listen and etcd_quota configure the embedded etcd and cannot be combined with etcd ENDPOINT")
 	}
 	if cfg.RRL.Exempt == nil {
 		cfg.RRL.Exempt = defaultRRLExempt()
@@ -617,6 +612,38 @@ func parsePrefixes(args []string) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
+
+// parseEmbedded reads the embedded etcd's properties: `etcd_listen CLIENT_URL [PEER_URL]`
+// and `etcd_quota SIZE` (bytes, or with a unit such as 512MiB or 2GB).
+func parseEmbedded(c *caddy.Controller, prop string, args []string, e *etcdstore.EmbeddedConfig) error {
+	if prop == "etcd_quota" {
+		if len(args) != 1 {
+			return c.ArgErr()
+		}
+		n, err := humanize.ParseBytes(args[0])
+		if err != nil || n < minEtcdQuota || n > math.MaxInt64 {
+			return c.Errf("etcd_quota %q: want a size of at least 1MiB, like 2GiB", args[0])
+		}
+		e.QuotaBytes = int64(n)
+		return nil
+	}
+	if len(args) < 1 || len(args) > 2 {
+		return c.ArgErr()
+	}
+	for _, a := range args {
+		if u, err := url.Parse(a); err != nil || u.Host == "" {
+			return c.Errf("etcd_listen %q is not a URL like http://127.0.0.1:23790", a)
+		}
+	}
+	e.ClientURL = args[0]
+	if len(args) == 2 {
+		e.PeerURL = args[1]
+	}
+	return nil
+}
+
+// minEtcdQuota is the smallest etcd_quota: below it etcd cannot hold even a small zone.
+const minEtcdQuota = 1 << 20
 
 func parseAddrs(args []string) ([]netip.Addr, error) {
 	var out []netip.Addr

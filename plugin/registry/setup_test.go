@@ -10,6 +10,7 @@ import (
 	"github.com/coredns/caddy"
 
 	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/etcdstore"
 )
 
 func TestParse(t *testing.T) {
@@ -32,8 +33,19 @@ func TestParse(t *testing.T) {
 			if c.API.Zone != "example.org" || c.API.VerifyURL != "https://api.example.org/verifyemail" {
 				t.Errorf("api zone %q verify %q", c.API.Zone, c.API.VerifyURL)
 			}
-			if c.EmbeddedClientURL != "http://127.0.0.1:23790" {
-				t.Errorf("embedded client url %q", c.EmbeddedClientURL)
+			// The embedded etcd listens on no TCP client port unless etcd_listen says so.
+			if c.Embedded != (etcdstore.EmbeddedConfig{}) {
+				t.Errorf("embedded etcd %+v, want the defaults", c.Embedded)
+			}
+		}},
+		{name: "embedded etcd", input: "registry {\netcd_listen http://127.0.0.1:23790\netcd_quota 512MiB\n}", check: func(t *testing.T, c Config) {
+			if c.Embedded.ClientURL != "http://127.0.0.1:23790" || c.Embedded.PeerURL != "" || c.Embedded.QuotaBytes != 512<<20 {
+				t.Errorf("embedded etcd %+v", c.Embedded)
+			}
+		}},
+		{name: "embedded etcd peer", input: "registry {\netcd_listen http://127.0.0.1:1 https://127.0.0.1:2\netcd_quota 2GB\n}", check: func(t *testing.T, c Config) {
+			if c.Embedded.PeerURL != "https://127.0.0.1:2" || c.Embedded.QuotaBytes != 2e9 {
+				t.Errorf("embedded etcd %+v", c.Embedded)
 			}
 		}},
 		{name: "everything", input: `registry {
@@ -212,6 +224,10 @@ func TestParse(t *testing.T) {
 		{name: "etcd not a URL", input: "registry {\netcd 10.0.0.1:2379\n}", wantErr: "not a URL"},
 		{name: "etcd_auth without etcd", input: "registry {\netcd_auth u p\n}", wantErr: "external etcd"},
 		{name: "etcd_listen with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_listen http://127.0.0.1:1 http://127.0.0.1:2\n}", wantErr: "embedded"},
+		{name: "etcd_quota with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_quota 1GiB\n}", wantErr: "embedded"},
+		{name: "etcd_quota too small", input: "registry {\netcd_quota 100KiB\n}", wantErr: "at least 1MiB"},
+		{name: "etcd_quota not a size", input: "registry {\netcd_quota lots\n}", wantErr: "at least 1MiB"},
+		{name: "etcd_listen not a URL", input: "registry {\netcd_listen 127.0.0.1:23790\n}", wantErr: "not a URL"},
 		{name: "smtp_auth without smtp", input: "registry {\nsmtp_auth u p\n}", wantErr: "smtp server"},
 		{name: "bad smtp security", input: "registry {\nsmtp mx:25 ssl\n}", wantErr: "security"},
 		{name: "bad trusted proxy", input: "registry {\ntrusted_proxy proxy.example\n}", wantErr: "trusted_proxy"},
