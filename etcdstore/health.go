@@ -45,6 +45,7 @@ type health struct {
 	endpoints []string // external cluster members; nil with the embedded etcd
 	timeout   time.Duration
 	log       Logger
+	view      *View // told etcd's revision at each probe, to measure its lag
 
 	lostAt time.Time // zero while etcd answers
 }
@@ -70,11 +71,16 @@ func (h *health) run(ctx context.Context) {
 // probe makes one linearizable read of a single key: it succeeds only when a quorum answers.
 func (h *health) probe(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, h.timeout)
-	_, err := h.cli.Get(pctx, h.probeKey, clientv3.WithCountOnly())
+	resp, err := h.cli.Get(pctx, h.probeKey, clientv3.WithCountOnly())
 	cancel()
 	if ctx.Err() != nil {
 		return
 	}
+	var rev int64
+	if err == nil {
+		rev = resp.Header.Revision
+	}
+	h.view.noteRevision(ctx, time.Now(), rev, err)
 	switch {
 	case err != nil && h.lostAt.IsZero():
 		h.lostAt = time.Now()

@@ -111,9 +111,9 @@ func (v *View) Revision() int64 {
 	return v.rev
 }
 
-// Lag is how long the view has been behind etcd: every lagProbeEvery the view reads etcd's
-// current revision; while the view has not applied it, Lag counts from the first read that
-// found it behind, and falls to 0 when the view reaches the newest revision read. So it is
+// Lag is how long the view has been behind etcd: every second the store reads etcd's current
+// revision (see noteRevision); while the view has not applied it, Lag counts from the first
+// read that found it behind, and falls to 0 when the view reaches the newest revision read. So it is
 // 0 while the view follows etcd, and grows while its watch is stalled, behind or broken, or
 // etcd cannot be read.
 func (v *View) Lag() time.Duration {
@@ -171,12 +171,6 @@ func (v *View) stop() {
 // leader, closed channel) leads to a fresh load, with a growing pause while etcd fails.
 func (v *View) run(ctx context.Context) {
 	defer close(v.done)
-	lagDone := make(chan struct{})
-	go func() {
-		defer close(lagDone)
-		v.measureLag(ctx)
-	}()
-	defer func() { <-lagDone }()
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		rev, err := v.load(ctx)
@@ -414,39 +408,20 @@ func (v *View) applyNames(resp clientv3.WatchResponse) bool {
 	return true
 }
 
-// lagProbeEvery is how often the view compares its revision with etcd's.
-const lagProbeEvery = time.Second
-
-// measureLag compares the view's revision with etcd's every lagProbeEvery until ctx ends.
-func (v *View) measureLag(ctx context.Context) {
-	tick := time.NewTicker(lagProbeEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			v.probeLag(ctx, now)
-		}
-	}
-}
-
-// probeLag reads etcd's current revision (a linearizable read of one key). When the view is
-// behind it, it marks since when and asks the watch for its progress: etcd's answer comes
+// noteRevision takes etcd's current revision, read at now by the store's reachability probe
+// (every second), or the error of that read, which counts as behind. When the view is behind
+// that revision, it marks since when and asks the watch for its progress: etcd's answer comes
 // once the watch has delivered every change to that revision, and brings the view to it even
-// when the changes were to keys outside the watched prefix. A failed read counts as behind.
-func (v *View) probeLag(ctx context.Context, now time.Time) {
-	rctx, cancel := context.WithTimeout(ctx, v.timeout)
-	resp, err := v.cli.Get(rctx, v.keys.names(), clientv3.WithCountOnly())
-	cancel()
+// when the changes were to keys outside the watched prefix.
+func (v *View) noteRevision(ctx context.Context, now time.Time, rev int64, err error) {
 	if err != nil {
 		v.behindSince.CompareAndSwap(0, now.UnixNano())
 		return
 	}
 	v.mu.Lock()
-	behind := v.rev < resp.Header.Revision
+	behind := v.rev < rev
 	if behind {
-		v.behindTarget.Store(max(v.behindTarget.Load(), resp.Header.Revision))
+		v.behindTarget.Store(max(v.behindTarget.Load(), rev))
 		v.behindSince.CompareAndSwap(0, now.UnixNano())
 	} else {
 		v.behindSince.Store(0)

@@ -269,7 +269,7 @@ func TestViewLag(t *testing.T) {
 	down := time.Now()
 	e.Close()
 	eventually(t, 15*time.Second, "lag did not grow with etcd down", func() bool { return s.View().Lag() > 3*time.Second })
-	if lag, since := s.View().Lag(), time.Since(down); lag > since+lagProbeEvery {
+	if lag, since := s.View().Lag(), time.Since(down); lag > since+probeEvery {
 		t.Errorf("lag %v, longer than the outage (%v) and a probe interval", lag, since)
 	}
 	if got := maxViewLag(); got < 3 {
