@@ -121,7 +121,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // startHealth follows whether etcd answers and, for an external cluster, its members' status.
 func (s *Store) startHealth(cfg Config) {
-	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: cfg.Timeout, log: loggerOrDiscard(cfg.Log)}
+	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: s.timeout, log: loggerOrDiscard(cfg.Log)}
 	if cfg.Local == nil {
 		h.endpoints = cfg.Endpoints
 	}
