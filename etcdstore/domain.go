@@ -228,8 +228,10 @@ func (d *Domain) Disable(reason string, at time.Time) {
 	d.setPending(p)
 }
 
-// Enable undoes Disable.
-func (d *Domain) Enable() {
+// Enable undoes Disable at now, which counts as a ping: a name disabled for longer than the
+// Corefile's `expire` and its grace would otherwise be deleted by the sweeper at once.
+func (d *Domain) Enable(now time.Time) {
+	d.LastPing = now
 	p := d.pending()
 	p.DisabledReason, p.DisabledSince = "", time.Time{}
 	d.setPending(p)
