@@ -83,6 +83,30 @@ func (ks *Keyspace) Repair(ctx context.Context) ([]string, error) {
 	return fixed, nil
 }
 
+// DeleteDamaged deletes the record of name if it is not valid JSON (as Get reports with
+// ErrDamaged), guarded by the revision read. Index keys that pointed at it are left: Repair
+// deletes them once the record is gone.
+func (ks *Keyspace) DeleteDamaged(ctx context.Context, name string) error {
+	key := ks.keys.name(name)
+	cctx, cancel := ks.ctx(ctx)
+	resp, err := ks.cli.Get(cctx, key)
+	cancel()
+	if err := observe("get", err); err != nil {
+		return err
+	}
+	if len(resp.Kvs) == 0 {
+		return ErrNotFound
+	}
+	if _, err := parseRecord(resp.Kvs[0].Value); err == nil {
+		return fmt.Errorf("record %s is not damaged: delete it with its index keys (Delete)", name)
+	}
+	ok, err := ks.guarded(ctx, clientv3.OpDelete(key), key, resp.Kvs[0].ModRevision, key, resp.Kvs[0].ModRevision)
+	if err == nil && !ok {
+		err = ErrConflict
+	}
+	return err
+}
+
 // guarded runs op if key and the record key are still at the mod revisions read (0: absent).
 func (ks *Keyspace) guarded(ctx context.Context, op clientv3.Op, key string, keyRev int64, recordKey string, recordRev int64) (bool, error) {
 	ctx, cancel := ks.ctx(ctx)

@@ -113,17 +113,16 @@ func (s *Keyspace) read(ctx context.Context, sel Selector) (Domain, int64, error
 	if len(resp.Kvs) == 0 {
 		return Domain{}, 0, ErrNotFound
 	}
-	// encoding/json rather than the view's decoder: its errors, which get logged, quote no
+	// parseRecord rather than the view's decoder: its errors, which get logged, quote no
 	// more than a character of the record, never a secret.
-	var d Domain
-	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
-		return Domain{}, 0, fmt.Errorf("record %s: %w", name, err)
+	d, err := parseRecord(resp.Kvs[0].Value)
+	if err != nil {
+		return Domain{}, 0, fmt.Errorf("record %s: %w (%v)", name, ErrDamaged, err)
 	}
-	d.upgrade()
-	if !sel.matches(&d) {
+	if !sel.matches(d) {
 		return Domain{}, 0, ErrNotFound
 	}
-	return d, resp.Kvs[0].ModRevision, nil
+	return *d, resp.Kvs[0].ModRevision, nil
 }
 
 // cached is the selected record as the view holds it, with its revision (0 if there is no

@@ -28,6 +28,8 @@ var (
 	// ErrConflict: the record kept changing under an Update until its deadline, or a secret it
 	// set is another record's; nothing was written.
 	ErrConflict = errors.New("too many concurrent changes")
+	// ErrDamaged: the selected record is not valid JSON (DeleteDamaged removes it).
+	ErrDamaged = errors.New("record is damaged")
 )
 
 // DefaultTimeout bounds every etcd call when the Corefile sets no timeout.
