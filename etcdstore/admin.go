@@ -38,16 +38,18 @@ func (ks *Keyspace) Records(ctx context.Context) ([]Domain, int64, error) {
 
 // Repair fixes the inconsistencies Check finds that it can prove how to fix, each in a
 // transaction guarded by the revisions it read, and returns one line per fix (keys, names
-// and hashes, never a secret): an index key whose record does not point back is deleted; an
-// index key a record needs is created when no other record holds it. What it cannot prove
-// (an index held by another record, a record without a token, a record that does not parse)
-// it leaves for Check to report. A key changed since the scan is left alone.
+// and hashes, never a secret): an index key whose record does not hold its secret (or that
+// points at no record) is deleted; an index key a record needs is created when no other record
+// holds it (after those deletions). What it cannot prove (two records holding one secret, a
+// record without a token, a record that does not parse) it leaves for Check to report. A key
+// changed since the scan is left alone.
 func (ks *Keyspace) Repair(ctx context.Context) ([]string, error) {
 	st, err := ks.readState(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var fixed []string
+	deleted := map[string]bool{}
 	for _, e := range st.entries {
 		if !st.dangling(e) {
 			continue
@@ -58,6 +60,7 @@ func (ks *Keyspace) Repair(ctx context.Context) ([]string, error) {
 			return fixed, err
 		}
 		if ok {
+			deleted[k] = true
 			fixed = append(fixed, fmt.Sprintf("%s: deleted (pointed at %q, which does not hold it)", k, e.name))
 		}
 	}
@@ -68,8 +71,8 @@ func (ks *Keyspace) Repair(ctx context.Context) ([]string, error) {
 		}
 		for _, ix := range indexesOf(r.d) {
 			k := ks.keys.hashedKey(ix.dir, ix.hash)
-			if _, held := st.owners[k]; held {
-				continue
+			if _, held := st.owners[k]; held && !deleted[k] {
+				continue // by this record, or by another that holds the same secret
 			}
 			ok, err := ks.guarded(ctx, clientv3.OpPut(k, name), k, 0, ks.keys.name(name), r.rev)
 			if err != nil {
