@@ -41,6 +41,7 @@ var commands = map[string]command{
 	"names":    {"names list|show|delete|disable|enable …: inspect and manage registered names", runNames},
 	"token":    {"token rotate NAME: give a name a new API token", runToken},
 	"email":    {"email set NAME ADDRESS [--verified] | email clear NAME: set or remove a contact address", runEmail},
+	"serial":   {"serial [--above N]: print the SOA serial; raise it above N (after restoring a cluster)", runSerial},
 	"stats":    {"stats: count names by mode, email, staleness; etcd's size and revision", runStats},
 	"backup":   {"backup FILE: write a snapshot of etcd (mode 0600)", runBackup},
 	"restore":  {"restore FILE [--serial N]: with the server stopped, put the embedded etcd back from a snapshot", runRestore},

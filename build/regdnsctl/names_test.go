@@ -342,10 +342,10 @@ func TestStats(t *testing.T) {
 	r.ctlJSON(&st, "stats")
 	want := registryStats{Names: 3, ByMode: map[string]int{"tunnel": 2, "dynamic": 1}, WithEmail: 2, EmailVerified: 1, Disabled: 1,
 		Stale: map[string]int{"7d": 1, "30d": 1, "90d": 0}}
-	if st.DBSize <= 0 || st.Revision <= 0 {
-		t.Errorf("db size %d, revision %d", st.DBSize, st.Revision)
+	if st.DBSize <= 0 || st.Revision <= 0 || st.Serial != r.store.View().Serial() {
+		t.Errorf("db size %d, revision %d, serial %d (served %d)", st.DBSize, st.Revision, st.Serial, r.store.View().Serial())
 	}
-	st.DBSize, st.Revision = 0, 0
+	st.DBSize, st.Revision, st.Serial = 0, 0, 0
 	if got, _ := json.Marshal(st); string(got) != string(must(json.Marshal(want))) {
 		t.Errorf("stats %s, want %s", got, must(json.Marshal(want)))
 	}
@@ -422,4 +422,29 @@ func TestBackupRestore(t *testing.T) {
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// serial prints the SOA serial the server serves and raises it over a given one, at once.
+func TestSerial(t *testing.T) {
+	r := startRegistry(t)
+	r.subscribe("a")
+	var got struct{ Serial uint32 }
+	r.ctlJSON(&got, "serial")
+	if got.Serial != r.store.View().Serial() {
+		t.Errorf("serial %d, the server serves %d", got.Serial, r.store.View().Serial())
+	}
+	r.ctlJSON(&got, "serial", "--above", "1000000")
+	if got.Serial != 1000001 {
+		t.Errorf("serial --above 1000000: %d", got.Serial)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.store.View().Serial() != got.Serial {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server serves %d, not the raised %d", r.store.View().Serial(), got.Serial)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out := strings.TrimSpace(r.ctl(exitOK, "serial", "--above", "5")); out != "1000001" {
+		t.Errorf("serial --above a lower one: %q, want unchanged", out)
+	}
 }

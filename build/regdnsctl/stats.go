@@ -17,6 +17,7 @@ type registryStats struct {
 	Stale    map[string]int `json:"stale"`
 	DBSize   int64          `json:"db_size_bytes"`
 	Revision int64          `json:"revision"`
+	Serial   uint32         `json:"serial"`
 }
 
 // staleAfter are the ages of the last ping that `stats` counts names beyond.
@@ -70,6 +71,9 @@ func runStats(g globals, args []string) int {
 	if st.DBSize, st.Revision, err = s.ks.Status(ctx); err != nil {
 		return g.fail("stats", err)
 	}
+	if st.Serial, err = s.ks.Serial(ctx); err != nil {
+		return g.fail("stats", err)
+	}
 	if *asJSON {
 		g.writeJSON(st)
 		return exitOK
@@ -77,6 +81,6 @@ func runStats(g globals, args []string) int {
 	fmt.Fprintf(g.stdout, "names: %d (tunnel %d, dynamic %d), disabled %d\n", st.Names, st.ByMode["tunnel"], st.ByMode["dynamic"], st.Disabled)
 	fmt.Fprintf(g.stdout, "email: %d with a contact address, %d verified\n", st.WithEmail, st.EmailVerified)
 	fmt.Fprintf(g.stdout, "stale (last ping older than): 7 days %d, 30 days %d, 90 days %d\n", st.Stale["7d"], st.Stale["30d"], st.Stale["90d"])
-	fmt.Fprintf(g.stdout, "etcd: database %d bytes, revision %d\n", st.DBSize, st.Revision)
+	fmt.Fprintf(g.stdout, "etcd: database %d bytes, revision %d; SOA serial %d\n", st.DBSize, st.Revision, st.Serial)
 	return exitOK
 }
