@@ -96,7 +96,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 	label, parent, deeper := strings.Cut(rel, ".")
 	if !deeper {
 		d, ok := view.Lookup(label)
-		if !ok || r.expired(d) {
+		if !ok || r.hidden(d) {
 			return nil, nil, false
 		}
 		var buf [2]netip.Addr
@@ -112,7 +112,7 @@ func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype
 	}
 	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
 		d, ok := view.Lookup(parent)
-		if !ok || r.expired(d) {
+		if !ok || r.hidden(d) {
 			return nil, nil, false
 		}
 		// The challenge name exists as long as its name does, with or without values: an
