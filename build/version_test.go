@@ -34,3 +34,26 @@ func TestVersion(t *testing.T) {
 		t.Errorf("-version names commit %s, which this repository does not have", commit)
 	}
 }
+
+// TestCtlVersion: regdnsctl version names the same release and commit as ./coredns -version,
+// since the Makefile stamps both from one git state.
+func TestCtlVersion(t *testing.T) {
+	if os.Getenv("COREDNS_BINARY") == "" || os.Getenv("REGDNSCTL_BINARY") == "" {
+		t.Skip("the version is set by the Makefile's -ldflags: run with COREDNS_BINARY and REGDNSCTL_BINARY after make build")
+	}
+	core, err := exec.Command(binary(t), "-version").Output()
+	if err != nil {
+		t.Fatalf("-version: %v", err)
+	}
+	ctl, err := exec.Command(ctlBinary(t), "version").Output()
+	if err != nil {
+		t.Fatalf("regdnsctl version: %v", err)
+	}
+	m := regexp.MustCompile(`^regdns (\S+) \(commit ([0-9a-f]{40})\)\n$`).FindStringSubmatch(string(ctl))
+	if m == nil {
+		t.Fatalf("regdnsctl version printed %q, want regdns VERSION (commit HASH)", ctl)
+	}
+	if !strings.HasPrefix(string(core), "regdns-"+m[1]+" ") || !strings.Contains(string(core), m[2]) {
+		t.Errorf("regdnsctl names %s at %s; ./coredns -version says:\n%s", m[1], m[2], core)
+	}
+}

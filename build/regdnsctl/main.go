@@ -10,6 +10,8 @@ import (
 	"maps"
 	"os"
 	"slices"
+
+	"github.com/regdns/regdns/build/version"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -45,6 +47,17 @@ var commands = map[string]command{
 	"stats":    {"stats: count names by mode, email, staleness; etcd's size and revision", runStats},
 	"backup":   {"backup FILE: write a snapshot of etcd (mode 0600)", runBackup},
 	"restore":  {"restore FILE [--serial N]: with the server stopped, put the embedded etcd back from a snapshot", runRestore},
+	"version":  {"version: print this build's release and commit", runVersion},
+}
+
+// runVersion prints the release and commit the Makefile stamped into this build.
+func runVersion(g globals, args []string) int {
+	if len(args) > 0 {
+		fmt.Fprintln(g.stderr, "usage: regdnsctl version")
+		return exitError
+	}
+	fmt.Fprintln(g.stdout, version.String())
+	return exitOK
 }
 
 // run is the whole tool, apart from the process, so that tests can call it.

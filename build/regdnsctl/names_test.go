@@ -448,3 +448,14 @@ func TestSerial(t *testing.T) {
 		t.Errorf("serial --above a lower one: %q, want unchanged", out)
 	}
 }
+
+// TestVersionCommand: a build without the Makefile's stamps says so; arguments are refused.
+func TestVersionCommand(t *testing.T) {
+	code, out, _ := regdnsctl("version")
+	if code != exitOK || out != "regdns devel (commit unknown)\n" {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, _ := regdnsctl("version", "extra"); code != exitError {
+		t.Errorf("version extra: exit %d, want %d", code, exitError)
+	}
+}
