@@ -228,3 +228,20 @@ func TestEtcdDownAndBack(t *testing.T) {
 	}
 	assertConsistent(t, s)
 }
+
+func TestStaticView(t *testing.T) {
+	gw := &Domain{Name: "gw", Token: "tok"}
+	v := StaticView(7, gw)
+	if !v.Loaded() || v.Serial() != 7 || v.Len() != 1 {
+		t.Fatalf("loaded %v, serial %d, %d names; want loaded, 7, 1", v.Loaded(), v.Serial(), v.Len())
+	}
+	if d, ok := v.Lookup("gw"); !ok || d != gw {
+		t.Errorf("Lookup(gw) = %v, %v; want the record", d, ok)
+	}
+	if d, ok := v.LookupToken("tok"); !ok || d != gw {
+		t.Errorf("LookupToken(tok) = %v, %v; want the record", d, ok)
+	}
+	if _, ok := v.Lookup("other"); ok {
+		t.Error("Lookup(other) found a record")
+	}
+}

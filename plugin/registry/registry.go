@@ -102,7 +102,8 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	m.Question = req.Question
 	m.Id, m.Response, m.Opcode, m.Authoritative = req.Id, true, req.Opcode, true
 	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
-	result := r.answer(view, zi, qname, state, rep)
+	q := query{view: view, zone: zone, qname: qname, owner: state.QName(), qtype: state.QType(), state: state, rep: rep}
+	result := r.answer(&q)
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
