@@ -33,17 +33,10 @@ func (m mapping) zoneOwns(label string) bool {
 	return m.owned[label] || (isNS && strings.Trim(digits, "0123456789") == "")
 }
 
-func newMapping(cfg registry.Config, now time.Time) mapping {
-	m := mapping{zones: cfg.Zones, api: cfg.API, now: now.UTC().Truncate(time.Second), owned: map[string]bool{}}
-	for _, label := range []string{"api", "www", "_psl"} {
+func newMapping(cfg registry.Config, zone *registry.Zone, now time.Time) mapping {
+	m := mapping{zones: cfg.Zones, api: cfg.APIConfig(zone), now: now.UTC().Truncate(time.Second), owned: map[string]bool{}}
+	for _, label := range append([]string{"api", "www", "_psl"}, zone.Owned...) {
 		m.owned[label] = true
-	}
-	for owner := range cfg.Static {
-		for _, zone := range cfg.Zones {
-			if rel, ok := strings.CutSuffix(owner, "."+zone); ok {
-				m.owned[rel[strings.LastIndexByte(rel, '.')+1:]] = true
-			}
-		}
 	}
 	m.verifyTTL, m.reclaimTTL = cfg.API.SecretLifetimes()
 	return m

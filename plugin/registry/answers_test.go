@@ -60,13 +60,7 @@ const (
 // places 198.51.100.0/24 and 2001:db8:e0::/48 in Europe and 203.0.113.0/24 in North America.
 func answersRegistry(t *testing.T, records ...*etcdstore.Domain) *Registry {
 	t.Helper()
-	c := caddy.NewTestController("dns", answersCorefile)
-	c.ServerBlockKeys = []string{"example.org."}
-	cfg, err := parse(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := New(cfg)
+	r := registryFor(t, answersCorefile)
 	r.view.Store(etcdstore.StaticView(answersSerial, records...))
 	geo, err := api.OpenGeoIP(continentDB(t, map[string]string{
 		"198.51.100.0/24": "EU", "2001:db8:e0::/48": "EU", "203.0.113.0/24": "NA",
@@ -77,6 +71,22 @@ func answersRegistry(t *testing.T, records ...*etcdstore.Domain) *Registry {
 	t.Cleanup(func() { geo.Close() })
 	r.geo.Store(geo)
 	return r
+}
+
+// registryFor is a handler for the registry block corefile in example.org, not started.
+func registryFor(tb testing.TB, corefile string) *Registry {
+	tb.Helper()
+	c := caddy.NewTestController("dns", corefile)
+	c.ServerBlockKeys = []string{"example.org."}
+	cfg, err := parse(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	zone, err := NewZone(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return New(cfg, zone)
 }
 
 // continentDB writes a GeoLite2-Country database mapping each network to a continent code.

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 
@@ -19,16 +18,11 @@ import (
 // the CoreDNS server around it: the benchmarks time the plugin's own work.
 func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 	b.Helper()
-	c := caddy.NewTestController("dns", `registry {
+	r := registryFor(b, `registry {
 		tunnel 192.0.2.1
 		record @ CAA 0 issue letsencrypt.org
 		rrl off
 	}`)
-	c.ServerBlockKeys = []string{"example.org."}
-	cfg, err := parse(c)
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
 	store, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: testEtcd.Endpoints(), Prefix: fmt.Sprintf("/bench-%s-%d/", strings.ReplaceAll(b.Name(), "/", "-"), names)})
 	if err != nil {
@@ -46,7 +40,6 @@ func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 			b.Fatal(err)
 		}
 	}
-	r := New(cfg)
 	r.view.Store(store.View())
 	d, _ := store.View().Lookup("gw0")
 	return r, d

@@ -65,8 +65,7 @@ func (r *Registry) start() error {
 	}
 	r.view.Store(store.View())
 
-	apiCfg := r.cfg.API
-	apiCfg.MaxConcurrent = r.cfg.APIMaxConcurrent
+	apiCfg := r.cfg.APIConfig(r.zone)
 	if run.conns, err = r.apiConnLimits(); err != nil {
 		return err
 	}

@@ -80,10 +80,10 @@ func (r *Registry) answer(q *query) string {
 // and the type is not CNAME, and whether the name exists at all. The answer of a registered
 // name may be built into q's reply (once per reply: it ends a chain).
 func (r *Registry) node(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
-	if s, ok := r.cfg.Static[q.qname]; ok {
+	if s, ok := r.zone.Static[q.qname]; ok {
 		return r.staticNode(q, s)
 	}
-	if r.cfg.ENTs[q.qname] {
+	if r.zone.ENTs[q.qname] {
 		return nil, nil, true
 	}
 	rel := strings.TrimSuffix(q.qname, "."+q.zone)
@@ -137,8 +137,8 @@ func (r *Registry) registeredNode(q *query, label string) (rrs []dns.RR, exists 
 		return q.rep.address(q.owner, q.qtype, addrs, r.cfg.AddressTTL), true
 	}
 	rrs = addressRRs(q.qname, q.qtype, addrs, r.cfg.AddressTTL)
-	if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
-		rrs = rrsetOf(r.cfg.NameRecords, q.qname, q.qtype)
+	if len(rrs) == 0 && len(r.zone.NameRecords) > 0 {
+		rrs = rrsetOf(r.zone.NameRecords, q.qname, q.qtype)
 	}
 	return named(rrs, q.qname, q.owner), true
 }

@@ -21,6 +21,7 @@ import (
 type Registry struct {
 	Next plugin.Handler
 	cfg  Config
+	zone *Zone
 
 	// results are the response counters by zone index and result, resolved once.
 	results []map[string]prometheus.Counter
@@ -33,9 +34,9 @@ type Registry struct {
 	run    *running
 }
 
-// New builds the handler for cfg (as parse made it); it serves once started.
-func New(cfg Config) *Registry {
-	r := &Registry{cfg: cfg, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), limit: newLimiter(cfg.RRL)}
+// New builds the handler for cfg (as parse made it) and its zone; it serves once started.
+func New(cfg Config, zone *Zone) *Registry {
+	r := &Registry{cfg: cfg, zone: zone, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), limit: newLimiter(cfg.RRL)}
 	for i, z := range cfg.Zones {
 		r.results[i] = map[string]prometheus.Counter{}
 		for _, res := range []string{resultAnswer, resultNoData, resultNXDomain} {
