@@ -394,6 +394,12 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
+// Locator maps an address to a continent code (AF AN AS EU NA OC SA) or "", as a
+// geoip.DB does.
+type Locator interface {
+	Continent(addr netip.Addr) string
+}
+
 // continent locates a, or is empty without a Locator.
 func (s *Server) continent(a netip.Addr) string {
 	if s.locator == nil || !a.IsValid() {

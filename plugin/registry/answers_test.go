@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,11 +14,10 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/miekg/dns"
 
-	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/api/geoip"
+	"github.com/regdns/regdns/api/geoip/geoiptest"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -62,7 +58,7 @@ func answersRegistry(t *testing.T, records ...*etcdstore.Domain) *Registry {
 	t.Helper()
 	r := registryFor(t, answersCorefile)
 	r.view.Store(etcdstore.StaticView(answersSerial, records...))
-	geo, err := api.OpenGeoIP(continentDB(t, map[string]string{
+	geo, err := geoip.Open(geoiptest.WriteDB(t, "GeoLite2-Country", map[string]string{
 		"198.51.100.0/24": "EU", "2001:db8:e0::/48": "EU", "203.0.113.0/24": "NA",
 	}))
 	if err != nil {
@@ -87,35 +83,6 @@ func registryFor(tb testing.TB, corefile string) *Registry {
 		tb.Fatal(err)
 	}
 	return New(cfg, zone)
-}
-
-// continentDB writes a GeoLite2-Country database mapping each network to a continent code.
-// (The DNS side's only use of one; the api package's tests have their own.)
-func continentDB(t *testing.T, continents map[string]string) string {
-	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for network, code := range continents {
-		_, n, err := net.ParseCIDR(network)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tree.Insert(n, mmdbtype.Map{"continent": mmdbtype.Map{"code": mmdbtype.String(code)}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "country.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := tree.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // answersRecords are the registered names of the tables.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/api/geoip"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -27,7 +28,7 @@ var (
 type running struct {
 	storeKey string
 	apiKey   string
-	geo      *api.GeoIP
+	geo      *geoip.DB
 	api      http.Handler
 	conns    api.ConnLimits
 	cert     *tls.Certificate   // nil: plain HTTP
@@ -66,7 +67,7 @@ func (r *Registry) start() error {
 		return err
 	}
 	if r.cfg.GeoIP != "" {
-		if run.geo, err = api.OpenGeoIP(r.cfg.GeoIP); err != nil {
+		if run.geo, err = geoip.Open(r.cfg.GeoIP); err != nil {
 			return fmt.Errorf("geoip: %w", err)
 		}
 		apiCfg.Locator = run.geo

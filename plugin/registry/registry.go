@@ -13,7 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/api/geoip"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -28,7 +28,7 @@ type Registry struct {
 
 	view   atomic.Pointer[etcdstore.View]
 	negSOA atomic.Pointer[soaCache]
-	geo    atomic.Pointer[api.GeoIP]
+	geo    atomic.Pointer[geoip.DB]
 	xfer   *transfer.Transfer // set when the server block has the transfer plugin
 	limit  *limiter           // nil without response rate limiting
 	run    *running
