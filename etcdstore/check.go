@@ -19,7 +19,7 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 	report := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
 	// records maps a name (from its key) to its record; nil marks a record that does not parse.
-	records := map[string]*Domain{}
+	records := map[string]*Record{}
 	var names []string
 	type entry struct{ dir, hash, name string }
 	var entries []entry
@@ -44,7 +44,7 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 			report("%s: key outside %s", redact(key), strings.Join(ks.keys.dirs(), ", "))
 		case dir == namesDir:
 			names = append(names, rest)
-			var d Domain
+			var d Record
 			if err := json.Unmarshal(value, &d); err != nil {
 				// Decoding errors quote one character, or an address or time: never a secret.
 				report("%s: record is not valid JSON: %v", key, err)

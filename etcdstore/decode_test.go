@@ -11,21 +11,21 @@ import (
 // BenchmarkDecodeRecord decodes one stored record with encoding/json (the baseline) and with
 // unmarshalRecord, which the view uses.
 func BenchmarkDecodeRecord(b *testing.B) {
-	rec, err := json.Marshal(fullDomain(2))
+	rec, err := json.Marshal(fullRecord(2))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
 		name string
-		fn   func([]byte, *Domain) error
+		fn   func([]byte, *Record) error
 	}{
-		{"encoding-json", func(b []byte, d *Domain) error { return json.Unmarshal(b, d) }},
+		{"encoding-json", func(b []byte, d *Record) error { return json.Unmarshal(b, d) }},
 		{"view", unmarshalRecord},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				var d Domain
+				var d Record
 				if err := bc.fn(rec, &d); err != nil {
 					b.Fatal(err)
 				}
@@ -42,7 +42,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add("ünï\u2028<>&\"\\", "\x00\x7f\xff", "\xed\xa0\x80", uint8(255), false, "\t", []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, "a\nb", int64(-62135596800), int64(1e9), "", "x", "", uint8(7))
 	f.Fuzz(func(t *testing.T, name, token, desc string, mode uint8, optOut bool, cont string, ip []byte, value string, unix, nanos int64, email, pending, hash string, tokens uint8) {
 		at := time.Unix(unix%(1<<35), nanos%1e9).UTC()
-		d := Domain{
+		d := Record{
 			Name: name, Token: token, Description: desc, Mode: Mode(mode), OptOut: optOut, Continent: cont,
 			Created: at, LastPing: at.Add(time.Second), Email: email, EmailUnverified: tokens%2 == 1,
 		}
@@ -65,7 +65,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return // not a record encoding/json can write (a year out of its range)
 		}
-		var want, got Domain
+		var want, got Record
 		if err := json.Unmarshal(b, &want); err != nil {
 			t.Fatalf("encoding/json does not read its own %s: %v", b, err)
 		}

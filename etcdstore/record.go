@@ -22,13 +22,13 @@ type Challenge struct {
 	Set   time.Time `json:"set"`
 }
 
-// Domain is the stored record of one registered name. Secrets other than the API token are
+// Record is the stored record of one registered name. Secrets other than the API token are
 // kept only as hashes; the token itself is kept because PageKite signatures are keyed by it.
 //
 // The view holds one per registered name, so its size is the view's: what few records
 // carry (a pending email verification or reclamation tokens) is behind a pointer, nil for
 // most, and the small fields sit together.
-type Domain struct {
+type Record struct {
 	Name        string `json:"name"`
 	Token       string `json:"token"`
 	Description string `json:"description"`
@@ -89,7 +89,7 @@ func (p *Pending) empty() bool {
 }
 
 // pending returns what is pending, the zero Pending when nothing is.
-func (d *Domain) pending() Pending {
+func (d *Record) pending() Pending {
 	if d.Pending == nil {
 		return Pending{}
 	}
@@ -98,7 +98,7 @@ func (d *Domain) pending() Pending {
 
 // setPending stores p as a new Pending (never writing the one d may share with the view's
 // record), or none when p is empty.
-func (d *Domain) setPending(p Pending) {
+func (d *Record) setPending(p Pending) {
 	if p.empty() {
 		d.Pending = nil
 		return
@@ -109,7 +109,7 @@ func (d *Domain) setPending(p Pending) {
 // upgrade moves what records of earlier versions stored in other fields to where this one
 // keeps it: a pending address becomes the unverified contact address (as the address set by
 // /setemail always is now), and the one reclamation token a list of one.
-func (d *Domain) upgrade() {
+func (d *Record) upgrade() {
 	p := d.pending()
 	if p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero() {
 		return
@@ -126,30 +126,30 @@ func (d *Domain) upgrade() {
 
 // SetEmail makes addr the contact address, verified or not ("" removes it). It leaves the
 // pending verification and the reclamation tokens alone.
-func (d *Domain) SetEmail(addr string, verified bool) {
+func (d *Record) SetEmail(addr string, verified bool) {
 	d.Email, d.EmailUnverified = addr, addr != "" && !verified
 }
 
 // EmailVerified reports whether the contact address was proved to reach its owner.
-func (d *Domain) EmailVerified() bool { return d.Email != "" && !d.EmailUnverified }
+func (d *Record) EmailVerified() bool { return d.Email != "" && !d.EmailUnverified }
 
 // Verification is the hash of the pending verification id of the contact address and when
 // it expires, or "" and the zero time when none is pending.
-func (d *Domain) Verification() (hash string, expires time.Time) {
+func (d *Record) Verification() (hash string, expires time.Time) {
 	p := d.pending()
 	return p.VerifyHash, p.VerifyExpires
 }
 
 // SetVerification starts a verification of the contact address with id, valid until expires,
 // replacing any pending one.
-func (d *Domain) SetVerification(id string, expires time.Time) {
+func (d *Record) SetVerification(id string, expires time.Time) {
 	p := d.pending()
 	p.VerifyHash, p.VerifyExpires = hashSecret(id), expires
 	d.setPending(p)
 }
 
 // ClearVerification cancels any pending verification.
-func (d *Domain) ClearVerification() {
+func (d *Record) ClearVerification() {
 	p := d.pending()
 	p.VerifyHash, p.VerifyExpires = "", time.Time{}
 	d.setPending(p)
@@ -157,11 +157,11 @@ func (d *Domain) ClearVerification() {
 
 // ReclamationTokens lists the record's reclamation tokens, newest first, expired or not.
 // The slice is shared: do not modify it.
-func (d *Domain) ReclamationTokens() []Reclamation { return d.pending().Reclamations }
+func (d *Record) ReclamationTokens() []Reclamation { return d.pending().Reclamations }
 
 // AddReclamationToken makes rt, until expires, the newest reclamation token, keeping at most
 // MaxReclamationTokens (the oldest goes). Adding a token already there renews it.
-func (d *Domain) AddReclamationToken(rt string, expires time.Time) {
+func (d *Record) AddReclamationToken(rt string, expires time.Time) {
 	h := hashSecret(rt)
 	p := d.pending()
 	out := make([]Reclamation, 0, MaxReclamationTokens)
@@ -179,7 +179,7 @@ func (d *Domain) AddReclamationToken(rt string, expires time.Time) {
 }
 
 // DropExpiredReclamationTokens removes the reclamation tokens that have expired at now.
-func (d *Domain) DropExpiredReclamationTokens(now time.Time) {
+func (d *Record) DropExpiredReclamationTokens(now time.Time) {
 	p := d.pending()
 	var live []Reclamation
 	for _, r := range p.Reclamations {
@@ -195,7 +195,7 @@ func (d *Domain) DropExpiredReclamationTokens(now time.Time) {
 }
 
 // ClearReclamationTokens removes every reclamation token.
-func (d *Domain) ClearReclamationTokens() {
+func (d *Record) ClearReclamationTokens() {
 	p := d.pending()
 	p.Reclamations = nil
 	d.setPending(p)
@@ -203,7 +203,7 @@ func (d *Domain) ClearReclamationTokens() {
 
 // ReclamationTokenValid reports whether rt is one of the record's reclamation tokens and
 // has not expired at now.
-func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
+func (d *Record) ReclamationTokenValid(rt string, now time.Time) bool {
 	if rt == "" {
 		return false
 	}
@@ -215,7 +215,7 @@ func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
 }
 
 // SetAddr records addr as the gateway's address of its family.
-func (d *Domain) SetAddr(addr netip.Addr) {
+func (d *Record) SetAddr(addr netip.Addr) {
 	addr = addr.Unmap()
 	if addr.Is4() {
 		d.IPv4 = addr
@@ -227,7 +227,7 @@ func (d *Domain) SetAddr(addr netip.Addr) {
 // AddChallenge puts value first among the challenges, keeping at most keep of the newest
 // (always at least value itself). Setting a value that is already present refreshes it
 // instead of adding a duplicate.
-func (d *Domain) AddChallenge(value string, now time.Time, keep int) {
+func (d *Record) AddChallenge(value string, now time.Time, keep int) {
 	out := make([]Challenge, 0, max(keep, 1))
 	out = append(out, Challenge{Value: value, Set: now})
 	for _, c := range d.Challenges {
@@ -248,7 +248,7 @@ func (c Challenge) Live(now time.Time, maxAge time.Duration) bool {
 }
 
 // LiveChallenges returns the values set after now-maxAge, newest first.
-func (d *Domain) LiveChallenges(now time.Time, maxAge time.Duration) []string {
+func (d *Record) LiveChallenges(now time.Time, maxAge time.Duration) []string {
 	var out []string
 	for _, c := range d.Challenges {
 		if c.Live(now, maxAge) {

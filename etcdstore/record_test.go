@@ -39,7 +39,7 @@ func TestAddChallenge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var d Domain
+			var d Record
 			for _, a := range tt.adds {
 				d.AddChallenge(a.value, at(a.at), tt.keep)
 			}
@@ -52,7 +52,7 @@ func TestAddChallenge(t *testing.T) {
 
 func TestAddChallengeLeavesOldSliceAlone(t *testing.T) {
 	t0 := time.Now()
-	var d Domain
+	var d Record
 	d.AddChallenge("a", t0, 3)
 	d.AddChallenge("b", t0, 3)
 	before := d.Challenges
@@ -65,7 +65,7 @@ func TestAddChallengeLeavesOldSliceAlone(t *testing.T) {
 
 func TestLiveChallenges(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	d := Domain{Challenges: []Challenge{
+	d := Record{Challenges: []Challenge{
 		{"new", now.Add(-time.Minute)},
 		{"edge", now.Add(-time.Hour + time.Nanosecond)},
 		{"expired", now.Add(-time.Hour)},
@@ -89,13 +89,13 @@ func TestLiveChallenges(t *testing.T) {
 			}
 		})
 	}
-	if got := (&Domain{}).LiveChallenges(now, time.Hour); got != nil {
+	if got := (&Record{}).LiveChallenges(now, time.Hour); got != nil {
 		t.Errorf("no challenges: got %v", got)
 	}
 }
 
 func TestSetAddr(t *testing.T) {
-	var d Domain
+	var d Record
 	d.SetAddr(netip.MustParseAddr("::ffff:192.0.2.1"))
 	d.SetAddr(netip.MustParseAddr("2001:db8::1"))
 	d.SetAddr(netip.Addr{})
@@ -123,7 +123,7 @@ func TestReclamationTokenValid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var d Domain
+			var d Record
 			for rt, exp := range tt.add {
 				d.AddReclamationToken(rt, exp)
 			}
@@ -136,7 +136,7 @@ func TestReclamationTokenValid(t *testing.T) {
 			}
 		})
 	}
-	var d Domain
+	var d Record
 	d.AddReclamationToken("rt", now.Add(time.Hour))
 	d.ClearReclamationTokens()
 	if d.ReclamationTokenValid("rt", now) || len(d.ReclamationTokens()) != 0 || d.Pending != nil {
@@ -146,7 +146,7 @@ func TestReclamationTokenValid(t *testing.T) {
 
 func TestAddReclamationTokenKeepsTheNewest(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	var d Domain
+	var d Record
 	for i := range MaxReclamationTokens + 2 {
 		d.AddReclamationToken(fmt.Sprint("rt", i), t0.Add(time.Duration(i)*time.Hour))
 	}
@@ -177,17 +177,17 @@ func TestAddReclamationTokenKeepsTheNewest(t *testing.T) {
 }
 
 func TestSelectorMatches(t *testing.T) {
-	d := Domain{Name: "alpha", Token: "tok"}
+	d := Record{Name: "alpha", Token: "tok"}
 	d.AddReclamationToken("rt", time.Now().Add(time.Hour))
 	d.AddReclamationToken("rt2", time.Now().Add(-time.Hour))
 	d.SetVerification("vid", time.Now().Add(time.Hour))
-	blank := Domain{}
+	blank := Record{}
 	blank.AddReclamationToken("", time.Now().Add(time.Hour))
 	blank.SetVerification("", time.Now().Add(time.Hour))
 	tests := []struct {
 		name string
 		sel  Selector
-		d    *Domain
+		d    *Record
 		want bool
 	}{
 		{"name", ByName("alpha"), &d, true},
@@ -214,7 +214,7 @@ func TestSelectorMatches(t *testing.T) {
 }
 
 func TestContactEmail(t *testing.T) {
-	var d Domain
+	var d Record
 	if d.EmailVerified() {
 		t.Error("no address, yet verified")
 	}
@@ -233,7 +233,7 @@ func TestContactEmail(t *testing.T) {
 }
 
 func TestVerification(t *testing.T) {
-	var d Domain
+	var d Record
 	exp := time.Now().Add(time.Hour)
 	d.SetVerification("vid", exp)
 	if h, e := d.Verification(); h != hashSecret("vid") || !e.Equal(exp) {
@@ -249,7 +249,7 @@ func TestVerification(t *testing.T) {
 // or clearing on the copy must leave the original alone.
 func TestPendingCopiedOnWrite(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
-	orig := &Domain{Name: "gw"}
+	orig := &Record{Name: "gw"}
 	orig.SetVerification("vid", exp)
 	orig.AddReclamationToken("rt", exp)
 	orig.AddReclamationToken("rt2", exp)
@@ -276,7 +276,7 @@ func TestPendingCopiedOnWrite(t *testing.T) {
 // The stored JSON is one flat object: a record with nothing pending has none of its keys,
 // and one with something pending has them beside the rest.
 func TestPendingJSON(t *testing.T) {
-	d := Domain{Name: "gw", Token: "t"}
+	d := Record{Name: "gw", Token: "t"}
 	b, err := json.Marshal(&d)
 	if err != nil {
 		t.Fatal(err)
@@ -284,7 +284,7 @@ func TestPendingJSON(t *testing.T) {
 	if strings.Contains(string(b), "pending") || strings.Contains(string(b), "reclam") || strings.Contains(string(b), "verif") || strings.Contains(string(b), "email") {
 		t.Errorf("nothing pending, stored as %s", b)
 	}
-	var back Domain
+	var back Record
 	if err := json.Unmarshal(b, &back); err != nil || back.Pending != nil {
 		t.Errorf("read back: %v, Pending %+v", err, back.Pending)
 	}
@@ -330,11 +330,11 @@ func TestDecodeEarlierRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for decoder, decode := range map[string]func([]byte, *Domain) error{
+			for decoder, decode := range map[string]func([]byte, *Record) error{
 				"view":          decodeRecord,
-				"encoding/json": func(b []byte, d *Domain) error { err := json.Unmarshal(b, d); d.upgrade(); return err },
+				"encoding/json": func(b []byte, d *Record) error { err := json.Unmarshal(b, d); d.upgrade(); return err },
 			} {
-				var d Domain
+				var d Record
 				if err := decode([]byte(tt.stored), &d); err != nil {
 					t.Fatalf("%s: %v", decoder, err)
 				}
@@ -347,7 +347,7 @@ func TestDecodeEarlierRecords(t *testing.T) {
 				}
 				// Written back, the record is in this version's form and reads the same.
 				b, _ := json.Marshal(&d)
-				var again Domain
+				var again Record
 				if err := decodeRecord(b, &again); err != nil || !reflect.DeepEqual(again, d) {
 					t.Errorf("%s: rewritten as %s, reads as %+v", decoder, b, again)
 				}
@@ -359,7 +359,7 @@ func TestDecodeEarlierRecords(t *testing.T) {
 // The view holds one record per registered name: what few records carry stays behind the
 // Pending pointer, so that a million names stay within the memory the README states.
 func TestDomainSize(t *testing.T) {
-	if size := unsafe.Sizeof(Domain{}); unsafe.Sizeof(uintptr(0)) == 8 && size > 224 {
+	if size := unsafe.Sizeof(Record{}); unsafe.Sizeof(uintptr(0)) == 8 && size > 224 {
 		t.Errorf("a record takes %d bytes in the view, more than 224", size)
 	}
 }

@@ -71,7 +71,7 @@ func runImport(g globals, args []string) int {
 type importRun struct {
 	globals
 	dryRun  bool
-	records []etcdstore.Domain
+	records []etcdstore.Record
 	ids     []int64 // the domains.id of each record
 	sum     importSummary
 }
@@ -145,7 +145,7 @@ func (s importSummary) print(w io.Writer, dryRun bool, took time.Duration) {
 }
 
 // describe is what a dry run shows of a record: every field but its secrets.
-func describe(d *etcdstore.Domain) string {
+func describe(d *etcdstore.Record) string {
 	parts := []string{"mode=" + map[etcdstore.Mode]string{etcdstore.ModeTunnel: "tunnel", etcdstore.ModeDynamic: "dynamic"}[d.Mode]}
 	add := func(ok bool, s string) {
 		if ok {

@@ -54,7 +54,7 @@ const (
 
 // answersRegistry is a handler for answersCorefile over records, with a GeoIP database that
 // places 198.51.100.0/24 and 2001:db8:e0::/48 in Europe and 203.0.113.0/24 in North America.
-func answersRegistry(t *testing.T, records ...*etcdstore.Domain) *Registry {
+func answersRegistry(t *testing.T, records ...*etcdstore.Record) *Registry {
 	t.Helper()
 	r := registryFor(t, answersCorefile)
 	r.view.Store(etcdstore.StaticView(answersSerial, records...))
@@ -86,14 +86,14 @@ func registryFor(tb testing.TB, corefile string) *Registry {
 }
 
 // answersRecords are the registered names of the tables.
-func answersRecords() []*etcdstore.Domain {
+func answersRecords() []*etcdstore.Record {
 	now := time.Now()
-	demo := &etcdstore.Domain{Name: "demo", Token: "token-demo", Created: now}
+	demo := &etcdstore.Record{Name: "demo", Token: "token-demo", Created: now}
 	demo.AddChallenge("chal-base", now, 12)
 	demo.AddChallenge("chal-wild", now, 12)
-	old := &etcdstore.Domain{Name: "old", Token: "token-old", Created: now}
+	old := &etcdstore.Record{Name: "old", Token: "token-old", Created: now}
 	old.AddChallenge("too-old", now.Add(-48*time.Hour), 12)
-	return []*etcdstore.Domain{
+	return []*etcdstore.Record{
 		demo, old,
 		{Name: "dyn", Token: "token-dyn", Mode: etcdstore.ModeDynamic, IPv4: netip.MustParseAddr("203.0.113.50"), Created: now},
 		{Name: "dyn6", Token: "token-dyn6", Mode: etcdstore.ModeDynamic, IPv6: netip.MustParseAddr("2001:db8::50"), Created: now},

@@ -16,7 +16,7 @@ import (
 
 // benchRegistry is a started handler over names registered in the package's etcd, without
 // the CoreDNS server around it: the benchmarks time the plugin's own work.
-func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
+func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Record) {
 	b.Helper()
 	r := registryFor(b, `registry {
 		tunnel 192.0.2.1
@@ -34,7 +34,7 @@ func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 	}
 	now := time.Now()
 	for i := range names {
-		d := etcdstore.Domain{Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("token-%d", i), Created: now}
+		d := etcdstore.Record{Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("token-%d", i), Created: now}
 		d.AddChallenge("challenge-value", now, 2)
 		if err := store.Create(ctx, d); err != nil && err != etcdstore.ErrNameTaken {
 			b.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 // expired reports whether d went unpinged for longer than `expire`: it stops resolving (the
 // name stays taken until the grace period ends and the sweeper deletes it).
-func (r *Registry) expired(d *etcdstore.Domain) bool {
+func (r *Registry) expired(d *etcdstore.Record) bool {
 	return r.cfg.Expire > 0 && time.Since(d.LastPing) > r.cfg.Expire
 }
 
@@ -30,7 +30,7 @@ func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 			if !d.LastPing.Before(cutoff) || ctx.Err() != nil {
 				continue
 			}
-			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Domain) error {
+			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Record) error {
 				if !cur.LastPing.Before(cutoff) {
 					return errPinged
 				}

@@ -213,7 +213,7 @@ type soaCache struct {
 
 // addresses are what a registered name resolves to: its tunnel's in tunnel mode, the
 // gateway's own in dynamic-DNS mode (appended to buf, which has room for both families).
-func (r *Registry) addresses(d *etcdstore.Domain, buf []netip.Addr) []netip.Addr {
+func (r *Registry) addresses(d *etcdstore.Record, buf []netip.Addr) []netip.Addr {
 	if d.Mode == etcdstore.ModeDynamic {
 		for _, a := range [...]netip.Addr{d.IPv4, d.IPv6} {
 			if a.IsValid() {

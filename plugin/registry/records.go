@@ -48,7 +48,7 @@ func (rep *reply) address(owner string, qtype uint16, addrs []netip.Addr, ttl ui
 
 // challenges returns the TXT records of the live challenge values of d, named owner: built
 // into rep when there is one, allocated when there are several.
-func (rep *reply) challenges(owner string, d *etcdstore.Domain, now time.Time, maxAge time.Duration, ttl uint32) []dns.RR {
+func (rep *reply) challenges(owner string, d *etcdstore.Record, now time.Time, maxAge time.Duration, ttl uint32) []dns.RR {
 	live, value := 0, ""
 	for _, c := range d.Challenges {
 		if c.Live(now, maxAge) {
