@@ -192,7 +192,7 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
 	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.Cached(token); ok && recorded(d) {
+		if d, ok := s.store.LookupToken(token); ok && recorded(d) {
 			return nil
 		}
 	}

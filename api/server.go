@@ -27,8 +27,8 @@ type Store interface {
 	Get(ctx context.Context, sel etcdstore.Selector) (etcdstore.Record, error)
 	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Record) error) (etcdstore.Record, error)
 	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Record) error) (etcdstore.Record, error)
-	// Cached is the record of an API token as this replica's view holds it (maybe slightly behind).
-	Cached(token string) (*etcdstore.Record, bool)
+	// LookupToken is the record of an API token as this replica's view holds it (maybe slightly behind).
+	LookupToken(token string) (*etcdstore.Record, bool)
 }
 
 // Config holds the settings of a Server.

@@ -126,7 +126,7 @@ func TestConcurrentDNSConfig(t *testing.T) {
 			}
 			token := envs[0].subscribe(t, "demo")
 			for _, e := range envs {
-				eventually(t, "every replica sees the name", func() bool { _, ok := e.store.Cached(token); return ok })
+				eventually(t, "every replica sees the name", func() bool { _, ok := e.store.LookupToken(token); return ok })
 			}
 			const n = 64
 			allOK(t, urls, n, "/dnsconfig", func(i int) url.Values {
