@@ -88,17 +88,17 @@ func (p *Pending) empty() bool {
 		p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero()
 }
 
-// pending returns what is pending, the zero Pending when nothing is.
-func (d *Record) pending() Pending {
+// pendingCopy returns a copy of what is pending, the zero Pending when nothing is.
+func (d *Record) pendingCopy() Pending {
 	if d.Pending == nil {
 		return Pending{}
 	}
 	return *d.Pending
 }
 
-// setPending stores p as a new Pending (never writing the one d may share with the view's
+// replacePending stores p as a new Pending (never writing the one d may share with the view's
 // record), or none when p is empty.
-func (d *Record) setPending(p Pending) {
+func (d *Record) replacePending(p Pending) {
 	if p.empty() {
 		d.Pending = nil
 		return
@@ -110,7 +110,7 @@ func (d *Record) setPending(p Pending) {
 // keeps it: a pending address becomes the unverified contact address (as the address set by
 // /setemail always is now), and the one reclamation token a list of one.
 func (d *Record) upgrade() {
-	p := d.pending()
+	p := d.pendingCopy()
 	if p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero() {
 		return
 	}
@@ -121,7 +121,7 @@ func (d *Record) upgrade() {
 		p.Reclamations = append([]Reclamation{{p.LegacyReclaimHash, p.LegacyReclaimExpires}}, p.Reclamations...)
 	}
 	p.LegacyPendingEmail, p.LegacyReclaimHash, p.LegacyReclaimExpires = "", "", time.Time{}
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // SetEmail makes addr the contact address, verified or not ("" removes it). It leaves the
@@ -136,34 +136,34 @@ func (d *Record) EmailVerified() bool { return d.Email != "" && !d.EmailUnverifi
 // Verification is the hash of the pending verification id of the contact address and when
 // it expires, or "" and the zero time when none is pending.
 func (d *Record) Verification() (hash string, expires time.Time) {
-	p := d.pending()
+	p := d.pendingCopy()
 	return p.VerifyHash, p.VerifyExpires
 }
 
 // SetVerification starts a verification of the contact address with id, valid until expires,
 // replacing any pending one.
 func (d *Record) SetVerification(id string, expires time.Time) {
-	p := d.pending()
+	p := d.pendingCopy()
 	p.VerifyHash, p.VerifyExpires = hashSecret(id), expires
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ClearVerification cancels any pending verification.
 func (d *Record) ClearVerification() {
-	p := d.pending()
+	p := d.pendingCopy()
 	p.VerifyHash, p.VerifyExpires = "", time.Time{}
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ReclamationTokens lists the record's reclamation tokens, newest first, expired or not.
 // The slice is shared: do not modify it.
-func (d *Record) ReclamationTokens() []Reclamation { return d.pending().Reclamations }
+func (d *Record) ReclamationTokens() []Reclamation { return d.pendingCopy().Reclamations }
 
 // AddReclamationToken makes rt, until expires, the newest reclamation token, keeping at most
 // MaxReclamationTokens (the oldest goes). Adding a token already there renews it.
 func (d *Record) AddReclamationToken(rt string, expires time.Time) {
 	h := hashSecret(rt)
-	p := d.pending()
+	p := d.pendingCopy()
 	out := make([]Reclamation, 0, MaxReclamationTokens)
 	out = append(out, Reclamation{Hash: h, Expires: expires})
 	for _, r := range p.Reclamations {
@@ -175,12 +175,12 @@ func (d *Record) AddReclamationToken(rt string, expires time.Time) {
 		}
 	}
 	p.Reclamations = out
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // DropExpiredReclamationTokens removes the reclamation tokens that have expired at now.
 func (d *Record) DropExpiredReclamationTokens(now time.Time) {
-	p := d.pending()
+	p := d.pendingCopy()
 	var live []Reclamation
 	for _, r := range p.Reclamations {
 		if now.Before(r.Expires) {
@@ -191,14 +191,14 @@ func (d *Record) DropExpiredReclamationTokens(now time.Time) {
 		return
 	}
 	p.Reclamations = live
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ClearReclamationTokens removes every reclamation token.
 func (d *Record) ClearReclamationTokens() {
-	p := d.pending()
+	p := d.pendingCopy()
 	p.Reclamations = nil
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ReclamationTokenValid reports whether rt is one of the record's reclamation tokens and

@@ -342,7 +342,7 @@ func TestDecodeEarlierRecords(t *testing.T) {
 				if d.Email != tt.email || d.EmailVerified() != tt.verified || vh != tt.verify || !slices.Equal(d.ReclamationTokens(), tt.tokens) || d.Mode != ModeDynamic {
 					t.Errorf("%s: email %q verified %v verification %q tokens %v; want %q %v %q %v", decoder, d.Email, d.EmailVerified(), vh, d.ReclamationTokens(), tt.email, tt.verified, tt.verify, tt.tokens)
 				}
-				if p := d.pending(); p.LegacyPendingEmail != "" || p.LegacyReclaimHash != "" || !p.LegacyReclaimExpires.IsZero() {
+				if p := d.pendingCopy(); p.LegacyPendingEmail != "" || p.LegacyReclaimHash != "" || !p.LegacyReclaimExpires.IsZero() {
 					t.Errorf("%s: earlier fields left in place: %+v", decoder, p)
 				}
 				// Written back, the record is in this version's form and reads the same.
