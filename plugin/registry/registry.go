@@ -46,8 +46,8 @@ func New(cfg Config, zone *Zone) *Registry {
 	return r
 }
 
-// counted is the response counter of zone number zi and result, looked up without allocating.
-func (r *Registry) counted(zi int, result string) prometheus.Counter { return r.results[zi][result] }
+// responseCounter is the response counter of zone number zi and result, looked up without allocating.
+func (r *Registry) responseCounter(zi int, result string) prometheus.Counter { return r.results[zi][result] }
 
 // Name implements plugin.Handler.
 func (r *Registry) Name() string { return name }
@@ -108,7 +108,7 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
-	r.counted(zi, result).Inc()
+	r.responseCounter(zi, result).Inc()
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
 }
