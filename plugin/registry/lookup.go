@@ -44,7 +44,7 @@ type query struct {
 func (r *Registry) answer(q *query) string {
 	m := &q.rep.Msg
 	for range maxChain {
-		rrs, cname, exists := r.node(q)
+		rrs, cname, exists := r.lookupName(q)
 		if !exists {
 			return r.negative(q, dns.RcodeNameError)
 		}
@@ -76,12 +76,12 @@ func (r *Registry) answer(q *query) string {
 	return resultAnswer
 }
 
-// node returns the records of q's type at its name, or the CNAME there when the name has one
+// lookupName returns the records of q's type at its name, or the CNAME there when the name has one
 // and the type is not CNAME, and whether the name exists at all. The answer of a registered
 // name may be built into q's reply (once per reply: it ends a chain).
-func (r *Registry) node(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
+func (r *Registry) lookupName(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
 	if s, ok := r.zone.Static[q.qname]; ok {
-		return r.staticNode(q, s)
+		return r.lookupStatic(q, s)
 	}
 	if r.zone.ENTs[q.qname] {
 		return nil, nil, true
@@ -92,11 +92,11 @@ func (r *Registry) node(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
 	}
 	label, parent, deeper := strings.Cut(rel, ".")
 	if !deeper {
-		rrs, exists = r.registeredNode(q, label)
+		rrs, exists = r.lookupRegistered(q, label)
 		return rrs, nil, exists
 	}
 	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
-		rrs, exists = r.challengeNode(q, parent)
+		rrs, exists = r.lookupChallenge(q, parent)
 		return rrs, nil, exists
 	}
 	if k, ok := parseKite(rel, strings.TrimSuffix(q.zone, ".")); ok {
@@ -110,8 +110,8 @@ func (r *Registry) node(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
 	return nil, nil, false
 }
 
-// staticNode answers from the node s of the zone's own records (`record`, `ns`, the apex).
-func (r *Registry) staticNode(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, cname dns.RR, exists bool) {
+// lookupStatic answers from the node s of the zone's own records (`record`, `ns`, the apex).
+func (r *Registry) lookupStatic(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, cname dns.RR, exists bool) {
 	if c := s[dns.TypeCNAME]; len(c) > 0 && q.qtype != dns.TypeCNAME && q.qtype != dns.TypeANY {
 		return nil, withOwner(c[0], q.owner), true
 	}
@@ -124,9 +124,9 @@ func (r *Registry) staticNode(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, cn
 	return rrs, nil, true
 }
 
-// registeredNode answers for label, a registered name if the view has it (and it has not
+// lookupRegistered answers for label, a registered name if the view has it (and it has not
 // expired): its addresses, and the `name_record` records every name carries.
-func (r *Registry) registeredNode(q *query, label string) (rrs []dns.RR, exists bool) {
+func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(label)
 	if !ok || r.expired(d) {
 		return nil, false
@@ -143,10 +143,10 @@ func (r *Registry) registeredNode(q *query, label string) (rrs []dns.RR, exists 
 	return named(rrs, q.qname, q.owner), true
 }
 
-// challengeNode answers for the challenge name of the registered name parent. It exists as
+// lookupChallenge answers for the challenge name of the registered name parent. It exists as
 // long as its name does, with or without values: an NXDOMAIN would be cached for every type,
 // and ACME clients look up a CNAME there before they set the value.
-func (r *Registry) challengeNode(q *query, parent string) (rrs []dns.RR, exists bool) {
+func (r *Registry) lookupChallenge(q *query, parent string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(parent)
 	if !ok || r.expired(d) {
 		return nil, false
