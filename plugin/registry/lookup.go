@@ -140,7 +140,7 @@ func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exist
 	if len(rrs) == 0 && len(r.zone.NameRecords) > 0 {
 		rrs = rrsetOf(r.zone.NameRecords, q.qname, q.qtype)
 	}
-	return named(rrs, q.qname, q.owner), true
+	return inQuestionCase(rrs, q.qname, q.owner), true
 }
 
 // lookupChallenge answers for the challenge name of the registered name parent. It exists as

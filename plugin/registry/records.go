@@ -111,9 +111,9 @@ func txtRRs(owner string, values []string, ttl uint32) []dns.RR {
 	return rrs
 }
 
-// named returns rrs, owned by the lower-case qname, named owner instead when the question
+// inQuestionCase returns rrs, owned by the lower-case qname, named owner instead when the question
 // used another case: copies then, the shared records otherwise.
-func named(rrs []dns.RR, qname, owner string) []dns.RR {
+func inQuestionCase(rrs []dns.RR, qname, owner string) []dns.RR {
 	if owner == qname || len(rrs) == 0 {
 		return rrs
 	}
