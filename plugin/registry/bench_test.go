@@ -124,14 +124,14 @@ func BenchmarkServeDNS(b *testing.B) {
 	// Response rate limiting, for a client under the rate (every response accounted and
 	// passed) and for one far over it (every response dropped, or sent truncated).
 	b.Run("A hit, RRL under the rate", func(b *testing.B) {
-		r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
-		defer func() { r.limit = nil }()
+		r.rrl = newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+		defer func() { r.rrl = nil }()
 		benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
 	})
 	for _, slip := range []int{0, 1} {
 		b.Run(fmt.Sprintf("A hit, RRL limiting, slip %d", slip), func(b *testing.B) {
-			r.limit = newLimiter(RRL{Rate: 1, Window: time.Second, Slip: slip})
-			defer func() { r.limit = nil }()
+			r.rrl = newResponseLimiter(RRL{Rate: 1, Window: time.Second, Slip: slip})
+			defer func() { r.rrl = nil }()
 			benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
 		})
 	}
@@ -162,7 +162,7 @@ func TestAHitAllocations(t *testing.T) {
 		res := testing.Benchmark(func(b *testing.B) {
 			r, _ := benchRegistry(b, 10)
 			if _, ok := tc.writer().(*udpWriter); ok {
-				r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+				r.rrl = newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
 			}
 			benchmarkQueryTo(b, r, tc.writer(), tc.qname, dns.TypeA, dns.RcodeSuccess)
 		})

@@ -30,13 +30,13 @@ type Registry struct {
 	negSOA atomic.Pointer[soaCache]
 	geo    atomic.Pointer[geoip.DB]
 	xfer   *transfer.Transfer // set when the server block has the transfer plugin
-	limit  *limiter           // nil without response rate limiting
+	rrl    *responseLimiter   // nil without response rate limiting
 	run    *running
 }
 
 // New builds the handler for cfg (as parse made it) and its zone; it serves once started.
 func New(cfg Config, zone *Zone) *Registry {
-	r := &Registry{cfg: cfg, zone: zone, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), limit: newLimiter(cfg.RRL)}
+	r := &Registry{cfg: cfg, zone: zone, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), rrl: newResponseLimiter(cfg.RRL)}
 	for i, z := range cfg.Zones {
 		r.results[i] = map[string]prometheus.Counter{}
 		for _, res := range []string{resultAnswer, resultNoData, resultNXDomain} {
@@ -47,7 +47,9 @@ func New(cfg Config, zone *Zone) *Registry {
 }
 
 // responseCounter is the response counter of zone number zi and result, looked up without allocating.
-func (r *Registry) responseCounter(zi int, result string) prometheus.Counter { return r.results[zi][result] }
+func (r *Registry) responseCounter(zi int, result string) prometheus.Counter {
+	return r.results[zi][result]
+}
 
 // Name implements plugin.Handler.
 func (r *Registry) Name() string { return name }
@@ -70,8 +72,8 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	if zi < 0 && r.Next != nil {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
-	if act := r.limit.check(w); act != rrlPass {
-		return r.limited(w, req, rep, act)
+	if act := r.rrl.check(w); act != rrlPass {
+		return r.answerLimited(w, req, rep, act)
 	}
 	if zi < 0 {
 		return r.refuse(w, req, "", dns.RcodeRefused)

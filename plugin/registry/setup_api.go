@@ -41,9 +41,9 @@ func parseAPIProperty(cfg *Config, prop string, args []string) error {
 		if err := argCount(args, 1, 2); err != nil {
 			return err
 		}
-		limit := map[string]*api.RateLimit{"client_limit": &cfg.API.ClientLimit, "mail_limit": &cfg.API.MailLimit, "write_limit": &cfg.API.WriteLimit}[prop]
+		rate := map[string]*api.RateLimit{"client_limit": &cfg.API.ClientLimit, "mail_limit": &cfg.API.MailLimit, "write_limit": &cfg.API.WriteLimit}[prop]
 		var err error
-		*limit, err = parseLimit(args)
+		*rate, err = parseRateLimit(args)
 		return err
 	default:
 		return parseRegistrationProperty(cfg, prop, args)
@@ -105,8 +105,8 @@ func parseMaxConns(args []string, cfg *Config) error {
 	return nil
 }
 
-// parseLimit reads `off` or RATE [BURST], RATE being N/s, N/m, N/h or N (per second).
-func parseLimit(args []string) (api.RateLimit, error) {
+// parseRateLimit reads `off` or RATE [BURST], RATE being N/s, N/m, N/h or N (per second).
+func parseRateLimit(args []string) (api.RateLimit, error) {
 	if len(args) == 1 && args[0] == "off" {
 		return api.RateLimit{Rate: -1}, nil
 	}

@@ -135,7 +135,7 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{name: "response rate limiting off, no exemption", input: "registry {\nrrl off\nrrl_exempt none\n}", check: func(t *testing.T, c Config) {
-			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newLimiter(c.RRL) != nil {
+			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newResponseLimiter(c.RRL) != nil {
 				t.Errorf("rrl %+v, want off with no exemption", c.RRL)
 			}
 		}},
