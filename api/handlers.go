@@ -63,6 +63,10 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 	case rt != "":
 		token := uuid.NewString()
 		d, err = s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
+			if d.IsDisabled() {
+				// Refused as a name: the gateway then says "already used" instead of retrying.
+				return unavailableName("NameDisabled", "The name %q is disabled by the registry's operator.", name)
+			}
 			if !d.ReclamationTokenValid(rt, now) {
 				return badRequest("ReclamationTokenMismatch", "The reclamation token is wrong or has expired.")
 			}
@@ -113,10 +117,13 @@ func (s *Server) unsubscribe(_ http.ResponseWriter, r *http.Request) error {
 	var err error
 	switch {
 	case token != "":
-		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), nil)
+		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), refuseDisabled)
 	case rt != "":
 		now := time.Now()
 		_, err = s.store.Delete(r.Context(), etcdstore.ByReclamationToken(rt), func(d *etcdstore.Record) error {
+			if err := refuseDisabled(d); err != nil {
+				return err
+			}
 			if !d.ReclamationTokenValid(rt, now) {
 				return badRequest("InvalidToken", "The reclamation token has expired.")
 			}
@@ -143,6 +150,9 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	rt, expires := uuid.NewString(), now.Add(s.reclaimTTL)
 	var counted string
 	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
+		if err := refuseDisabled(d); err != nil {
+			return err
+		}
 		if d.Email == "" {
 			return badRequest("NoEmail", "The name %q has no contact email address to send a reclamation token to.", name)
 		}
@@ -192,7 +202,7 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
 	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.LookupToken(token); ok && recorded(d) {
+		if d, ok := s.store.LookupToken(token); ok && !d.IsDisabled() && recorded(d) {
 			return nil
 		}
 	}
@@ -300,6 +310,9 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseDisabled(&d); err != nil {
+		return err
+	}
 	out := domainInfo{
 		Name:          d.Name,
 		Token:         d.Token,
@@ -380,11 +393,14 @@ func (s *Server) reachable(r *http.Request, addr string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.store.Get(r.Context(), etcdstore.ByToken(token))
+	d, err := s.store.Get(r.Context(), etcdstore.ByToken(token))
 	if errors.Is(err, etcdstore.ErrNotFound) {
 		return invalidToken()
 	}
 	if err != nil {
+		return err
+	}
+	if err := refuseDisabled(&d); err != nil {
 		return err
 	}
 	if err := s.mailer.Reaches(r.Context(), addr); err != nil {
@@ -402,6 +418,9 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := time.Now()
 	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Record) error {
+		if err := refuseDisabled(d); err != nil {
+			return err
+		}
 		if _, expires := d.Verification(); now.After(expires) {
 			return badRequest("InvalidVerification", "The link has expired; ask for a new one from your gateway.")
 		}
@@ -443,6 +462,16 @@ func invalidToken() error {
 	return badRequest("InvalidToken", "No name has this token.")
 }
 
+// refuseDisabled refuses every request about a name an operator disabled (regdnsctl names
+// disable), so that its token and reclamation tokens do nothing until it is enabled. The
+// operator's reason is not told.
+func refuseDisabled(d *etcdstore.Record) error {
+	if d.IsDisabled() {
+		return badRequest("NameDisabled", "The name %q is disabled by the registry's operator.", d.Name)
+	}
+	return nil
+}
+
 // update applies fn to the record of the request's token, within the name's write limit; a
 // change beyond it is refused and stores nothing. The limit is counted only once fn has
 // accepted the change, so a request that writes nothing (a ping already recorded) costs none.
@@ -453,6 +482,9 @@ func (s *Server) update(r *http.Request, fn func(*etcdstore.Record) error) (etcd
 	}
 	counted := false
 	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Record) error {
+		if err := refuseDisabled(d); err != nil {
+			return err
+		}
 		if err := fn(d); err != nil {
 			return err
 		}

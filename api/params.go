@@ -189,6 +189,12 @@ func email(q url.Values) (string, error) {
 	if raw == "" {
 		return "", missing("email")
 	}
+	return ContactAddress(raw)
+}
+
+// ContactAddress is raw (trimmed, not empty) as email reads it, for operator tools that set
+// a contact address as /setemail would; the error is an InvalidEmail client error.
+func ContactAddress(raw string) (string, error) {
 	invalid := badRequest("InvalidEmail", "The email must be a plain address such as name@example.org.")
 	addr := norm.NFC.String(strings.ToLower(raw))
 	a, err := mail.ParseAddress(addr)

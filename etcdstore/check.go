@@ -15,17 +15,80 @@ import (
 // inconsistency between the records and their indexes, sorted; none means the data is consistent.
 // Lines name keys, names and SHA-256 hashes, never a secret.
 func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
-	var problems []string
+	st, err := ks.readState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	problems := st.problems
 	report := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	for _, name := range st.names {
+		r := st.records[name]
+		if r.d == nil {
+			continue
+		}
+		if r.d.Token == "" {
+			report("%s: record has no API token", ks.keys.name(name))
+		}
+		for _, ix := range indexesOf(r.d) {
+			k := ks.keys.hashedKey(ix.dir, ix.hash)
+			owner, ok := st.owners[k]
+			switch {
+			case !ok:
+				report("%s: no index %s for its %s", ks.keys.name(name), k, secretOf(ix.dir))
+			case owner.name != name:
+				report("%s: index %s for its %s points at %q", ks.keys.name(name), k, secretOf(ix.dir), owner.name)
+			}
+		}
+	}
+	for _, e := range st.entries {
+		k := ks.keys.hashedKey(e.dir, e.hash)
+		if st.dangling(e) {
+			if _, ok := st.records[e.name]; !ok {
+				report("%s: points at %q, which has no record", k, e.name)
+			} else {
+				report("%s: points at %q, whose record has no %s with this hash", k, e.name, secretOf(e.dir))
+			}
+		}
+	}
+	slices.Sort(problems)
+	return problems, nil
+}
 
-	// records maps a name (from its key) to its record; nil marks a record that does not parse.
-	records := map[string]*Record{}
-	var names []string
-	type entry struct{ dir, hash, name string }
-	var entries []entry
+// keyState is every key under the prefix at one revision, sorted out for the checker.
+type keyState struct {
+	// records maps a name (from its key) to its record; a nil d marks one that does not parse.
+	records map[string]keyRecord
+	names   []string
+	entries []indexEntry
+	owners  map[string]indexEntry // index key -> its entry
+	// problems are those found reading the keys: unparsable records and keys out of layout.
+	problems []string
+}
+
+type keyRecord struct {
+	d   *Record
+	rev int64 // the key's mod revision
+}
+
+// indexEntry is one index key: the hash under dir, the name it points at, its mod revision.
+type indexEntry struct {
+	dir, hash, name string
+	rev             int64
+}
+
+// dangling reports whether e points at no record, or at a record that parses and has no
+// secret with e's hash: either way nothing can reach a record through it.
+func (st *keyState) dangling(e indexEntry) bool {
+	r, ok := st.records[e.name]
+	return !ok || r.d != nil && !slices.Contains(indexesOf(r.d), index{e.dir, e.hash})
+}
+
+// readState scans every key under the prefix at one revision.
+func (ks *Keyspace) readState(ctx context.Context) (*keyState, error) {
+	st := &keyState{records: map[string]keyRecord{}, owners: map[string]indexEntry{}}
+	report := func(format string, args ...any) { st.problems = append(st.problems, fmt.Sprintf(format, args...)) }
 	_, err := ks.scan(ctx, ks.keys.prefix, func(kv *mvccpb.KeyValue) {
-		k, value := kv.Key, kv.Value
-		key := string(k)
+		key, value := string(kv.Key), kv.Value
 		rel := strings.TrimPrefix(key, ks.keys.prefix)
 		dir := ""
 		for _, d := range ks.keys.dirs() {
@@ -43,16 +106,15 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 		case dir == "":
 			report("%s: key outside %s", redact(key), strings.Join(ks.keys.dirs(), ", "))
 		case dir == namesDir:
-			names = append(names, rest)
-			var d Record
-			if err := json.Unmarshal(value, &d); err != nil {
+			st.names = append(st.names, rest)
+			d, err := parseRecord(value)
+			if err != nil {
 				// Decoding errors quote one character, or an address or time: never a secret.
 				report("%s: record is not valid JSON: %v", key, err)
-				records[rest] = nil
+				st.records[rest] = keyRecord{rev: kv.ModRevision}
 				return
 			}
-			d.upgrade()
-			records[rest] = &d
+			st.records[rest] = keyRecord{d, kv.ModRevision}
 			if d.Name != rest {
 				report("%s: record is named %q", key, d.Name)
 			}
@@ -60,50 +122,26 @@ func (ks *Keyspace) Check(ctx context.Context) ([]string, error) {
 			// The part after the directory may be a raw secret written by some other tool.
 			report("%s<%d bytes>: index key is not a SHA-256 hash", ks.keys.dir(dir), len(rest))
 		default:
-			entries = append(entries, entry{dir, rest, string(value)})
+			e := indexEntry{dir, rest, string(value), kv.ModRevision}
+			st.entries = append(st.entries, e)
+			st.owners[key] = e
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("consistency check: %w", err)
 	}
+	return st, nil
+}
 
-	owners := map[string]string{} // index key -> the name it points at
-	for _, e := range entries {
-		owners[ks.keys.hashedKey(e.dir, e.hash)] = e.name
+// parseRecord reads a stored record with encoding/json, whose errors (reported) quote no
+// more than a character of the record, upgraded to this version's fields.
+func parseRecord(value []byte) (*Record, error) {
+	var d Record
+	if err := json.Unmarshal(value, &d); err != nil {
+		return nil, err
 	}
-	for _, name := range names {
-		d := records[name]
-		if d == nil {
-			continue
-		}
-		if d.Token == "" {
-			report("%s: record has no API token", ks.keys.name(name))
-		}
-		for _, ix := range indexesOf(d) {
-			k := ks.keys.hashedKey(ix.dir, ix.hash)
-			owner, ok := owners[k]
-			switch {
-			case !ok:
-				report("%s: no index %s for its %s", ks.keys.name(name), k, secretOf(ix.dir))
-			case owner != name:
-				report("%s: index %s for its %s points at %q", ks.keys.name(name), k, secretOf(ix.dir), owner)
-			}
-		}
-	}
-	for _, e := range entries {
-		k := ks.keys.hashedKey(e.dir, e.hash)
-		d, ok := records[e.name]
-		switch {
-		case !ok:
-			report("%s: points at %q, which has no record", k, e.name)
-		case d == nil:
-			// Already reported as a record that does not parse.
-		case !slices.Contains(indexesOf(d), index{e.dir, e.hash}):
-			report("%s: points at %q, whose record has no %s with this hash", k, e.name, secretOf(e.dir))
-		}
-	}
-	slices.Sort(problems)
-	return problems, nil
+	d.upgrade()
+	return &d, nil
 }
 
 // scan hands fn every key under prefix as of one revision: read from the member's own store

@@ -101,3 +101,19 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 		t.Error("reachable gauge is not 1 once etcd is back")
 	}
 }
+
+// A store opened without a timeout (the Corefile sets none by default) probes with the
+// default one: a zero timeout would fail every probe and report a healthy etcd as lost.
+func TestReachableWithDefaultTimeout(t *testing.T) {
+	e, err := StartEmbedded(EmbeddedConfig{Dir: t.TempDir(), Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	log := &lines{}
+	openConfig(t, Config{Endpoints: e.Endpoints(), Local: e, Log: log})
+	time.Sleep(3 * probeEvery)
+	if n := log.count("etcd unreachable"); n != 0 {
+		t.Errorf(`"etcd unreachable" logged %d times for a healthy etcd`, n)
+	}
+}

@@ -26,8 +26,8 @@ type Challenge struct {
 // kept only as hashes; the token itself is kept because PageKite signatures are keyed by it.
 //
 // The view holds one per registered name, so its size is the view's: what few records
-// carry (a pending email verification or reclamation tokens) is behind a pointer, nil for
-// most, and the small fields sit together.
+// carry (a pending email verification, reclamation tokens, an operator's disabling) is behind
+// a pointer, nil for most, and the small fields sit together.
 type Record struct {
 	Name        string `json:"name"`
 	Token       string `json:"token"`
@@ -49,9 +49,10 @@ type Record struct {
 	// Email is the name's contact address, verified or not: reclamation mail goes there.
 	Email string `json:"email,omitempty"`
 
-	// Pending is what waits for a confirmation, stored in the same JSON object as the rest.
-	// Read it through Verification and ReclamationTokens (nil means nothing pending); it is
-	// changed only by methods that copy it, since records of the view share it.
+	// Pending is what waits for a confirmation, and an operator's disabling, stored in the
+	// same JSON object as the rest. Read it through Verification, ReclamationTokens and
+	// Disabled (nil means none of them); it is changed only by methods that copy it, since
+	// records of the view share it.
 	*Pending
 
 	// rev is the etcd mod revision of a record of the View; 0 elsewhere.
@@ -63,11 +64,15 @@ type Record struct {
 const MaxReclamationTokens = 3
 
 // Pending is the verification of the contact address waiting for its link to be followed,
-// and the reclamation tokens mailed to the contact address.
+// the reclamation tokens mailed to the contact address, and why and since when an operator
+// disabled the name: what few records carry.
 type Pending struct {
 	VerifyHash    string        `json:"verify_hash,omitempty"`
 	VerifyExpires time.Time     `json:"verify_expires,omitzero"`
 	Reclamations  []Reclamation `json:"reclamations,omitempty"`
+	// DisabledReason, never empty on a disabled name, says it is one (Disable).
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	DisabledSince  time.Time `json:"disabled_since,omitzero"`
 
 	// Fields of records written before contact addresses and lists of reclamation tokens:
 	// read, moved to their place by upgrade, never written again.
@@ -85,6 +90,7 @@ type Reclamation struct {
 // empty reports whether nothing is pending.
 func (p *Pending) empty() bool {
 	return p.VerifyHash == "" && p.VerifyExpires.IsZero() && len(p.Reclamations) == 0 &&
+		p.DisabledReason == "" && p.DisabledSince.IsZero() &&
 		p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero()
 }
 
@@ -213,6 +219,34 @@ func (d *Record) ReclamationTokenValid(rt string, now time.Time) bool {
 	}
 	return valid
 }
+
+// Disable makes the name stop resolving and its secrets stop working, while it stays taken,
+// for reason (which must not be empty) since at.
+func (d *Record) Disable(reason string, at time.Time) {
+	p := d.pendingCopy()
+	p.DisabledReason, p.DisabledSince = reason, at
+	d.replacePending(p)
+}
+
+// Enable undoes Disable at now, which counts as a ping: a name disabled for longer than the
+// Corefile's `expire` and its grace would otherwise be deleted by the sweeper at once.
+func (d *Record) Enable(now time.Time) {
+	d.LastPing = now
+	p := d.pendingCopy()
+	p.DisabledReason, p.DisabledSince = "", time.Time{}
+	d.replacePending(p)
+}
+
+// Disabled reports whether an operator disabled the name, why and since when.
+func (d *Record) Disabled() (reason string, since time.Time, disabled bool) {
+	if d.Pending == nil {
+		return "", time.Time{}, false
+	}
+	return d.DisabledReason, d.DisabledSince, d.DisabledReason != ""
+}
+
+// IsDisabled reports whether an operator disabled the name.
+func (d *Record) IsDisabled() bool { return d.Pending != nil && d.DisabledReason != "" }
 
 // SetAddr records addr as the gateway's address of its family.
 func (d *Record) SetAddr(addr netip.Addr) {

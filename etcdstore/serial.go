@@ -53,7 +53,7 @@ func readOffset(ctx context.Context, cli *clientv3.Client, timeout time.Duration
 }
 
 // Serial is the zone's SOA serial as etcd has it now, whatever the View has applied.
-func (s *Store) Serial(ctx context.Context) (uint32, error) {
+func (s *Keyspace) Serial(ctx context.Context) (uint32, error) {
 	offset, _, rev, err := readOffset(ctx, s.cli, s.timeout, s.keys.serial(), 0)
 	return serialOf(offset, rev), err
 }
@@ -67,7 +67,7 @@ const raiseAttempts = 8
 // snapshot, above is the highest serial served before (Serial on the old cluster, or the
 // SOA secondaries hold). It writes the offset only when the serial is not already newer,
 // so calling it again is harmless. Replicas follow the new serial within the watch latency.
-func (s *Store) RaiseSerial(ctx context.Context, above uint32) (uint32, error) {
+func (s *Keyspace) RaiseSerial(ctx context.Context, above uint32) (uint32, error) {
 	for range raiseAttempts {
 		offset, modRev, rev, err := readOffset(ctx, s.cli, s.timeout, s.keys.serial(), 0)
 		if err != nil {

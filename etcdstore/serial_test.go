@@ -2,8 +2,6 @@ package etcdstore
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -12,9 +10,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/storage/backend"
-	"go.etcd.io/etcd/server/v3/storage/schema"
-	"go.uber.org/zap"
 )
 
 func TestNewerSerial(t *testing.T) {
@@ -207,41 +202,10 @@ func saveSnapshot(t *testing.T, cli *clientv3.Client, path string) {
 	}
 }
 
-// restoreSnapshot makes dir a new single-member etcd data directory holding the data of the
-// snapshot at path, as `etcdutl snapshot restore` does (etcdutl is not in this module's
-// graph). A snapshot is etcd's bbolt backend followed by its SHA-256: checked, the backend
-// becomes dir's, without the old cluster's members and raft index, and etcd, finding a
-// backend and no WAL, bootstraps a new cluster over it with the data and its revisions.
+// restoreSnapshot restores the snapshot at path into dir, failing the test if it cannot.
 func restoreSnapshot(t *testing.T, path, dir string) {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
+	if err := RestoreSnapshot(path, dir); err != nil {
 		t.Fatal(err)
 	}
-	db, sum := b[:len(b)-sha256.Size], b[len(b)-sha256.Size:]
-	if got := sha256.Sum256(db); !bytes.Equal(got[:], sum) {
-		t.Fatal("snapshot does not match its SHA-256")
-	}
-	snap := filepath.Join(dir, "member", "snap")
-	if err := os.MkdirAll(snap, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(snap, "db"), db, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	be := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(snap, "db"))
-	defer be.Close()
-	if err := schema.NewMembershipBackend(zap.NewNop(), be).TrimMembershipFromBackend(); err != nil {
-		t.Fatal(err)
-	}
-	// Raft index 0: the new cluster's raft log, which starts again at 1, applies from its
-	// first entry. Term 1, the new log's: etcd tells the backend's schema by a term.
-	term := make([]byte, 8)
-	binary.BigEndian.PutUint64(term, 1)
-	tx := be.BatchTx()
-	tx.LockOutsideApply()
-	tx.UnsafePut(schema.Meta, schema.MetaConsistentIndexKeyName, make([]byte, 8))
-	tx.UnsafePut(schema.Meta, schema.MetaTermKeyName, term)
-	tx.Unlock()
-	be.ForceCommit()
 }

@@ -28,6 +28,8 @@ var (
 	// ErrConflict: the record kept changing under an Update until its deadline, or a secret it
 	// set is another record's; nothing was written.
 	ErrConflict = errors.New("too many concurrent changes")
+	// ErrDamaged: the selected record is not valid JSON (DeleteDamaged removes it).
+	ErrDamaged = errors.New("record is damaged")
 )
 
 // DefaultTimeout bounds every etcd call when the Corefile sets no timeout.
@@ -53,21 +55,25 @@ type Config struct {
 // Store reads and writes registry data in etcd and keeps a View of the zone current.
 type Store struct {
 	Keyspace
-	view  *View
-	queue *nameQueue
 	// stopHealth ends the reachability checks.
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
 }
 
-// Keyspace is the registry's keys in etcd, read and written straight through a client with
-// no View: what operator tools (the checker, the importer) need, without loading the zone.
+// Keyspace is the registry's keys in etcd, read and written through a client: what operator
+// tools (the checker, the importer, regdnsctl) need, without loading the zone. A Store is a
+// Keyspace with a View, and both write records through the same guarded transactions.
 type Keyspace struct {
 	cli     *clientv3.Client
 	keys    keys
 	timeout time.Duration
 	// local is the embedded member serving cli, when this process runs it.
 	local *Embedded
+	// queue puts the changes of one name made through this Keyspace in line (queue.go).
+	queue *nameQueue
+	// view is the Store's View, nil in a bare Keyspace: writes then read records from etcd
+	// and return without waiting for a view to show them.
+	view *View
 }
 
 // Connect opens a Keyspace on cfg's etcd, without loading a View or starting a watch.
@@ -79,7 +85,7 @@ func Connect(cfg Config) (*Keyspace, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Keyspace{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout, local: cfg.Local}, nil
+	return &Keyspace{cli: cli, keys: newKeys(cfg.Prefix), timeout: cfg.Timeout, local: cfg.Local, queue: newNameQueue()}, nil
 }
 
 // client is a client of the embedded member in this process, or one dialled to cfg's endpoints.
@@ -108,7 +114,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{Keyspace: *ks, queue: newNameQueue()}
+	s := &Store{Keyspace: *ks}
 	s.view = newView(s.cli, s.keys, s.timeout)
 	s.view.local = s.local
 	if err := s.view.start(ctx); err != nil {
@@ -121,7 +127,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // startHealth follows whether etcd answers and, for an external cluster, its members' status.
 func (s *Store) startHealth(cfg Config) {
-	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: cfg.Timeout, log: loggerOrDiscard(cfg.Log)}
+	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: s.timeout, log: loggerOrDiscard(cfg.Log)}
 	if cfg.Local == nil {
 		h.endpoints = cfg.Endpoints
 	}

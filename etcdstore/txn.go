@@ -83,13 +83,13 @@ func equalSecret(have, want string) bool {
 }
 
 // Get returns the selected record.
-func (s *Store) Get(ctx context.Context, sel Selector) (Record, error) {
+func (s *Keyspace) Get(ctx context.Context, sel Selector) (Record, error) {
 	d, _, err := s.read(ctx, sel)
 	return d, err
 }
 
 // read returns the selected record and its mod revision, for a later compare.
-func (s *Store) read(ctx context.Context, sel Selector) (Record, int64, error) {
+func (s *Keyspace) read(ctx context.Context, sel Selector) (Record, int64, error) {
 	if sel.value == "" {
 		return Record{}, 0, ErrNotFound
 	}
@@ -113,22 +113,24 @@ func (s *Store) read(ctx context.Context, sel Selector) (Record, int64, error) {
 	if len(resp.Kvs) == 0 {
 		return Record{}, 0, ErrNotFound
 	}
-	// encoding/json rather than the view's decoder: its errors, which get logged, quote no
+	// parseRecord rather than the view's decoder: its errors, which get logged, quote no
 	// more than a character of the record, never a secret.
-	var d Record
-	if err := json.Unmarshal(resp.Kvs[0].Value, &d); err != nil {
-		return Record{}, 0, fmt.Errorf("record %s: %w", name, err)
+	d, err := parseRecord(resp.Kvs[0].Value)
+	if err != nil {
+		return Record{}, 0, fmt.Errorf("record %s: %w (%v)", name, ErrDamaged, err)
 	}
-	d.upgrade()
-	if !sel.matches(&d) {
+	if !sel.matches(d) {
 		return Record{}, 0, ErrNotFound
 	}
-	return d, resp.Kvs[0].ModRevision, nil
+	return *d, resp.Kvs[0].ModRevision, nil
 }
 
-// cached is the selected record as the view holds it, with its revision (0 if the view has
-// none, or the selector is one the view does not index).
-func (s *Store) cached(sel Selector) (Record, int64) {
+// cached is the selected record as the view holds it, with its revision (0 if there is no
+// view, the view has none, or the selector is one the view does not index).
+func (s *Keyspace) cached(sel Selector) (Record, int64) {
+	if s.view == nil {
+		return Record{}, 0
+	}
 	var d *Record
 	var ok bool
 	switch sel.kind {
@@ -146,7 +148,7 @@ func (s *Store) cached(sel Selector) (Record, int64) {
 
 // Create stores d with every index of its secrets if no record of its name exists (else
 // ErrNameTaken) and none of its secrets indexes another record (else ErrSecretInUse).
-func (s *Store) Create(ctx context.Context, d Record) error {
+func (s *Keyspace) Create(ctx context.Context, d Record) error {
 	if d.Name == "" || d.Token == "" {
 		return fmt.Errorf("a record needs a name and a token")
 	}
@@ -168,7 +170,7 @@ func (s *Store) Create(ctx context.Context, d Record) error {
 // and Update returns that error. The record is re-read and fn re-run if another replica wrote
 // it in between; fn must therefore have no side effects. ErrConflict means the record kept
 // changing until the deadline, or a secret fn set is another record's.
-func (s *Store) Update(ctx context.Context, sel Selector, fn func(*Record) error) (Record, error) {
+func (s *Keyspace) Update(ctx context.Context, sel Selector, fn func(*Record) error) (Record, error) {
 	return s.change(ctx, sel, func(d *Record) (*Record, error) {
 		if err := fn(d); err != nil {
 			return nil, err
@@ -179,7 +181,7 @@ func (s *Store) Update(ctx context.Context, sel Selector, fn func(*Record) error
 
 // Delete removes the selected record and every index pointing at it, after check (if not
 // nil) accepted it. It returns the record as it was.
-func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Record) error) (Record, error) {
+func (s *Keyspace) Delete(ctx context.Context, sel Selector, check func(*Record) error) (Record, error) {
 	var deleted Record
 	_, err := s.change(ctx, sel, func(d *Record) (*Record, error) {
 		if check != nil {
@@ -197,7 +199,7 @@ func (s *Store) Delete(ctx context.Context, sel Selector, check func(*Record) er
 // to delete it. Changes of one name on this replica wait their turn (nameQueue); a change that
 // loses to another replica's write backs off and runs again. All of it takes at most the etcd
 // timeout, as one etcd call would: a change still waiting then fails with ErrConflict.
-func (s *Store) change(ctx context.Context, sel Selector, fn func(*Record) (*Record, error)) (Record, error) {
+func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Record) (*Record, error)) (Record, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var release func()
@@ -262,7 +264,7 @@ const (
 // current is the selected record and its revision: first from the local view, saving two
 // reads (the write's guard on the revision rejects a stale copy), from etcd if fresh or the
 // view does not have it.
-func (s *Store) current(ctx context.Context, sel Selector, fresh bool) (Record, int64, error) {
+func (s *Keyspace) current(ctx context.Context, sel Selector, fresh bool) (Record, int64, error) {
 	if !fresh {
 		if d, rev := s.cached(sel); rev != 0 {
 			return d, rev, nil
@@ -286,8 +288,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // write replaces old (nil: absent) with next (nil: delete) in one transaction, guarded by
 // old's mod revision, removing the index entries only old needs and adding (if absent) those
 // only next needs. It reports false if the guard failed, and ErrConflict if a new secret's
-// index is taken. On success it waits until the local View shows the change.
-func (s *Store) write(ctx context.Context, old *Record, oldRev int64, next *Record) (bool, error) {
+// index is taken. On success it waits until the local View, if any, shows the change.
+func (s *Keyspace) write(ctx context.Context, old *Record, oldRev int64, next *Record) (bool, error) {
 	var name string
 	var o, n Record
 	if old != nil {
@@ -342,7 +344,7 @@ func (s *Store) write(ctx context.Context, old *Record, oldRev int64, next *Reco
 	}
 	// The change is stored: report success even if the view is slow to show it, since an
 	// error would make the caller believe it failed (and lose, say, a new name's token).
-	if s.view.WaitRevision(tctx, resp.Header.Revision) != nil {
+	if s.view != nil && s.view.WaitRevision(tctx, resp.Header.Revision) != nil {
 		viewLagged.Inc()
 	}
 	return true, nil

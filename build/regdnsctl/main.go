@@ -1,5 +1,6 @@
 // Command regdnsctl is the registry operator's tool: it reads the registry block of the
-// server's Corefile to reach the same etcd, and imports, checks and converts the registry's data.
+// server's Corefile to reach the same etcd, and imports, checks, manages, backs up and restores
+// the registry's data. Commands that print take --json.
 package main
 
 import (
@@ -18,6 +19,7 @@ const (
 	exitOK       = 0 // done, nothing to report
 	exitFindings = 1 // done, with problems reported (inconsistencies, skipped rows, conflicts)
 	exitError    = 2 // could not do it: bad usage, unreadable input, etcd unreachable
+	exitNotFound = 3 // the name given is not registered
 )
 
 // command is one subcommand: it parses its own arguments and returns the exit status.
@@ -34,8 +36,15 @@ type globals struct {
 
 var commands = map[string]command{
 	"import":   {"import SOURCE: copy the original server's database into etcd", runImport},
-	"check":    {"check: report inconsistencies between records and their indexes", runCheck},
+	"check":    {"check [--fix]: report (and repair) inconsistencies between records and their indexes", runCheck},
 	"corefile": {"corefile --from config.toml: print a Corefile for the original server's configuration", runCorefile},
+	"names":    {"names list|show|delete|disable|enable …: inspect and manage registered names", runNames},
+	"token":    {"token rotate NAME: give a name a new API token", runToken},
+	"email":    {"email set NAME ADDRESS [--verified] | email clear NAME: set or remove a contact address", runEmail},
+	"serial":   {"serial [--above N]: print the SOA serial; raise it above N (after restoring a cluster)", runSerial},
+	"stats":    {"stats: count names by mode, email, staleness; etcd's size and revision", runStats},
+	"backup":   {"backup FILE: write a snapshot of etcd (mode 0600)", runBackup},
+	"restore":  {"restore FILE [--serial N]: with the server stopped, put the embedded etcd back from a snapshot", runRestore},
 }
 
 // run is the whole tool, apart from the process, so that tests can call it.

@@ -51,7 +51,7 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 		}
 		return ks, func() { ks.Close() }, nil
 	}
-	if ep, err := etcdstore.LocalEndpoint(cfg.DataDir); err == nil && listening(ep) {
+	if ep, ok := serverRunning(cfg); ok {
 		fmt.Fprintf(log, "using the running server's embedded etcd at %s\n", ep)
 		ecfg.Endpoints = []string{ep}
 		ks, err := etcdstore.Connect(ecfg)
@@ -60,6 +60,13 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 		}
 		return ks, func() { ks.Close() }, nil
 	}
+	return startEmbedded(cfg, log)
+}
+
+// startEmbedded starts the embedded etcd of a registry block on its data directory, as the
+// server would, for one command, and connects to it.
+func startEmbedded(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func(), error) {
+	ecfg := cfg.Etcd
 	dir, err := filepath.Abs(etcdstore.EmbeddedDir(cfg.DataDir))
 	if err != nil {
 		return nil, nil, err
@@ -81,6 +88,12 @@ func openKeyspace(cfg registry.Config, log io.Writer) (*etcdstore.Keyspace, func
 		return nil, nil, err
 	}
 	return ks, func() { ks.Close(); e.Close() }, nil
+}
+
+// serverRunning reports whether a server runs the embedded etcd of cfg, and its endpoint.
+func serverRunning(cfg registry.Config) (string, bool) {
+	ep, err := etcdstore.LocalEndpoint(cfg.DataDir)
+	return ep, err == nil && listening(ep)
 }
 
 // listening reports whether something accepts connections at a unix:// socket URL: a socket

@@ -8,13 +8,15 @@ import (
 	"github.com/regdns/regdns/etcdstore"
 )
 
-// expired reports whether d went unpinged for longer than `expire`: it stops resolving (the
-// name stays taken until the grace period ends and the sweeper deletes it).
-func (r *Registry) expired(d *etcdstore.Record) bool {
-	return r.cfg.Expire > 0 && time.Since(d.LastPing) > r.cfg.Expire
+// hidden reports whether d answers as if absent (NXDOMAIN, left out of zone transfers) while
+// the name stays taken: disabled by an operator, or unpinged for longer than
+// `expire` (until the grace period ends and the sweeper deletes it).
+func (r *Registry) hidden(d *etcdstore.Record) bool {
+	return d.IsDisabled() || r.cfg.Expire > 0 && time.Since(d.LastPing) > r.cfg.Expire
 }
 
-// sweepExpired deletes, every interval, the names whose grace period after expiry is over.
+// sweepExpired deletes, every interval, the names whose grace period after expiry is over,
+// but not disabled ones, which must stay taken until an operator enables or deletes them.
 // Every replica may run it: each delete is guarded by the record still being that old.
 func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 	interval := min(r.cfg.ExpireGrace/10, time.Hour)
@@ -27,11 +29,11 @@ func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 		cutoff := time.Now().Add(-r.cfg.Expire - r.cfg.ExpireGrace)
 		_, domains := store.View().Snapshot()
 		for _, d := range domains {
-			if !d.LastPing.Before(cutoff) || ctx.Err() != nil {
+			if !d.LastPing.Before(cutoff) || d.IsDisabled() || ctx.Err() != nil {
 				continue
 			}
 			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Record) error {
-				if !cur.LastPing.Before(cutoff) {
+				if !cur.LastPing.Before(cutoff) || cur.IsDisabled() {
 					return errPinged
 				}
 				return nil
@@ -48,4 +50,4 @@ func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 	}
 }
 
-var errPinged = errors.New("pinged meanwhile")
+var errPinged = errors.New("pinged or disabled meanwhile")

@@ -124,11 +124,11 @@ func (r *Registry) lookupStatic(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, 
 	return rrs, nil, true
 }
 
-// lookupRegistered answers for label, a registered name if the view has it (and it has not
-// expired): its addresses, and the `name_record` records every name carries.
+// lookupRegistered answers for label, a registered name if the view has it (and it is not
+// hidden): its addresses, and the `name_record` records every name carries.
 func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(label)
-	if !ok || r.expired(d) {
+	if !ok || r.hidden(d) {
 		return nil, false
 	}
 	var buf [2]netip.Addr
@@ -148,7 +148,7 @@ func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exist
 // and ACME clients look up a CNAME there before they set the value.
 func (r *Registry) lookupChallenge(q *query, parent string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(parent)
-	if !ok || r.expired(d) {
+	if !ok || r.hidden(d) {
 		return nil, false
 	}
 	if q.qtype != dns.TypeTXT && q.qtype != dns.TypeANY {

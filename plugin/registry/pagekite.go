@@ -88,9 +88,10 @@ func kiteSign(data string, want []byte) bool {
 	return subtle.ConstantTimeCompare([]byte(hex.EncodeToString(sum[:])[:signLen-8]), want) == 1
 }
 
-// kiteVerdict is the address that answers q: accepted only for a registered name whose token signed it.
+// kiteVerdict is the address that answers q: accepted only for a registered name, not
+// disabled, whose token signed it.
 func kiteVerdict(view *etcdstore.View, q kiteQuery, now time.Time) string {
-	if d, ok := view.Lookup(q.name); ok && q.verify(d.Token, now) {
+	if d, ok := view.Lookup(q.name); ok && !d.IsDisabled() && q.verify(d.Token, now) {
 		return kiteAccepted
 	}
 	return kiteRejected

@@ -51,7 +51,7 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 		}
 		now := time.Now()
 		for _, d := range domains {
-			if r.expired(d) {
+			if r.hidden(d) {
 				continue
 			}
 			owner := d.Name + "." + zone
