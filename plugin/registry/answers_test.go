@@ -93,8 +93,11 @@ func answersRecords() []*etcdstore.Record {
 	demo.AddChallenge("chal-wild", now, 12)
 	old := &etcdstore.Record{Name: "old", Token: "token-old", Created: now}
 	old.AddChallenge("too-old", now.Add(-48*time.Hour), 12)
+	banned := &etcdstore.Record{Name: "banned", Token: "token-banned", Created: now}
+	banned.AddChallenge("banned-value", now, 12)
+	banned.Disable("abuse", now)
 	return []*etcdstore.Record{
-		demo, old,
+		demo, old, banned,
 		{Name: "dyn", Token: "token-dyn", Mode: etcdstore.ModeDynamic, IPv4: netip.MustParseAddr("203.0.113.50"), Created: now},
 		{Name: "dyn6", Token: "token-dyn6", Mode: etcdstore.ModeDynamic, IPv6: netip.MustParseAddr("2001:db8::50"), Created: now},
 		{Name: "geo-eu", Token: "token-eu", Continent: "EU", Created: now},
@@ -231,6 +234,10 @@ func TestAnswerTable(t *testing.T) {
 		{"_acme-challenge.dyn.example.org.", dns.TypeTXT, 0, nil, nodata, nil},
 		{"_acme-challenge.old.example.org.", dns.TypeTXT, 0, nil, nodata, nil},
 		{"_acme-challenge.nosuch.example.org.", dns.TypeTXT, nx, nil, nodata, nil},
+		// A name an operator disabled answers as if absent, its challenge name too.
+		{"banned.example.org.", dns.TypeA, nx, nil, nodata, nil},
+		{"banned.example.org.", dns.TypeANY, nx, nil, nodata, nil},
+		{"_acme-challenge.banned.example.org.", dns.TypeTXT, nx, nil, nodata, nil},
 		// Dynamic DNS: the address last reported, of either family.
 		{"dyn.example.org.", dns.TypeA, 0, []string{"dyn.example.org. 120 IN A 203.0.113.50"}, nil, nil},
 		{"dyn.example.org.", dns.TypeAAAA, 0, nil, nodata, nil},
@@ -287,7 +294,8 @@ func TestAnswerAPIByContinent(t *testing.T) {
 	}
 }
 
-// PageKite queries: the accepting address only for a name whose token signed the query.
+// PageKite queries: the accepting address only for a name, not disabled, whose token signed
+// the query.
 func TestAnswerPageKite(t *testing.T) {
 	r := answersRegistry(t, answersRecords()...)
 	sign := func(secret, proto, kitename, srand, token, salt string) string {
@@ -301,7 +309,7 @@ func TestAnswerPageKite(t *testing.T) {
 	query := func(srand, token, sig, proto, label string) string {
 		return strings.Join([]string{srand, token, sig, proto, label, "example.org.example.org."}, ".")
 	}
-	const srand, tok, kite, other = "5f3a9c01", "c0ffee42", "token-kite", "token-other"
+	const srand, tok, kite, other, banned = "5f3a9c01", "c0ffee42", "token-kite", "token-other", "token-banned"
 	valid := sign(kite, "http", "kite.example.org", srand, tok, "0a1b2c3d")
 	badDigit := valid[:35] + "0"
 	if valid[35] == '0' {
@@ -317,6 +325,7 @@ func TestAnswerPageKite(t *testing.T) {
 		{query(srand, tok, valid, "http", "_any_.kite"), kiteNo},
 		{query(srand, tok, sign(other, "http", "kite.example.org", srand, tok, "0a1b2c3d"), "http", "kite"), kiteNo},
 		{query(srand, tok, sign(kite, "http", "nokite.example.org", srand, tok, "0a1b2c3d"), "http", "nokite"), kiteNo},
+		{query(srand, tok, sign(banned, "http", "banned.example.org", srand, tok, "0a1b2c3d"), "http", "banned"), kiteNo},
 	} {
 		tc := test.Case{Qname: c.qname, Qtype: dns.TypeA, Answer: rrs(t, c.qname+" 0 IN A "+c.want)}
 		checkReply(t, tc, serve(t, r, tc.Msg(), ""))
