@@ -2,6 +2,7 @@ package api
 
 import (
 	"container/list"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,14 +22,18 @@ type ConnLimits struct {
 	Exempt []netip.Prefix
 }
 
-// Canned answers of a refused connection, written without parsing the request. The codes
-// are the API's own.
+// Canned answers of a refused connection, written without parsing the request: the API's
+// errors, with the codes a gateway already reads.
 var (
-	refusedPerClient = cannedAnswer("429 Too Many Requests", `{"error":"RateLimited","message":"Too many connections from your address; reuse them."}`)
-	refusedTotal     = cannedAnswer("503 Service Unavailable", `{"error":"Busy","message":"Too many connections; try again shortly."}`)
+	refusedPerClient = cannedAnswer("429 Too Many Requests", &clientError{Code: "RateLimited", Message: "Too many connections from your address; reuse them."})
+	refusedTotal     = cannedAnswer("503 Service Unavailable", &clientError{Code: "Busy", Message: "Too many connections; try again shortly."})
 )
 
-func cannedAnswer(status, body string) []byte {
+func cannedAnswer(status string, e *clientError) []byte {
+	body, err := json.Marshal(e)
+	if err != nil {
+		panic(err) // a clientError always marshals
+	}
 	return fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", status, len(body), body)
 }
 

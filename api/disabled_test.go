@@ -16,7 +16,7 @@ func TestDisabledName(t *testing.T) {
 	token := e.subscribe(t, "abuser")
 	e.verify(t, token, "owner@example.org")
 	rt := e.reclamationToken(t, "abuser")
-	if _, err := e.store.Update(t.Context(), etcdstore.ByName("abuser"), func(d *etcdstore.Domain) error {
+	if _, err := e.store.Update(t.Context(), etcdstore.ByName("abuser"), func(d *etcdstore.Record) error {
 		d.Disable("phishing, ticket 42", time.Now())
 		return nil
 	}); err != nil {
@@ -48,7 +48,7 @@ func TestDisabledName(t *testing.T) {
 		t.Fatalf("disabled record changed: token kept %v, email %q, disabled %v", d.Token == token, d.Email, d.IsDisabled())
 	}
 
-	if _, err := e.store.Update(t.Context(), etcdstore.ByName("abuser"), func(d *etcdstore.Domain) error {
+	if _, err := e.store.Update(t.Context(), etcdstore.ByName("abuser"), func(d *etcdstore.Record) error {
 		d.Enable(time.Now())
 		return nil
 	}); err != nil {

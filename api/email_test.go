@@ -313,7 +313,7 @@ func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
 
 	// Such a contact stored otherwise (imported, or set while the relay offered SMTPUTF8) gets
 	// no reclamation mail either: a 501, as for any mail the relay does not take.
-	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Record) error {
 		d.SetEmail("jöhn@exämple.com", false)
 		return nil
 	}); err != nil {

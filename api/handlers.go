@@ -46,7 +46,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		continent = s.continent(addrs[0])
 	}
 
-	d := etcdstore.Domain{
+	d := etcdstore.Record{
 		Name:        name,
 		Token:       uuid.NewString(),
 		Description: orDefault(desc, name+"'s server"),
@@ -63,7 +63,7 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request) error {
 		return err
 	case rt != "":
 		token := uuid.NewString()
-		d, err = s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+		d, err = s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
 			if d.IsDisabled() {
 				// Refused as a name: the gateway then says "already used" instead of retrying.
 				return unavailableName("NameDisabled", "The name %q is disabled by the registry's operator.", name)
@@ -119,13 +119,13 @@ func (s *Server) unsubscribe(_ http.ResponseWriter, r *http.Request) error {
 	var err error
 	switch {
 	case token != "":
-		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
+		_, err = s.store.Delete(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Record) error {
 			audit.name = d.Name
 			return refuseDisabled(d)
 		})
 	case rt != "":
 		now := time.Now()
-		_, err = s.store.Delete(r.Context(), etcdstore.ByReclamationToken(rt), func(d *etcdstore.Domain) error {
+		_, err = s.store.Delete(r.Context(), etcdstore.ByReclamationToken(rt), func(d *etcdstore.Record) error {
 			audit.name = d.Name
 			if err := refuseDisabled(d); err != nil {
 				return err
@@ -156,7 +156,7 @@ func (s *Server) reclaim(_ http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	rt, expires := uuid.NewString(), now.Add(s.reclaimTTL)
 	var counted string
-	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+	d, err := s.store.Update(r.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
 		if err := refuseDisabled(d); err != nil {
 			return err
 		}
@@ -205,18 +205,18 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	// A gateway pinging again from the same addresses within s.pingGranularity changes nothing
 	// worth a write: answer from the local view, so that ping storms cost etcd nothing.
-	recorded := func(d *etcdstore.Domain) bool {
+	recorded := func(d *etcdstore.Record) bool {
 		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
 	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.Cached(token); ok && !d.IsDisabled() && recorded(d) {
+		if d, ok := s.store.LookupToken(token); ok && !d.IsDisabled() && recorded(d) {
 			audited(r.Context()).quiet = true
 			return nil
 		}
 	}
 	// Checked again on the record the write would replace: pings queued behind another of
 	// the same gateway find it recorded.
-	_, err = s.update(r, func(d *etcdstore.Domain) error {
+	_, err = s.update(r, func(d *etcdstore.Record) error {
 		if recorded(d) {
 			return errPingRecorded
 		}
@@ -235,7 +235,7 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 var errPingRecorded = errors.New("ping already recorded")
 
 // hasAddrs reports whether d already records each of addrs as the address of its family.
-func hasAddrs(d *etcdstore.Domain, addrs []netip.Addr) bool {
+func hasAddrs(d *etcdstore.Record, addrs []netip.Addr) bool {
 	for _, a := range addrs {
 		a = a.Unmap()
 		if (a.Is4() && d.IPv4 != a) || (a.Is6() && d.IPv6 != a) {
@@ -268,7 +268,7 @@ func (s *Server) addresses(r *http.Request, q url.Values) ([]netip.Addr, error) 
 }
 
 // setAddrs records each address as the one of its family.
-func setAddrs(d *etcdstore.Domain, addrs []netip.Addr) {
+func setAddrs(d *etcdstore.Record, addrs []netip.Addr) {
 	for _, a := range addrs {
 		d.SetAddr(a)
 	}
@@ -281,7 +281,7 @@ func (s *Server) dnsconfig(_ http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	now := time.Now()
-	_, err = s.update(r, func(d *etcdstore.Domain) error {
+	_, err = s.update(r, func(d *etcdstore.Record) error {
 		d.AddChallenge(c, now, s.challengeKeep)
 		return nil
 	})
@@ -370,7 +370,7 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 	}
 	id, expires := uuid.NewString(), time.Now().Add(s.verifyTTL)
 	var counted string
-	d, err := s.update(r, func(d *etcdstore.Domain) error {
+	d, err := s.update(r, func(d *etcdstore.Record) error {
 		if err := s.allowMail(&counted, ownerMail, d.Name, addr); err != nil {
 			return err
 		}
@@ -426,7 +426,7 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("InvalidVerification", "The link is incomplete; open the full link from the mail.")
 	}
 	now, audit := time.Now(), audited(r.Context())
-	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Domain) error {
+	d, err := s.store.Update(r.Context(), etcdstore.ByVerificationID(id), func(d *etcdstore.Record) error {
 		audit.name = d.Name
 		if err := refuseDisabled(d); err != nil {
 			return err
@@ -454,7 +454,7 @@ func (s *Server) verifyEmail(w http.ResponseWriter, r *http.Request) error {
 // contact address's verified state; there being none is fine. The address stays the contact
 // for reclamation, as in the original server; setting another address replaces it.
 func (s *Server) revokeEmail(_ http.ResponseWriter, r *http.Request) error {
-	_, err := s.update(r, func(d *etcdstore.Domain) error {
+	_, err := s.update(r, func(d *etcdstore.Record) error {
 		d.ClearVerification()
 		d.SetEmail(d.Email, false)
 		return nil
@@ -475,7 +475,7 @@ func invalidToken() error {
 // refuseDisabled refuses every request about a name an operator disabled (regdnsctl names
 // disable), so that its token and reclamation tokens do nothing until it is enabled. The
 // operator's reason is not told.
-func refuseDisabled(d *etcdstore.Domain) error {
+func refuseDisabled(d *etcdstore.Record) error {
 	if d.IsDisabled() {
 		return badRequest("NameDisabled", "The name %q is disabled by the registry's operator.", d.Name)
 	}
@@ -485,13 +485,13 @@ func refuseDisabled(d *etcdstore.Domain) error {
 // update applies fn to the record of the request's token, within the name's write limit; a
 // change beyond it is refused and stores nothing. The limit is counted only once fn has
 // accepted the change, so a request that writes nothing (a ping already recorded) costs none.
-func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error) {
+func (s *Server) update(r *http.Request, fn func(*etcdstore.Record) error) (etcdstore.Record, error) {
 	token, err := requiredSecret(r.URL.Query(), "token")
 	if err != nil {
-		return etcdstore.Domain{}, err
+		return etcdstore.Record{}, err
 	}
 	counted, audit := false, audited(r.Context())
-	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Domain) error {
+	d, err := s.store.Update(r.Context(), etcdstore.ByToken(token), func(d *etcdstore.Record) error {
 		audit.name = d.Name
 		if err := refuseDisabled(d); err != nil {
 			return err
@@ -508,7 +508,7 @@ func (s *Server) update(r *http.Request, fn func(*etcdstore.Domain) error) (etcd
 }
 
 // data is the template data of d, before the fields of a particular mail or page.
-func (s *Server) data(d etcdstore.Domain) templateData {
+func (s *Server) data(d etcdstore.Record) templateData {
 	return templateData{Name: d.Name, Domain: d.Name + "." + s.zone, Zone: s.zone}
 }
 

@@ -24,7 +24,7 @@ func TestImportedName(t *testing.T) {
 		rt    = "c4b3a291-807f-4e6d-8c5b-4a3d1e2c9f0b"
 	)
 	seen := time.Unix(1700000000, 0).UTC()
-	d := etcdstore.Domain{
+	d := etcdstore.Record{
 		Name: "imported", Token: token, Description: "imported's server", Mode: etcdstore.ModeDynamic,
 		Continent: "NA", Created: seen, LastPing: seen, OptOut: true,
 		Challenges: []etcdstore.Challenge{{Value: "old-challenge", Set: seen}},

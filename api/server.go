@@ -23,12 +23,12 @@ var log = clog.NewWithPlugin("registry")
 
 // Store is what the API needs from storage; *etcdstore.Store satisfies it.
 type Store interface {
-	Create(ctx context.Context, d etcdstore.Domain) error
-	Get(ctx context.Context, sel etcdstore.Selector) (etcdstore.Domain, error)
-	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Domain) error) (etcdstore.Domain, error)
-	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Domain) error) (etcdstore.Domain, error)
-	// Cached is the record of an API token as this replica's view holds it (maybe slightly behind).
-	Cached(token string) (*etcdstore.Domain, bool)
+	Create(ctx context.Context, d etcdstore.Record) error
+	Get(ctx context.Context, sel etcdstore.Selector) (etcdstore.Record, error)
+	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Record) error) (etcdstore.Record, error)
+	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Record) error) (etcdstore.Record, error)
+	// LookupToken is the record of an API token as this replica's view holds it (maybe slightly behind).
+	LookupToken(token string) (*etcdstore.Record, bool)
 }
 
 // Config holds the settings of a Server.
@@ -404,6 +404,12 @@ func (s *Server) trusted(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// Locator maps an address to a continent code (AF AN AS EU NA OC SA) or "", as a
+// geoip.DB does.
+type Locator interface {
+	Continent(addr netip.Addr) string
 }
 
 // continent locates a, or is empty without a Locator.

@@ -161,7 +161,7 @@ func TestMailFailure(t *testing.T) {
 		c.Mailer = SMTPMailer{Addr: dead, Security: "none", From: "registry@mydomain.org", Timeout: time.Second}
 	})
 	token := e.subscribe(t, "demo")
-	_, err = e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+	_, err = e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Record) error {
 		d.Email = "owner@example.org"
 		return nil
 	})

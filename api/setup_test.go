@@ -513,7 +513,7 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 }
 
 // stored returns the record of name straight from the store.
-func (e *env) stored(t *testing.T, name string) *etcdstore.Domain {
+func (e *env) stored(t *testing.T, name string) *etcdstore.Record {
 	t.Helper()
 	d, err := e.store.Get(context.Background(), etcdstore.ByName(name))
 	if err != nil {

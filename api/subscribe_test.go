@@ -20,61 +20,61 @@ func TestSubscribe(t *testing.T) {
 		name   string
 		params []string
 		code   string // expected error code; "" for success; a reason after "UnavailableName "
-		want   etcdstore.Domain
+		want   etcdstore.Record
 	}{
-		{"new name", []string{"name", "demo"}, "", etcdstore.Domain{Name: "demo", Description: "demo's server"}},
-		{"uppercase and spaces", []string{"name", "  MiXed-Case1 "}, "", etcdstore.Domain{Name: "mixed-case1", Description: "mixed-case1's server"}},
-		{"description", []string{"name", "described", "desc", " Living room Pi "}, "", etcdstore.Domain{Name: "described", Description: "Living room Pi"}},
-		{"empty description", []string{"name", "nodesc", "desc", ""}, "", etcdstore.Domain{Name: "nodesc", Description: "nodesc's server"}},
-		{"description of 256", []string{"name", "desc256", "desc", strings.Repeat("é", 256)}, "", etcdstore.Domain{Name: "desc256", Description: strings.Repeat("é", 256)}},
-		{"tunnel mode", []string{"name", "tunnel", "mode", "0"}, "", etcdstore.Domain{Name: "tunnel", Description: "tunnel's server"}},
-		{"dynamic mode", []string{"name", "dyn", "mode", "1"}, "", etcdstore.Domain{Name: "dyn", Description: "dyn's server", Mode: etcdstore.ModeDynamic}},
-		{"63 characters", []string{"name", long}, "", etcdstore.Domain{Name: long, Description: long + "'s server"}},
-		{"ns and letters", []string{"name", "ns1a"}, "", etcdstore.Domain{Name: "ns1a", Description: "ns1a's server"}},
-		{"email given for a free name", []string{"name", "withmail", "email", "a@example.org"}, "", etcdstore.Domain{Name: "withmail", Description: "withmail's server"}},
-		{"non-ASCII email, only compared", []string{"name", "umlaut", "email", "jöhn@example.com"}, "", etcdstore.Domain{Name: "umlaut", Description: "umlaut's server"}},
-		{"email without a dot, only compared", []string{"name", "ab", "email", "a@b"}, "", etcdstore.Domain{Name: "ab", Description: "ab's server"}},
-		{"no email at all, only compared", []string{"name", "badmail", "email", "not-an-address"}, "", etcdstore.Domain{Name: "badmail", Description: "badmail's server"}},
-		{"valid punycode", []string{"name", "xn--bcher-kva"}, "", etcdstore.Domain{Name: "xn--bcher-kva", Description: "xn--bcher-kva's server"}},
-		{"punycode of Japanese with Latin", []string{"name", "xn--abc-7k4bocn9737efd7a"}, "", etcdstore.Domain{Name: "xn--abc-7k4bocn9737efd7a", Description: "xn--abc-7k4bocn9737efd7a's server"}},
+		{"new name", []string{"name", "demo"}, "", etcdstore.Record{Name: "demo", Description: "demo's server"}},
+		{"uppercase and spaces", []string{"name", "  MiXed-Case1 "}, "", etcdstore.Record{Name: "mixed-case1", Description: "mixed-case1's server"}},
+		{"description", []string{"name", "described", "desc", " Living room Pi "}, "", etcdstore.Record{Name: "described", Description: "Living room Pi"}},
+		{"empty description", []string{"name", "nodesc", "desc", ""}, "", etcdstore.Record{Name: "nodesc", Description: "nodesc's server"}},
+		{"description of 256", []string{"name", "desc256", "desc", strings.Repeat("é", 256)}, "", etcdstore.Record{Name: "desc256", Description: strings.Repeat("é", 256)}},
+		{"tunnel mode", []string{"name", "tunnel", "mode", "0"}, "", etcdstore.Record{Name: "tunnel", Description: "tunnel's server"}},
+		{"dynamic mode", []string{"name", "dyn", "mode", "1"}, "", etcdstore.Record{Name: "dyn", Description: "dyn's server", Mode: etcdstore.ModeDynamic}},
+		{"63 characters", []string{"name", long}, "", etcdstore.Record{Name: long, Description: long + "'s server"}},
+		{"ns and letters", []string{"name", "ns1a"}, "", etcdstore.Record{Name: "ns1a", Description: "ns1a's server"}},
+		{"email given for a free name", []string{"name", "withmail", "email", "a@example.org"}, "", etcdstore.Record{Name: "withmail", Description: "withmail's server"}},
+		{"non-ASCII email, only compared", []string{"name", "umlaut", "email", "jöhn@example.com"}, "", etcdstore.Record{Name: "umlaut", Description: "umlaut's server"}},
+		{"email without a dot, only compared", []string{"name", "ab", "email", "a@b"}, "", etcdstore.Record{Name: "ab", Description: "ab's server"}},
+		{"no email at all, only compared", []string{"name", "badmail", "email", "not-an-address"}, "", etcdstore.Record{Name: "badmail", Description: "badmail's server"}},
+		{"valid punycode", []string{"name", "xn--bcher-kva"}, "", etcdstore.Record{Name: "xn--bcher-kva", Description: "xn--bcher-kva's server"}},
+		{"punycode of Japanese with Latin", []string{"name", "xn--abc-7k4bocn9737efd7a"}, "", etcdstore.Record{Name: "xn--abc-7k4bocn9737efd7a", Description: "xn--abc-7k4bocn9737efd7a's server"}},
 
 		// The gateway reads only "UnavailableName" as a refused name: every refusal says it.
-		{"missing name", nil, "UnavailableName MissingParameter", etcdstore.Domain{}},
-		{"blank name", []string{"name", "   "}, "UnavailableName MissingParameter", etcdstore.Domain{}},
-		{"64 characters", []string{"name", long + "a"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"leading hyphen", []string{"name", "-demo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"trailing hyphen", []string{"name", "demo-"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"dot", []string{"name", "a.b"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"inner space", []string{"name", "de mo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"underscore", []string{"name", "de_mo"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"leading underscore", []string{"name", "_dmarc"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"non-ASCII", []string{"name", "dém"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"punycode that decodes to nothing valid", []string{"name", "xn--zz"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"punycode mixing Cyrillic and Latin", []string{"name", "xn--pple-43d"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"punycode of plain ASCII", []string{"name", "xn--abc-"}, "UnavailableName InvalidName", etcdstore.Domain{}},
-		{"reserved api", []string{"name", "api"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved WWW", []string{"name", "WWW"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved _psl", []string{"name", "_psl"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved ns", []string{"name", "ns"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved ns1", []string{"name", "ns1"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved NS12", []string{"name", "NS12"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"reserved by the operator", []string{"name", "admin"}, "UnavailableName ReservedName", etcdstore.Domain{}},
-		{"mode 2", []string{"name", "m2", "mode", "2"}, "InvalidMode", etcdstore.Domain{}},
-		{"mode word", []string{"name", "mw", "mode", "tunnel"}, "InvalidMode", etcdstore.Domain{}},
-		{"description of 257", []string{"name", "d257", "desc", strings.Repeat("x", 257)}, "InvalidDescription", etcdstore.Domain{}},
-		{"description with NUL", []string{"name", "dnul", "desc", "a\x00b"}, "InvalidDescription", etcdstore.Domain{}},
-		{"description with line break", []string{"name", "dnl", "desc", "a\nb"}, "InvalidDescription", etcdstore.Domain{}},
-		{"description not UTF-8", []string{"name", "dutf", "desc", "a\xffb"}, "InvalidDescription", etcdstore.Domain{}},
-		{"taken", []string{"name", "taken"}, "UnavailableName NameTaken", etcdstore.Domain{}},
-		{"taken in capitals", []string{"name", " TAKEN"}, "UnavailableName NameTaken", etcdstore.Domain{}},
+		{"missing name", nil, "UnavailableName MissingParameter", etcdstore.Record{}},
+		{"blank name", []string{"name", "   "}, "UnavailableName MissingParameter", etcdstore.Record{}},
+		{"64 characters", []string{"name", long + "a"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"leading hyphen", []string{"name", "-demo"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"trailing hyphen", []string{"name", "demo-"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"dot", []string{"name", "a.b"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"inner space", []string{"name", "de mo"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"underscore", []string{"name", "de_mo"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"leading underscore", []string{"name", "_dmarc"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"non-ASCII", []string{"name", "dém"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"punycode that decodes to nothing valid", []string{"name", "xn--zz"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"punycode mixing Cyrillic and Latin", []string{"name", "xn--pple-43d"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"punycode of plain ASCII", []string{"name", "xn--abc-"}, "UnavailableName InvalidName", etcdstore.Record{}},
+		{"reserved api", []string{"name", "api"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved WWW", []string{"name", "WWW"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved _psl", []string{"name", "_psl"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved ns", []string{"name", "ns"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved ns1", []string{"name", "ns1"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved NS12", []string{"name", "NS12"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"reserved by the operator", []string{"name", "admin"}, "UnavailableName ReservedName", etcdstore.Record{}},
+		{"mode 2", []string{"name", "m2", "mode", "2"}, "InvalidMode", etcdstore.Record{}},
+		{"mode word", []string{"name", "mw", "mode", "tunnel"}, "InvalidMode", etcdstore.Record{}},
+		{"description of 257", []string{"name", "d257", "desc", strings.Repeat("x", 257)}, "InvalidDescription", etcdstore.Record{}},
+		{"description with NUL", []string{"name", "dnul", "desc", "a\x00b"}, "InvalidDescription", etcdstore.Record{}},
+		{"description with line break", []string{"name", "dnl", "desc", "a\nb"}, "InvalidDescription", etcdstore.Record{}},
+		{"description not UTF-8", []string{"name", "dutf", "desc", "a\xffb"}, "InvalidDescription", etcdstore.Record{}},
+		{"taken", []string{"name", "taken"}, "UnavailableName NameTaken", etcdstore.Record{}},
+		{"taken in capitals", []string{"name", " TAKEN"}, "UnavailableName NameTaken", etcdstore.Record{}},
 	}
 	for _, label := range builtinReserved {
 		tests = append(tests, struct {
 			name   string
 			params []string
 			code   string
-			want   etcdstore.Domain
-		}{"built-in reserved " + label, []string{"name", label}, "UnavailableName ReservedName", etcdstore.Domain{}})
+			want   etcdstore.Record
+		}{"built-in reserved " + label, []string{"name", label}, "UnavailableName ReservedName", etcdstore.Record{}})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -453,7 +453,7 @@ func TestPingWithoutChange(t *testing.T) {
 		t.Errorf("a ping with nothing new wrote: last ping %v (was %v), revision %d (was %d)", d.LastPing, before.LastPing, rev(), at)
 	}
 	old := time.Now().Add(-2 * DefaultPingGranularity)
-	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Domain) error {
+	if _, err := e.store.Update(context.Background(), etcdstore.ByName("demo"), func(d *etcdstore.Record) error {
 		d.LastPing = old
 		return nil
 	}); err != nil {

@@ -126,7 +126,7 @@ func TestConcurrentDNSConfig(t *testing.T) {
 			}
 			token := envs[0].subscribe(t, "demo")
 			for _, e := range envs {
-				eventually(t, "every replica sees the name", func() bool { _, ok := e.store.Cached(token); return ok })
+				eventually(t, "every replica sees the name", func() bool { _, ok := e.store.LookupToken(token); return ok })
 			}
 			const n = 64
 			allOK(t, urls, n, "/dnsconfig", func(i int) url.Values {
@@ -314,7 +314,7 @@ func setUpGateway(t *testing.T, e *env, name string) string {
 	for _, c := range []string{"Xq3-b_KPv0Jt2nqF5uYjLx8m1w4cQ6rZ9sAeHdG7iTo", "Yq3-b_KPv0Jt2nqF5uYjLx8m1w4cQ6rZ9sAeHdG7iTo"} {
 		e.ok(t, "/dnsconfig", "token", token, "challenge", c)
 	}
-	if _, err := e.store.Update(t.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+	if _, err := e.store.Update(t.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
 		d.Email = "owner-of-" + name + "@example.org"
 		return nil
 	}); err != nil {
@@ -481,7 +481,7 @@ func dbSize(t *testing.T, e *etcdstore.Embedded) int64 {
 }
 
 // pendingVerification is the hash of d's pending verification id, "" when none is pending.
-func pendingVerification(d *etcdstore.Domain) string {
+func pendingVerification(d *etcdstore.Record) string {
 	h, _ := d.Verification()
 	return h
 }

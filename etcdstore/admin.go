@@ -22,8 +22,8 @@ import (
 
 // Records returns every record that parses, sorted by name, as of one revision, which it
 // returns too. Records that do not parse are left out: Check reports them.
-func (ks *Keyspace) Records(ctx context.Context) ([]Domain, int64, error) {
-	var out []Domain
+func (ks *Keyspace) Records(ctx context.Context) ([]Record, int64, error) {
+	var out []Record
 	rev, err := ks.scan(ctx, ks.keys.names(), func(kv *mvccpb.KeyValue) {
 		if d, err := parseRecord(kv.Value); err == nil {
 			out = append(out, *d)
@@ -32,7 +32,7 @@ func (ks *Keyspace) Records(ctx context.Context) ([]Domain, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	slices.SortFunc(out, func(a, b Domain) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Name, b.Name) })
 	return out, rev, nil
 }
 

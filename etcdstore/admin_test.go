@@ -30,14 +30,14 @@ func TestKeyspaceWritesLikeStore(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	s, ks := openStore(t, e, ""), connect(t, e, "")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := ks.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	if err := ks.Create(t.Context(), d); !errors.Is(err, ErrNameTaken) {
 		t.Errorf("second Create: %v, want ErrNameTaken", err)
 	}
-	rotated, err := ks.Update(t.Context(), ByName("alpha"), func(d *Domain) error {
+	rotated, err := ks.Update(t.Context(), ByName("alpha"), func(d *Record) error {
 		d.Token = "rotated-token"
 		return nil
 	})
@@ -63,7 +63,7 @@ func TestKeyspaceWritesLikeStore(t *testing.T) {
 			}
 		}
 	}
-	bump := func(d *Domain) error {
+	bump := func(d *Record) error {
 		d.Description += "x"
 		return nil
 	}
@@ -93,8 +93,8 @@ func TestRepair(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	s, ks := openStore(t, e, ""), connect(t, e, "")
-	a, b := newDomain("alpha"), newDomain("beta")
-	for _, d := range []Domain{a, b} {
+	a, b := newRecord("alpha"), newRecord("beta")
+	for _, d := range []Record{a, b} {
 		if err := s.Create(t.Context(), d); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestRepair(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(k.token(b.Token), "alpha") // beta's index pointing at alpha: deleted, then created for beta
-	twin := newDomain("twin")      // holds alpha's token too: which is the owner? Left.
+	twin := newRecord("twin")      // holds alpha's token too: which is the owner? Left.
 	twin.Token = a.Token
 	twinJSON, _ := json.Marshal(twin)
 	put(k.name("twin"), string(twinJSON))
@@ -209,7 +209,7 @@ func TestRestoreSnapshotRefuses(t *testing.T) {
 
 // Disabling is stored with the record, read back, and leaves nothing behind when undone.
 func TestDisabledRoundTrip(t *testing.T) {
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	d.Disable("abuse", since)
 	b, err := json.Marshal(&d)
@@ -228,7 +228,7 @@ func TestDisabledRoundTrip(t *testing.T) {
 	if back.Pending != nil || back.IsDisabled() || !back.LastPing.Equal(now) {
 		t.Errorf("after Enable: pending %+v, disabled %v, last ping %v", back.Pending, back.IsDisabled(), back.LastPing)
 	}
-	if _, _, ok := (&Domain{}).Disabled(); ok {
+	if _, _, ok := (&Record{}).Disabled(); ok {
 		t.Error("a new record reads as disabled")
 	}
 }

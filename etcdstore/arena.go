@@ -11,11 +11,11 @@ import (
 // read with segmentio/encoding/json, a drop-in decoder about four times faster on them
 // (BenchmarkDecodeRecord): at a full load of a million records, decoding is most of the
 // time. FuzzDecodeRecord checks that it reads what encoding/json writes as encoding/json does.
-func unmarshalRecord(b []byte, d *Domain) error { return fastjson.Unmarshal(b, d) }
+func unmarshalRecord(b []byte, d *Record) error { return fastjson.Unmarshal(b, d) }
 
 // decodeRecord reads a stored record for the view as this version keeps it, whichever
 // version wrote it.
-func decodeRecord(b []byte, d *Domain) error {
+func decodeRecord(b []byte, d *Record) error {
 	if err := unmarshalRecord(b, d); err != nil {
 		return err
 	}
@@ -34,28 +34,28 @@ func decodeRecord(b []byte, d *Domain) error {
 // (by the watch, which allocates as usual) can keep a chunk alive: at most what the load
 // itself took, until the next full load builds new chunks.
 type loader struct {
-	domains    []Domain
+	records    []Record
 	challenges []Challenge
 	bytes      []byte
 }
 
 const (
-	slabDomains    = 1024
+	slabRecords    = 1024
 	slabChallenges = 1024
 	chunkBytes     = 64 << 10
 )
 
 // decode parses the record stored at kv, named name (the key's last part), into the slab, or
 // returns nil for a record that does not parse (it shows up in the consistency check).
-func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Domain) {
-	if len(l.domains) == cap(l.domains) {
-		l.domains = make([]Domain, 0, slabDomains)
+func (l *loader) decode(kv *mvccpb.KeyValue, name []byte) (string, *Record) {
+	if len(l.records) == cap(l.records) {
+		l.records = make([]Record, 0, slabRecords)
 	}
-	l.domains = l.domains[:len(l.domains)+1]
-	d := &l.domains[len(l.domains)-1]
+	l.records = l.records[:len(l.records)+1]
+	d := &l.records[len(l.records)-1]
 	if err := decodeRecord(kv.Value, d); err != nil {
-		*d = Domain{}
-		l.domains = l.domains[:len(l.domains)-1]
+		*d = Record{}
+		l.records = l.records[:len(l.records)-1]
 		return "", nil
 	}
 	d.rev = kv.ModRevision

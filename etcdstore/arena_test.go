@@ -13,9 +13,9 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-func fullDomain(i int) Domain {
+func fullRecord(i int) Record {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	d := Domain{
+	d := Record{
 		Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i),
 		Description: fmt.Sprintf("gw%d's server", i), Mode: ModeDynamic, Continent: "EU",
 		IPv4: netip.MustParseAddr("203.0.113.7"), IPv6: netip.MustParseAddr("2001:db8::7"),
@@ -33,10 +33,10 @@ func fullDomain(i int) Domain {
 // JSON holds, record after record, with neither slab nor chunk leaking from one into another.
 func TestLoaderDecodesEveryField(t *testing.T) {
 	var l loader
-	var got []*Domain
-	n := slabDomains + 10 // across a slab boundary
+	var got []*Record
+	n := slabRecords + 10 // across a slab boundary
 	for i := range n {
-		d := fullDomain(i)
+		d := fullRecord(i)
 		if i == 5 {
 			d.Description = strings.Repeat("x", chunkBytes) // longer than a chunk's share
 		}
@@ -62,7 +62,7 @@ func TestLoaderDecodesEveryField(t *testing.T) {
 		_ = append(rec.Challenges, Challenge{Value: "overflow"})
 	}
 	for i, rec := range got {
-		want := fullDomain(i)
+		want := fullRecord(i)
 		if i == 5 {
 			want.Description = strings.Repeat("x", chunkBytes)
 		}
@@ -80,22 +80,22 @@ func BenchmarkViewGC(b *testing.B) {
 	const n = 200_000
 	values := make([][]byte, n)
 	for i := range values {
-		values[i], _ = json.Marshal(fullDomain(i))
+		values[i], _ = json.Marshal(fullRecord(i))
 	}
 	for _, bc := range []struct {
 		name string
-		load func() map[string]*Domain
+		load func() map[string]*Record
 	}{
-		{"per-record", func() map[string]*Domain {
-			m := make(map[string]*Domain, n)
+		{"per-record", func() map[string]*Record {
+			m := make(map[string]*Record, n)
 			for i, v := range values {
 				name := fmt.Sprintf("gw%d", i)
 				m[name] = decode(name, &mvccpb.KeyValue{Value: v})
 			}
 			return m
 		}},
-		{"slabs", func() map[string]*Domain {
-			m := make(map[string]*Domain, n)
+		{"slabs", func() map[string]*Record {
+			m := make(map[string]*Record, n)
 			var l loader
 			for i, v := range values {
 				name, d := l.decode(&mvccpb.KeyValue{Value: v}, []byte(fmt.Sprintf("gw%d", i)))

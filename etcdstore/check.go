@@ -66,7 +66,7 @@ type keyState struct {
 }
 
 type keyRecord struct {
-	d   *Domain
+	d   *Record
 	rev int64 // the key's mod revision
 }
 
@@ -135,8 +135,8 @@ func (ks *Keyspace) readState(ctx context.Context) (*keyState, error) {
 
 // parseRecord reads a stored record with encoding/json, whose errors (reported) quote no
 // more than a character of the record, upgraded to this version's fields.
-func parseRecord(value []byte) (*Domain, error) {
-	var d Domain
+func parseRecord(value []byte) (*Record, error) {
+	var d Record
 	if err := json.Unmarshal(value, &d); err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 		t    *testing.T
 		cli  *clientv3.Client
 		k    keys
-		good Domain
+		good Record
 	}
 	put := func(d damage, key, value string) {
 		if _, err := d.cli.Put(d.t.Context(), key, value); err != nil {
@@ -32,7 +32,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 			d.t.Fatal(err)
 		}
 	}
-	putRecord := func(d damage, key string, rec Domain) {
+	putRecord := func(d damage, key string, rec Record) {
 		val, err := json.Marshal(rec)
 		if err != nil {
 			d.t.Fatal(err)
@@ -62,7 +62,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 			put(d, d.k.token(rawSecret), "junk")
 		}, []string{`names/junk: record is not valid JSON`}},
 		{"key name is not record name", func(d damage) {
-			rec := newDomain("else")
+			rec := newRecord("else")
 			putRecord(d, d.k.name("other"), rec)
 			put(d, d.k.token(rec.Token), "other")
 		}, []string{`names/other: record is named "else"`}},
@@ -90,7 +90,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 			put(d, d.k.token(rawSecret), "good")
 		}, []string{`tokens/<token hash>: points at "good", whose record has no API token with this hash`}},
 		{"token index points at another record", func(d damage) {
-			other := newDomain("other")
+			other := newRecord("other")
 			putRecord(d, d.k.name("other"), other)
 			put(d, d.k.token(other.Token), "other")
 			put(d, d.k.token(d.good.Token), "other")
@@ -99,7 +99,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 			`tokens/<token hash>: points at "other", whose record has no API token with this hash`,
 		}},
 		{"record without token", func(d damage) {
-			putRecord(d, d.k.name("bare"), Domain{Name: "bare"})
+			putRecord(d, d.k.name("bare"), Record{Name: "bare"})
 		}, []string{`names/bare: record has no API token`}},
 		{"keys outside the known directories", func(d damage) {
 			put(d, d.k.prefix+"tokens", "x")
@@ -124,7 +124,7 @@ func TestCheckDetectsDamage(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openStore(t, e, fmt.Sprintf("/case%d/", i))
-			good := withSecrets(newDomain("good"), "good-rt", "good-vid")
+			good := withSecrets(newRecord("good"), "good-rt", "good-vid")
 			if err := s.Create(t.Context(), good); err != nil {
 				t.Fatal(err)
 			}

@@ -165,7 +165,7 @@ func TestEmbeddedOpensFormerDataDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -180,7 +180,7 @@ func TestEmbeddedOpensFormerDataDir(t *testing.T) {
 	if _, err := closed.Get(t.Context(), ByName("alpha")); err != nil {
 		t.Errorf("alpha after the upgrade: %v", err)
 	}
-	if err := closed.Create(t.Context(), newDomain("beta")); err != nil {
+	if err := closed.Create(t.Context(), newRecord("beta")); err != nil {
 		t.Errorf("write after the upgrade: %v", err)
 	}
 }

@@ -63,7 +63,7 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 	clientURL := e.Endpoints()[0]
 	log := &lines{}
 	s := openConfig(t, Config{Endpoints: []string{clientURL}, Timeout: 300 * time.Millisecond, Log: log})
-	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "database size metric", func() bool { return counted(t, etcdDBSize.WithLabelValues(clientURL)) > 0 })
@@ -76,7 +76,7 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 
 	e.Close()
 	for range 5 {
-		s.Create(t.Context(), newDomain("beta"))
+		s.Create(t.Context(), newRecord("beta"))
 	}
 	waitFor(t, `"etcd unreachable"`, func() bool { return log.count("etcd unreachable") > 0 })
 	if counted(t, etcdReachable) != 0 {

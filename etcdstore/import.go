@@ -42,7 +42,7 @@ type ImportOptions struct {
 	Progress func(done int)
 	// Same, if set, says whether a stored record counts as the one to import although their
 	// encodings differ (say, in times an import sets); without it only identical records do.
-	Same func(stored, record *Domain) bool
+	Same func(stored, record *Record) bool
 }
 
 // maxTxnOps is etcd's default bound (--max-txn-ops) on the compares, and separately on the
@@ -62,7 +62,7 @@ const importWorkers = 4
 // none of its keys exists, so an existing key is reported as a Conflict, never overwritten.
 // It returns one result per record, in order. It is meant for moving a whole registry in
 // (the importer): the API writes one record at a time through Store.
-func (ks *Keyspace) Import(ctx context.Context, records []Domain, opt ImportOptions) ([]ImportResult, error) {
+func (ks *Keyspace) Import(ctx context.Context, records []Record, opt ImportOptions) ([]ImportResult, error) {
 	results := make([]ImportResult, len(records))
 	pending := make([]importEntry, 0, len(records))
 	claimed := map[string]string{} // key -> the name of the earlier record of this import that needs it
@@ -148,7 +148,7 @@ type importEntry struct {
 	secrets []string
 }
 
-func (ks *Keyspace) importEntry(i int, d *Domain) (importEntry, error) {
+func (ks *Keyspace) importEntry(i int, d *Record) (importEntry, error) {
 	val, err := json.Marshal(d)
 	if err != nil {
 		return importEntry{}, fmt.Errorf("record %s: %w", d.Name, err)
@@ -298,7 +298,7 @@ func (ks *Keyspace) readKeys(ctx context.Context, batch []importEntry, free []in
 
 // classify says what to do with e given the stored values of its keys: Imported means its
 // keys are all free.
-func classify(e importEntry, stored map[string][]byte, same func(stored, record *Domain) bool) ImportResult {
+func classify(e importEntry, stored map[string][]byte, same func(stored, record *Record) bool) ImportResult {
 	r := ImportResult{Name: e.name}
 	if have, ok := stored[e.keys[0]]; ok {
 		if bytes.Equal(have, e.value) || sameRecord(have, e.value, same) {
@@ -319,8 +319,8 @@ func classify(e importEntry, stored map[string][]byte, same func(stored, record 
 }
 
 // sameRecord decodes two encoded records and asks same whether they count as the same.
-func sameRecord(have, want []byte, same func(stored, record *Domain) bool) bool {
-	var h, w Domain
+func sameRecord(have, want []byte, same func(stored, record *Record) bool) bool {
+	var h, w Record
 	return same != nil && json.Unmarshal(have, &h) == nil && json.Unmarshal(want, &w) == nil && same(&h, &w)
 }
 

@@ -11,26 +11,26 @@ import (
 func TestImport(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	existing := newDomain("existing")
+	existing := newRecord("existing")
 	if err := s.Create(t.Context(), existing); err != nil {
 		t.Fatal(err)
 	}
 	// Enough records for several transactions, some with every kind of index.
-	var records []Domain
+	var records []Record
 	for i := range 100 {
-		d := newDomain(fmt.Sprintf("gw%03d", i))
+		d := newRecord(fmt.Sprintf("gw%03d", i))
 		if i%3 == 0 {
 			d = withSecrets(d, fmt.Sprintf("rt-%d", i), fmt.Sprintf("vid-%d", i))
 		}
 		records = append(records, d)
 	}
-	takenName := newDomain("existing")
-	takenToken := newDomain("thief")
+	takenName := newRecord("existing")
+	takenToken := newRecord("thief")
 	takenToken.Token = existing.Token
-	twin := newDomain("twin")
+	twin := newRecord("twin")
 	twin.Token = records[5].Token
-	sameName := newDomain("gw001")
-	records = append(records, takenName, takenToken, twin, Domain{Name: "tokenless"}, sameName)
+	sameName := newRecord("gw001")
+	records = append(records, takenName, takenToken, twin, Record{Name: "tokenless"}, sameName)
 	want := func(name string, status ImportStatus, reason string) func(ImportResult) error {
 		return func(r ImportResult) error {
 			if r.Name != name || r.Status != status || !strings.Contains(r.Reason, reason) {
@@ -107,7 +107,7 @@ func TestImportStopsOnEtcdError(t *testing.T) {
 	s := openStore(t, startEtcd(t), "")
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Import(ctx, []Domain{newDomain("a")}, ImportOptions{}); err == nil {
+	if _, err := s.Import(ctx, []Record{newRecord("a")}, ImportOptions{}); err == nil {
 		t.Fatal("an import with a cancelled context succeeded")
 	}
 }
@@ -115,18 +115,18 @@ func TestImportStopsOnEtcdError(t *testing.T) {
 func TestImportSame(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	d := newDomain("alpha")
-	if _, err := s.Import(t.Context(), []Domain{d}, ImportOptions{}); err != nil {
+	d := newRecord("alpha")
+	if _, err := s.Import(t.Context(), []Record{d}, ImportOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	again := d
 	again.Created = d.Created.Add(time.Hour)
-	ignoreCreated := func(stored, record *Domain) bool { return stored.Token == record.Token && stored.Name == record.Name }
+	ignoreCreated := func(stored, record *Record) bool { return stored.Token == record.Token && stored.Name == record.Name }
 	for _, tt := range []struct {
-		same func(stored, record *Domain) bool
+		same func(stored, record *Record) bool
 		want ImportStatus
 	}{{nil, Conflict}, {ignoreCreated, Unchanged}} {
-		res, err := s.Import(t.Context(), []Domain{again}, ImportOptions{Same: tt.same})
+		res, err := s.Import(t.Context(), []Record{again}, ImportOptions{Same: tt.same})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,9 +140,9 @@ func TestImportSame(t *testing.T) {
 func TestImportLargeRecords(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	var records []Domain
+	var records []Record
 	for i := range 8 {
-		d := newDomain(fmt.Sprintf("big%d", i))
+		d := newRecord(fmt.Sprintf("big%d", i))
 		d.Description = strings.Repeat("x", 400<<10)
 		records = append(records, d)
 	}

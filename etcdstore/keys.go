@@ -9,7 +9,7 @@ import (
 
 // Key layout, relative to the configured prefix (default DefaultPrefix):
 //
-//	names/<name>          the Domain record, JSON; the only keys the View watches
+//	names/<name>          the record, JSON; the only keys the View watches
 //	tokens/<sha256(tok)>  index: the name whose API token hashes to this
 //	reclaim/<sha256(rt)>  index: the name one of whose reclamation tokens hashes to this
 //	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this
@@ -71,7 +71,7 @@ func tokenHash(tok string) string {
 type index struct{ dir, hash string }
 
 // indexesOf lists the index entries d needs, one per secret it holds, each once.
-func indexesOf(d *Domain) []index {
+func indexesOf(d *Record) []index {
 	var out []index
 	if h := tokenHash(d.Token); h != "" {
 		out = append(out, index{tokensDir, h})

@@ -49,7 +49,7 @@ func TestRedact(t *testing.T) {
 }
 
 func TestIndexesOf(t *testing.T) {
-	d := Domain{Token: "tok"}
+	d := Record{Token: "tok"}
 	d.SetVerification("vid", d.Created)
 	if got, want := indexesOf(&d), []index{{tokensDir, hashSecret("tok")}, {verifyDir, hashSecret("vid")}}; !slices.Equal(got, want) {
 		t.Errorf("indexesOf = %v, want %v", got, want)
@@ -66,7 +66,7 @@ func TestIndexesOf(t *testing.T) {
 	if got := indexesOf(&d); !slices.Equal(got, want) {
 		t.Errorf("with a duplicate token: indexesOf = %v, want %v", got, want)
 	}
-	if got := indexesOf(&Domain{}); len(got) != 0 {
+	if got := indexesOf(&Record{}); len(got) != 0 {
 		t.Errorf("record without secrets needs indexes %v", got)
 	}
 }

@@ -9,13 +9,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// populate writes n records (fullDomain) under prefix's names, 100 to a transaction.
+// populate writes n records (fullRecord) under prefix's names, 100 to a transaction.
 func populate(tb testing.TB, cli *clientv3.Client, k keys, n int) {
 	tb.Helper()
 	for at := 0; at < n; at += 100 {
 		var ops []clientv3.Op
 		for i := at; i < min(at+100, n); i++ {
-			d := fullDomain(i)
+			d := fullRecord(i)
 			v, _ := json.Marshal(d)
 			ops = append(ops, clientv3.OpPut(k.name(d.Name), string(v)))
 		}
@@ -63,7 +63,7 @@ func TestLocalScanMatchesClient(t *testing.T) {
 	if got := ls.View().Len(); got != n {
 		t.Fatalf("view loaded locally holds %d names, want %d", got, n)
 	}
-	if err := s.Create(t.Context(), newDomain("by-client")); err != nil {
+	if err := s.Create(t.Context(), newRecord("by-client")); err != nil {
 		t.Fatal(err)
 	}
 	rev, _ := s.cli.Get(t.Context(), "x")
@@ -73,17 +73,17 @@ func TestLocalScanMatchesClient(t *testing.T) {
 	if _, ok := ls.View().Lookup("by-client"); !ok {
 		t.Error("a name created through a client after the local load is not in the local view")
 	}
-	d := newDomain("by-local")
+	d := newRecord("by-local")
 	if err := ls.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
-	if err := ls.Create(t.Context(), newDomain("by-local")); err != ErrNameTaken {
+	if err := ls.Create(t.Context(), newRecord("by-local")); err != ErrNameTaken {
 		t.Errorf("second create of a name through the local store: %v, want ErrNameTaken", err)
 	}
 	if got, ok := ls.View().Lookup("by-local"); !ok || got.Token != d.Token {
 		t.Error("the local store does not read its own write")
 	}
-	if _, err := ls.Update(t.Context(), ByToken(d.Token), func(d *Domain) error { d.Description = "changed"; return nil }); err != nil {
+	if _, err := ls.Update(t.Context(), ByToken(d.Token), func(d *Record) error { d.Description = "changed"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Get(t.Context(), ByName("by-local")); err != nil || got.Description != "changed" {

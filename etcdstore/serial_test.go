@@ -33,7 +33,7 @@ func TestRaiseSerial(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	s, other := openStore(t, e, ""), openStore(t, e, "")
-	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Fatal(err)
 	}
 	for _, above := range []uint32{1000, 0xfffffff0, 5, 1 << 31} {
@@ -63,7 +63,7 @@ func TestRaiseSerial(t *testing.T) {
 	}
 	// Changes after a raise keep the serial moving up by one per revision.
 	before := s.View().Serial()
-	if err := s.Create(t.Context(), newDomain("beta")); err != nil {
+	if err := s.Create(t.Context(), newRecord("beta")); err != nil {
 		t.Fatal(err)
 	}
 	if got := s.View().Serial(); got != before+1 {
@@ -90,7 +90,7 @@ func TestSerialAcrossCompactionReload(t *testing.T) {
 		t.Fatalf("serial %d after the load, want over the raised 50000", loaded)
 	}
 	for i := range 3 {
-		if err := s.Create(t.Context(), newDomain(fmt.Sprintf("gw%d", i))); err != nil {
+		if err := s.Create(t.Context(), newRecord(fmt.Sprintf("gw%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,14 +126,14 @@ func TestSerialAfterSnapshotRestore(t *testing.T) {
 	clientURL, peerURL := e.Endpoints()[0], "http://"+e.etcd.Peers[0].Listener.Addr().String()
 	running := openConfig(t, Config{Endpoints: e.Endpoints(), Timeout: 500 * time.Millisecond})
 	for _, name := range []string{"alpha", "beta"} {
-		if err := running.Create(t.Context(), newDomain(name)); err != nil {
+		if err := running.Create(t.Context(), newRecord(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	snapshot := filepath.Join(dir, "snapshot.db")
 	saveSnapshot(t, running.Client(), snapshot)
 	for i := range 20 {
-		if err := running.Create(t.Context(), newDomain(fmt.Sprintf("later%d", i))); err != nil {
+		if err := running.Create(t.Context(), newRecord(fmt.Sprintf("later%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -165,7 +165,7 @@ func TestSerialAfterSnapshotRestore(t *testing.T) {
 	if !newerSerial(raised, served) {
 		t.Fatalf("RaiseSerial(%d) = %d, not newer", served, raised)
 	}
-	if err := fresh.Create(t.Context(), newDomain("gamma")); err != nil {
+	if err := fresh.Create(t.Context(), newRecord("gamma")); err != nil {
 		t.Fatal(err)
 	}
 	final := fresh.View().Serial()

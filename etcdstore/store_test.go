@@ -46,9 +46,9 @@ func openConfig(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-// newDomain is a record of name with a fresh token, as the API would create it.
-func newDomain(name string) Domain {
-	return Domain{
+// newRecord is a record of name with a fresh token, as the API would create it.
+func newRecord(name string) Record {
+	return Record{
 		Name:        name,
 		Token:       rand.Text(),
 		Description: "gateway " + name,
@@ -101,7 +101,7 @@ func TestOpenThenWaitLoaded(t *testing.T) {
 	e := startEtcd(t)
 	s := openStore(t, e, "")
 	for _, name := range []string{"alpha", "beta", "gamma"} {
-		if err := s.Create(t.Context(), newDomain(name)); err != nil {
+		if err := s.Create(t.Context(), newRecord(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,7 +156,7 @@ func TestOpenBeforeEtcd(t *testing.T) {
 		t.Fatalf("view did not load once etcd started: %v", err)
 	}
 	eventually(t, 15*time.Second, "calls did not start working once etcd started", func() bool {
-		return s.Create(t.Context(), newDomain("alpha")) == nil
+		return s.Create(t.Context(), newRecord("alpha")) == nil
 	})
 	if _, ok := s.View().Lookup("alpha"); !ok {
 		t.Error("view lacks alpha")
@@ -168,7 +168,7 @@ func TestStoresKeepToTheirPrefix(t *testing.T) {
 	e := startEtcd(t)
 	a := openStore(t, e, "/a")
 	b := openStore(t, e, "/a-b/")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := a.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}

@@ -241,7 +241,7 @@ func TestTLSAuth(t *testing.T) {
 			t.Fatalf("WaitLoaded: %v", err)
 		}
 
-		d := newDomain("alpha")
+		d := newRecord("alpha")
 		if err := s.Create(t.Context(), d); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
@@ -253,7 +253,7 @@ func TestTLSAuth(t *testing.T) {
 			return ok
 		})
 
-		if _, err := s.Update(t.Context(), ByName("alpha"), func(d *Domain) error {
+		if _, err := s.Update(t.Context(), ByName("alpha"), func(d *Record) error {
 			d.Description = "updated"
 			return nil
 		}); err != nil {
@@ -304,7 +304,7 @@ func TestTLSAuth(t *testing.T) {
 		cfg := e.config()
 		cfg.Username, cfg.Password = "outsider", e.outsiderPassword
 		s := openConfig(t, cfg)
-		if err := s.Create(t.Context(), newDomain("beta")); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		if err := s.Create(t.Context(), newRecord("beta")); !errors.Is(err, rpctypes.ErrPermissionDenied) {
 			t.Errorf("Create without permission = %v, want permission denied", err)
 		}
 		// A denied read must not pass for a name that is free.

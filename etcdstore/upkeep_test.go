@@ -42,7 +42,7 @@ func description(seq int, size int) string {
 	return s + strings.Repeat("x", max(0, size-len(s)))
 }
 
-func seqOf(d Domain) (n int) {
+func seqOf(d Record) (n int) {
 	fmt.Sscanf(d.Description, "seq %d ", &n)
 	return n
 }
@@ -60,7 +60,7 @@ func TestNoSpaceRecovers(t *testing.T) {
 	names := make([]string, writers)
 	for i := range names {
 		names[i] = fmt.Sprintf("full%d", i)
-		if err := s.Create(t.Context(), newDomain(names[i])); err != nil {
+		if err := s.Create(t.Context(), newRecord(names[i])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -78,7 +78,7 @@ func TestNoSpaceRecovers(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() {
 			for seq := 1; ctx.Err() == nil; seq++ {
-				_, err := s.Update(ctx, ByName(names[w]), func(d *Domain) error {
+				_, err := s.Update(ctx, ByName(names[w]), func(d *Record) error {
 					d.Description = description(seq, 2048)
 					return nil
 				})
@@ -168,7 +168,7 @@ func TestHistoryStaysBounded(t *testing.T) {
 	)
 	e, s := startBounded(t, quota, history)
 	for i := range names {
-		if err := s.Create(t.Context(), newDomain(fmt.Sprintf("flood%d", i))); err != nil {
+		if err := s.Create(t.Context(), newRecord(fmt.Sprintf("flood%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,7 +181,7 @@ func TestHistoryStaysBounded(t *testing.T) {
 	for i := range names {
 		wg.Go(func() {
 			for seq := 1; ctx.Err() == nil; seq++ {
-				_, err := s.Update(ctx, ByName(fmt.Sprintf("flood%d", i)), func(d *Domain) error {
+				_, err := s.Update(ctx, ByName(fmt.Sprintf("flood%d", i)), func(d *Record) error {
 					d.Description = description(seq, size)
 					return nil
 				})
@@ -220,7 +220,7 @@ func TestHistoryStaysBounded(t *testing.T) {
 	const live = 1 << 20
 	deadline := time.Now().Add(30 * time.Second)
 	for seq := 1; (be.SizeInUse() > live || be.Size()-be.SizeInUse() >= quota/defragWasteShare) && time.Now().Before(deadline); seq++ {
-		if _, err := s.Update(t.Context(), ByName("flood0"), func(d *Domain) error { d.Description = description(seq, 100); return nil }); err != nil {
+		if _, err := s.Update(t.Context(), ByName("flood0"), func(d *Record) error { d.Description = description(seq, 100); return nil }); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -249,25 +249,25 @@ func TestHistoryBytesPerWrite(t *testing.T) {
 	acme := strings.Repeat("A", 43)
 	kinds := []struct {
 		name   string
-		record func(*Domain)
-		write  func(*Domain, int)
+		record func(*Record)
+		write  func(*Record, int)
 		bound  int64
 	}{
-		{"ping", func(d *Domain) {
+		{"ping", func(d *Record) {
 			d.Mode = ModeDynamic
 			d.SetAddr(netip.MustParseAddr("203.0.113.7"))
 			d.SetAddr(netip.MustParseAddr("2001:db8::7"))
-		}, func(d *Domain, i int) { d.LastPing = now.Add(time.Duration(i) * time.Minute) }, 600},
-		{"dnsconfig", func(*Domain) {}, func(d *Domain, i int) {
+		}, func(d *Record, i int) { d.LastPing = now.Add(time.Duration(i) * time.Minute) }, 600},
+		{"dnsconfig", func(*Record) {}, func(d *Record, i int) {
 			d.AddChallenge(fmt.Sprintf("%s%06d", acme[6:], i), now, 2)
 		}, 700},
-		{"largest", func(d *Domain) { d.Description = strings.Repeat("é", 256) }, func(d *Domain, i int) {
+		{"largest", func(d *Record) { d.Description = strings.Repeat("é", 256) }, func(d *Record, i int) {
 			d.AddChallenge(fmt.Sprintf("%06d%s", i, strings.Repeat("c", 249)), now, 2)
 		}, 2500},
 	}
 	const writes = 2000
 	for _, k := range kinds {
-		d := newDomain(k.name)
+		d := newRecord(k.name)
 		k.record(&d)
 		k.write(&d, 0)
 		k.write(&d, 1)
@@ -276,7 +276,7 @@ func TestHistoryBytesPerWrite(t *testing.T) {
 		}
 		before := defragmentedSize(t, e)
 		for i := range writes {
-			if _, err := s.Update(t.Context(), ByName(k.name), func(d *Domain) error { k.write(d, i+2); return nil }); err != nil {
+			if _, err := s.Update(t.Context(), ByName(k.name), func(d *Record) error { k.write(d, i+2); return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -18,7 +18,7 @@ func putRecords(t *testing.T, cli *clientv3.Client, k keys, n int) {
 	for first := 0; first < n; first += perTxn {
 		var ops []clientv3.Op
 		for i := first; i < min(first+perTxn, n); i++ {
-			d := newDomain(fmt.Sprintf("gw%05d", i))
+			d := newRecord(fmt.Sprintf("gw%05d", i))
 			val, err := json.Marshal(d)
 			if err != nil {
 				t.Fatal(err)
@@ -64,7 +64,7 @@ func TestViewAfterCompaction(t *testing.T) {
 	e := startEtcd(t)
 	s, other := openStore(t, e, ""), openStore(t, e, "")
 	for i := range 5 {
-		if err := other.Create(t.Context(), newDomain(fmt.Sprintf("before%d", i))); err != nil {
+		if err := other.Create(t.Context(), newRecord(fmt.Sprintf("before%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +75,7 @@ func TestViewAfterCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if err := other.Create(t.Context(), newDomain(fmt.Sprintf("after%d", i))); err != nil {
+		if err := other.Create(t.Context(), newRecord(fmt.Sprintf("after%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +105,7 @@ func TestFollowStopsAtCompactedRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if err := s.Create(t.Context(), newDomain(fmt.Sprintf("gw%d", i))); err != nil {
+		if err := s.Create(t.Context(), newRecord(fmt.Sprintf("gw%d", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,20 +153,20 @@ func TestEtcdDownAndBack(t *testing.T) {
 	clientURL, peerURL := e.Endpoints()[0], "http://"+e.etcd.Peers[0].Listener.Addr().String()
 	const timeout = 500 * time.Millisecond
 	s := openConfig(t, Config{Endpoints: e.Endpoints(), Timeout: timeout})
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := s.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	e.Close()
 
 	t.Run("down", func(t *testing.T) {
-		noop := func(*Domain) error { return nil }
+		noop := func(*Record) error { return nil }
 		calls := []struct {
 			name string
 			call func(context.Context) error
 		}{
 			{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, ByToken(d.Token)); return err }},
-			{"Create", func(ctx context.Context) error { return s.Create(ctx, newDomain("beta")) }},
+			{"Create", func(ctx context.Context) error { return s.Create(ctx, newRecord("beta")) }},
 			{"Update", func(ctx context.Context) error { _, err := s.Update(ctx, ByName("alpha"), noop); return err }},
 			{"Delete", func(ctx context.Context) error { _, err := s.Delete(ctx, ByName("alpha"), nil); return err }},
 			{"Check", func(ctx context.Context) error { _, err := s.Check(ctx); return err }},
@@ -192,13 +192,13 @@ func TestEtcdDownAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := openConfig(t, Config{Endpoints: restarted.Endpoints()})
-	if err := other.Create(t.Context(), newDomain("beta")); err != nil {
+	if err := other.Create(t.Context(), newRecord("beta")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := other.Client().Compact(t.Context(), other.View().Revision()); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Create(t.Context(), newDomain("gamma")); err != nil {
+	if err := other.Create(t.Context(), newRecord("gamma")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "view did not catch up after etcd restarted", func() bool {
@@ -214,7 +214,7 @@ func TestEtcdDownAndBack(t *testing.T) {
 		_, err := s.Get(t.Context(), ByToken(d.Token))
 		return err == nil
 	})
-	if err := s.Create(t.Context(), newDomain("delta")); err != nil {
+	if err := s.Create(t.Context(), newRecord("delta")); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := s.View().Lookup("delta"); !ok {
@@ -253,7 +253,7 @@ func TestViewLag(t *testing.T) {
 	if err := s.View().WaitLoaded(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Fatal(err)
 	}
 	// A change outside the watched prefix moves etcd's revision, not the watch's: the
@@ -284,5 +284,24 @@ func TestViewLag(t *testing.T) {
 	eventually(t, 20*time.Second, "lag did not fall after etcd came back", func() bool { return s.View().Lag() < time.Second })
 	if lag := maxLagDuring(s.View(), 3*time.Second); lag >= 2*time.Second {
 		t.Errorf("after etcd came back, the view's lag reached %v", lag)
+	}
+}
+
+// TestStaticView: a view of plain records, as answer tests build one, is loaded and finds
+// its records by name and by token.
+func TestStaticView(t *testing.T) {
+	gw := &Record{Name: "gw", Token: "tok"}
+	v := StaticView(7, gw)
+	if !v.Loaded() || v.Serial() != 7 || v.Len() != 1 {
+		t.Fatalf("loaded %v, serial %d, %d names; want loaded, 7, 1", v.Loaded(), v.Serial(), v.Len())
+	}
+	if d, ok := v.Lookup("gw"); !ok || d != gw {
+		t.Errorf("Lookup(gw) = %v, %v; want the record", d, ok)
+	}
+	if d, ok := v.LookupToken("tok"); !ok || d != gw {
+		t.Errorf("LookupToken(tok) = %v, %v; want the record", d, ok)
+	}
+	if _, ok := v.Lookup("other"); ok {
+		t.Error("Lookup(other) found a record")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // scaleRow is the cost of loading one zone into one kind of process.
@@ -87,61 +89,109 @@ func writeZoneFile(path string, n int) error {
 	return f.Close()
 }
 
+// benchSize measures everything at one zone size: the API and propagation only at the first.
 func benchSize(ctx context.Context, l *lab, o options, r *reporter, res *sizeResult, first bool, emptyFile int64) error {
-	n := res.N
+	run := &sizeRun{l: l, o: o, r: r, res: res, n: res.N}
+	if err := run.populated(ctx); err != nil {
+		return err
+	}
+	defer run.cli.Close()
+	if err := run.coldStarts(ctx); err != nil {
+		return err
+	}
+	servers, err := run.queried(ctx, emptyFile)
+	if err != nil {
+		return err
+	}
+	if err := dnsRuns(ctx, l, o, r, res, servers); err != nil {
+		return err
+	}
+	for _, s := range servers[1:] {
+		s.stop()
+	}
+	if !first {
+		return nil
+	}
+	return run.apiAndPropagation(ctx)
+}
+
+// sizeRun is the run at one zone size: what its steps start and share.
+type sizeRun struct {
+	l   *lab
+	o   options
+	r   *reporter
+	res *sizeResult
+	n   int
+
+	reg      *server          // the registry on its embedded etcd, serving the N names
+	emptyReg int64            // its memory with an empty zone
+	embedded registryOptions  // how reg is started
+	ports    []int            // reg's ports, kept across its restart
+	replica  registryOptions  // a replica following reg's etcd
+	cli      *clientv3.Client // reg's etcd
+	tokens   []string         // the names' API tokens
+	zoneFile string           // the same names for the file plugin and Knot
+}
+
+// populated starts the registry with an empty embedded etcd, measures it, and writes the N
+// names into its etcd (checking the key layout for small N).
+func (run *sizeRun) populated(ctx context.Context) error {
+	n, l, r := run.n, run.l, run.r
 	r.progressf("N=%d: starting the registry with an empty embedded etcd", n)
 	etcdPorts, err := l.freePorts(2)
 	if err != nil {
 		return err
 	}
-	ports, err := l.freePorts(3)
-	if err != nil {
+	if run.ports, err = l.freePorts(3); err != nil {
 		return err
 	}
-	embedded := registryOptions{dataDir: filepath.Join(l.dir, fmt.Sprintf("registry-%d", n)), etcdClient: etcdPorts[0], etcdPeer: etcdPorts[1]}
+	run.embedded = registryOptions{dataDir: filepath.Join(l.dir, fmt.Sprintf("registry-%d", n)), etcdClient: etcdPorts[0], etcdPeer: etcdPorts[1]}
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", etcdPorts[0])
-	label := fmt.Sprintf("registry-%d", n)
-	reg, err := l.startRegistryOn(ctx, label+"-empty", serverCPU, embedded, ports)
-	if err != nil {
+	run.replica = registryOptions{dataDir: filepath.Join(l.dir, fmt.Sprintf("replica-%d", n)), endpoint: endpoint}
+	if run.reg, err = l.startRegistryOn(ctx, fmt.Sprintf("registry-%d-empty", n), serverCPU, run.embedded, run.ports); err != nil {
 		return err
 	}
-	emptyReg, _, err := reg.settledMemory()
-	if err != nil {
+	if run.emptyReg, _, err = run.reg.settledMemory(); err != nil {
 		return err
 	}
 
 	r.progressf("N=%d: writing %d names into etcd", n, n)
-	cli, err := etcdClient(endpoint)
-	if err != nil {
+	if run.cli, err = etcdClient(endpoint); err != nil {
 		return err
 	}
-	defer cli.Close()
 	begin := time.Now()
-	tokens, err := populate(ctx, cli, n)
-	if err != nil {
+	if run.tokens, err = populate(ctx, run.cli, n); err != nil {
+		run.cli.Close()
 		return err
 	}
-	res.Populate = time.Since(begin)
+	run.res.Populate = time.Since(begin)
 	if n <= checkUpTo {
 		r.progressf("N=%d: checking the key layout with etcdstore.Check", n)
 		if err := checkLayout(ctx, endpoint); err != nil {
+			run.cli.Close()
 			return err
 		}
-		res.Checked = true
+		run.res.Checked = true
 	}
+	return nil
+}
 
+// coldStarts measures the cold start and memory of the registry, of a replica, and of the
+// file plugin on a zone file of the same names.
+func (run *sizeRun) coldStarts(ctx context.Context) error {
+	n, l, r, res := run.n, run.l, run.r, run.res
 	r.progressf("N=%d: cold start of the registry (embedded etcd)", n)
-	reg.stop()
-	if reg, err = l.startRegistryOn(ctx, label, serverCPU, embedded, ports); err != nil {
+	run.reg.stop()
+	var err error
+	if run.reg, err = l.startRegistryOn(ctx, fmt.Sprintf("registry-%d", n), serverCPU, run.embedded, run.ports); err != nil {
 		return err
 	}
-	if err := addScale(res, "registry, embedded etcd", reg, emptyReg); err != nil {
+	if err := addScale(res, "registry, embedded etcd", run.reg, run.emptyReg); err != nil {
 		return err
 	}
 
 	r.progressf("N=%d: cold start of a replica (external etcd)", n)
-	replica := registryOptions{dataDir: filepath.Join(l.dir, fmt.Sprintf("replica-%d", n)), endpoint: endpoint}
-	empty := replica
+	empty := run.replica
 	empty.prefix = "/bench-empty/"
 	e, err := l.startRegistry(ctx, fmt.Sprintf("replica-%d-empty", n), loadCPU, empty)
 	if err != nil {
@@ -152,7 +202,7 @@ func benchSize(ctx context.Context, l *lab, o options, r *reporter, res *sizeRes
 	if err != nil {
 		return err
 	}
-	b, err := l.startRegistry(ctx, fmt.Sprintf("replica-%d-cold", n), loadCPU, replica)
+	b, err := l.startRegistry(ctx, fmt.Sprintf("replica-%d-cold", n), loadCPU, run.replica)
 	if err != nil {
 		return err
 	}
@@ -163,92 +213,113 @@ func benchSize(ctx context.Context, l *lab, o options, r *reporter, res *sizeRes
 	}
 
 	r.progressf("N=%d: the baseline: file plugin on a zone file of the same names", n)
-	zf := filepath.Join(l.dir, fmt.Sprintf("zone-%d.db", n))
-	if err := writeZoneFile(zf, n); err != nil {
-		return err
-	}
-	file, err := l.startFile(ctx, fmt.Sprintf("file-%d", n), zf)
+	run.zoneFile = filepath.Join(l.dir, fmt.Sprintf("zone-%d.db", n))
+	return writeZoneFile(run.zoneFile, n)
+}
+
+// queried starts the servers the DNS runs query, the registry first, each checked to give
+// the registry's answers.
+func (run *sizeRun) queried(ctx context.Context, emptyFile int64) ([]*server, error) {
+	n, l, r, res := run.n, run.l, run.r, run.res
+	file, err := l.startFile(ctx, fmt.Sprintf("file-%d", n), run.zoneFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := addScale(res, "file plugin, zone file", file, emptyFile); err != nil {
-		return err
+		return nil, err
 	}
-	notes, err := compareAnswers(n, reg, file)
+	notes, err := compareAnswers(n, run.reg, file)
 	if err != nil {
-		return fmt.Errorf("the servers do not give the same answers, so their speeds are not comparable: %w", err)
+		return nil, fmt.Errorf("the servers do not give the same answers, so their speeds are not comparable: %w", err)
 	}
 	res.Notes = append(res.Notes, notes...)
 	// A replica on an external etcd (the embedded registry's) is measured too: its process
 	// holds the view but not etcd's own data, which the registry's garbage collector traces.
 	r.progressf("N=%d: a replica (external etcd) to query", n)
-	rep, err := l.startRegistry(ctx, fmt.Sprintf("replica-%d", n), serverCPU, replica)
+	rep, err := l.startRegistry(ctx, fmt.Sprintf("replica-%d", n), serverCPU, run.replica)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	notes, err = compareAnswers(n, reg, rep)
+	notes, err = compareAnswers(n, run.reg, rep)
 	if err != nil {
-		return fmt.Errorf("the replica does not answer as the registry does: %w", err)
+		return nil, fmt.Errorf("the replica does not answer as the registry does: %w", err)
 	}
 	res.Notes = append(res.Notes, notes...)
-	servers := []*server{reg, file, rep}
-	if o.memLimit != "" {
-		// The same replica with a soft memory limit: what bounding its heap costs in speed.
-		r.progressf("N=%d: a replica with GOMEMLIMIT=%s to query", n, o.memLimit)
-		limited := replica
-		limited.env = []string{"GOMEMLIMIT=" + o.memLimit}
-		limited.dataDir = filepath.Join(l.dir, fmt.Sprintf("replica-memlimit-%d", n))
-		lim, err := l.startRegistry(ctx, fmt.Sprintf("replica-memlimit-%d", n), serverCPU, limited)
+	servers := []*server{run.reg, file, rep}
+	if run.o.memLimit != "" {
+		lim, err := run.memLimited(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if notes, err = compareAnswers(n, reg, lim); err != nil {
-			return fmt.Errorf("the memory-limited replica does not answer as the registry does: %w", err)
-		}
-		res.Notes = append(res.Notes, notes...)
 		servers = append(servers, lim)
 	}
-	// Knot is an optional second reference: when it cannot take part, say why and go on.
-	if _, err := exec.LookPath("knotd"); err == nil {
-		r.progressf("N=%d: Knot DNS on the same zone file", n)
-		k, err := l.startKnot(ctx, fmt.Sprintf("knot-%d", n), zf)
-		if err == nil {
-			err = addScale(res, "knotd, zone file", k, 0)
-		}
-		if err == nil {
-			notes, err = compareAnswers(n, reg, k)
-			res.Notes = append(res.Notes, notes...)
-		}
-		if err != nil {
-			if k != nil {
-				k.stop()
-			}
-			res.Notes = append(res.Notes, fmt.Sprintf("Knot DNS left out: %v", err))
-		} else {
-			servers = append(servers, k)
-		}
+	if k := run.knot(ctx); k != nil {
+		servers = append(servers, k)
 	}
-	if err := dnsRuns(ctx, l, o, r, res, servers); err != nil {
-		return err
-	}
-	for _, s := range servers[1:] {
-		s.stop()
-	}
+	return servers, nil
+}
 
-	if !first {
+// memLimited is the replica with a soft memory limit: what bounding its heap costs in speed.
+func (run *sizeRun) memLimited(ctx context.Context) (*server, error) {
+	n := run.n
+	run.r.progressf("N=%d: a replica with GOMEMLIMIT=%s to query", n, run.o.memLimit)
+	limited := run.replica
+	limited.env = []string{"GOMEMLIMIT=" + run.o.memLimit}
+	limited.dataDir = filepath.Join(run.l.dir, fmt.Sprintf("replica-memlimit-%d", n))
+	lim, err := run.l.startRegistry(ctx, fmt.Sprintf("replica-memlimit-%d", n), serverCPU, limited)
+	if err != nil {
+		return nil, err
+	}
+	notes, err := compareAnswers(n, run.reg, lim)
+	if err != nil {
+		return nil, fmt.Errorf("the memory-limited replica does not answer as the registry does: %w", err)
+	}
+	run.res.Notes = append(run.res.Notes, notes...)
+	return lim, nil
+}
+
+// knot is Knot DNS on the zone file, an optional second reference: nil when it cannot take
+// part, with a note saying why.
+func (run *sizeRun) knot(ctx context.Context) *server {
+	if _, err := exec.LookPath("knotd"); err != nil {
 		return nil
 	}
-	r.progressf("N=%d: API and etcd load, %d concurrent, %v each", n, o.concurrency, o.apiDuration)
-	if res.API, err = apiLoad(ctx, reg, cli, tokens, o.concurrency, o.apiDuration); err != nil {
-		return err
+	res := run.res
+	run.r.progressf("N=%d: Knot DNS on the same zone file", run.n)
+	k, err := run.l.startKnot(ctx, fmt.Sprintf("knot-%d", run.n), run.zoneFile)
+	if err == nil {
+		err = addScale(res, "knotd, zone file", k, 0)
 	}
+	if err == nil {
+		var notes []string
+		notes, err = compareAnswers(run.n, run.reg, k)
+		res.Notes = append(res.Notes, notes...)
+	}
+	if err != nil {
+		if k != nil {
+			k.stop()
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("Knot DNS left out: %v", err))
+		return nil
+	}
+	return k
+}
 
-	r.progressf("N=%d: propagation to a replica, %d changes/s for %v", n, o.rate, o.propDuration)
-	if b, err = l.startRegistry(ctx, fmt.Sprintf("replica-%d-propagation", n), loadCPU, replica); err != nil {
+// apiAndPropagation loads the API and etcd, then times changes reaching a replica.
+func (run *sizeRun) apiAndPropagation(ctx context.Context) error {
+	n, o := run.n, run.o
+	run.r.progressf("N=%d: API and etcd load, %d concurrent, %v each", n, o.concurrency, o.apiDuration)
+	var err error
+	if run.res.API, err = apiLoad(ctx, run.reg, run.cli, run.tokens, o.concurrency, o.apiDuration); err != nil {
 		return err
 	}
-	p := propagate(ctx, reg, b, tokens, o.rate, o.propDuration)
-	res.Prop = &p
+	run.r.progressf("N=%d: propagation to a replica, %d changes/s for %v", n, o.rate, o.propDuration)
+	b, err := run.l.startRegistry(ctx, fmt.Sprintf("replica-%d-propagation", n), loadCPU, run.replica)
+	if err != nil {
+		return err
+	}
+	p := propagate(ctx, run.reg, b, run.tokens, o.rate, o.propDuration)
+	run.res.Prop = &p
 	return ctx.Err()
 }
 

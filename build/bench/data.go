@@ -55,8 +55,8 @@ func newToken() string {
 }
 
 // domain is the stored record of the i-th name, as the API's /subscribe would write it.
-func domain(i int, token string, now time.Time) etcdstore.Domain {
-	d := etcdstore.Domain{
+func domain(i int, token string, now time.Time) etcdstore.Record {
+	d := etcdstore.Record{
 		Name:     name(i),
 		Token:    token,
 		Mode:     etcdstore.ModeTunnel,

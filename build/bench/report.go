@@ -48,7 +48,28 @@ func (r *reporter) header(pin bool) {
 	}
 }
 
+// results writes the tables of every size: DNS, the conditions of the DNS runs, scale, and
+// the API and propagation loads.
 func (r *reporter) results(results []sizeResult, pin bool) {
+	r.dnsTable(results)
+	r.sizeRatios(results)
+	r.conditionsTable(results)
+	for _, res := range results {
+		for _, n := range res.Notes {
+			fmt.Fprintf(r.w, "note N=%d: %s\n", res.N, n)
+		}
+	}
+
+	r.scaleTable(results)
+	for _, res := range results {
+		r.apiTable(res)
+		r.propagationTable(res)
+	}
+	fmt.Fprintf(r.w, "\nload average at the end: %s; total time %.0f s\n", loadAvg(), time.Since(r.start).Seconds())
+}
+
+// dnsTable is the speed of every server in the DNS runs.
+func (r *reporter) dnsTable(results []sizeResult) {
 	o := r.o
 	fmt.Fprintf(r.w, "\nDNS: dnsperf -c %d -q %d -l %v, %d queries (%d%% A of registered names, %d%% challenge TXT, %d%% nonexistent),\n"+
 		"     %d runs per server alternated, medians; latency percentiles from dnsperf -v per-query times\n",
@@ -71,12 +92,15 @@ func (r *reporter) results(results []sizeResult, pin bool) {
 		}
 	}
 	tw.Flush()
-	r.sizeRatios(results)
+}
+
+// conditionsTable is what else used the CPUs during the DNS runs.
+func (r *reporter) conditionsTable(results []sizeResult) {
 	fmt.Fprintf(r.w, "\nConditions of those runs (medians): the share of CPU %d the server used, and the share that went to\n"+
 		"other work (other processes, and interrupt work such as delivering the server's own packets: about 10%%\n"+
 		"on a quiet machine); the share of CPU %d dnsperf used (near 100%%: dnsperf set the pace); answers per\n"+
 		"CPU-second of the server, which other load barely moves\n", serverCPU, loadCPU)
-	tw = tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "N\tserver\tserver CPU\tother work on its CPU\tdnsperf CPU\tqueries/CPU-s\tvs file\t each run's queries/s\t")
 	for _, res := range results {
 		base := fileMedian(res, func(p perfResult) float64 { return p.PerCPU })
@@ -97,16 +121,14 @@ func (r *reporter) results(results []sizeResult, pin bool) {
 		}
 	}
 	tw.Flush()
-	for _, res := range results {
-		for _, n := range res.Notes {
-			fmt.Fprintf(r.w, "note N=%d: %s\n", res.N, n)
-		}
-	}
+}
 
+// scaleTable is the cold start and memory of each process at each size.
+func (r *reporter) scaleTable(results []sizeResult) {
 	fmt.Fprintf(r.w, "\nScale: cold start = process start to ready 200 and SOA answered; memory = VmRSS 2 s after that;\n"+
 		"       per name = (RSS - RSS of the same process serving no names) / N; file = the part of RSS\n"+
 		"       that is pages of mapped files (etcd's database), which the kernel can reclaim\n")
-	tw = tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "N\tprocess\tcold start\tRSS\tof it file\tpeak RSS\tper name\t")
 	for _, res := range results {
 		for _, s := range res.Scale {
@@ -129,36 +151,43 @@ func (r *reporter) results(results []sizeResult, pin bool) {
 		}
 	}
 
-	for _, res := range results {
-		if len(res.API) > 0 {
-			fmt.Fprintf(r.w, "\nAPI and etcd (N=%d, embedded etcd): %d concurrent clients, %v each, closed loop\n", res.N, o.concurrency, o.apiDuration)
-			tw = tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "load\trequests/s\tp50 ms\tp99 ms\terrors\tserver CPU\t")
-			for _, a := range res.API {
-				fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%s\t\n", a.Label, a.Rate(), ms(float64(a.P50)), ms(float64(a.P99)), a.Errors, percent(a.ServerCPU))
-			}
-			tw.Flush()
-			for _, a := range res.API {
-				if a.FirstError != "" {
-					fmt.Fprintf(r.w, "first error of %s: %s\n", a.Label, a.FirstError)
-				}
-			}
+}
+
+// apiTable is the API and etcd load of res, if it was measured.
+func (r *reporter) apiTable(res sizeResult) {
+	o := r.o
+	if len(res.API) > 0 {
+		fmt.Fprintf(r.w, "\nAPI and etcd (N=%d, embedded etcd): %d concurrent clients, %v each, closed loop\n", res.N, o.concurrency, o.apiDuration)
+		tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "load\trequests/s\tp50 ms\tp99 ms\terrors\tserver CPU\t")
+		for _, a := range res.API {
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%d\t%s\t\n", a.Label, a.Rate(), ms(float64(a.P50)), ms(float64(a.P99)), a.Errors, percent(a.ServerCPU))
 		}
-		if p := res.Prop; p != nil {
-			fmt.Fprintf(r.w, "\nPropagation (N=%d): %d /dnsconfig changes at %d/s through replica A's API; replica B follows A's etcd\n", res.N, p.Changes, o.rate)
-			tw = tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "measure\tcount\tp50 ms\tp99 ms\tmax ms\t")
-			fmt.Fprintf(tw, "A's API /dnsconfig, request to 200\t%d\t%s\t%s\t%s\t\n", len(p.API), ms(float64(quantile(p.API, 0.5))), ms(float64(quantile(p.API, 0.99))), ms(float64(quantile(p.API, 1))))
-			fmt.Fprintf(tw, "B's DNS answers it, after A's 200\t%d\t%s\t%s\t%s\t\n", len(p.Replica), ms(float64(quantile(p.Replica, 0.5))), ms(float64(quantile(p.Replica, 0.99))), ms(float64(quantile(p.Replica, 1))))
-			tw.Flush()
-			fmt.Fprintf(r.w, "failed changes: %d; never answered by B within %v: %d; A's DNS without the value at the first query after its 200 (read-your-writes): %d\n",
-				p.Failed, propagationTimeout, p.ReplicaMissing, p.LocalMisses)
-			if p.FirstError != "" {
-				fmt.Fprintf(r.w, "first error: %s\n", p.FirstError)
+		tw.Flush()
+		for _, a := range res.API {
+			if a.FirstError != "" {
+				fmt.Fprintf(r.w, "first error of %s: %s\n", a.Label, a.FirstError)
 			}
 		}
 	}
-	fmt.Fprintf(r.w, "\nload average at the end: %s; total time %.0f s\n", loadAvg(), time.Since(r.start).Seconds())
+}
+
+// propagationTable is the propagation run of res, if it was measured.
+func (r *reporter) propagationTable(res sizeResult) {
+	o := r.o
+	if p := res.Prop; p != nil {
+		fmt.Fprintf(r.w, "\nPropagation (N=%d): %d /dnsconfig changes at %d/s through replica A's API; replica B follows A's etcd\n", res.N, p.Changes, o.rate)
+		tw := tabwriter.NewWriter(r.w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "measure\tcount\tp50 ms\tp99 ms\tmax ms\t")
+		fmt.Fprintf(tw, "A's API /dnsconfig, request to 200\t%d\t%s\t%s\t%s\t\n", len(p.API), ms(float64(quantile(p.API, 0.5))), ms(float64(quantile(p.API, 0.99))), ms(float64(quantile(p.API, 1))))
+		fmt.Fprintf(tw, "B's DNS answers it, after A's 200\t%d\t%s\t%s\t%s\t\n", len(p.Replica), ms(float64(quantile(p.Replica, 0.5))), ms(float64(quantile(p.Replica, 0.99))), ms(float64(quantile(p.Replica, 1))))
+		tw.Flush()
+		fmt.Fprintf(r.w, "failed changes: %d; never answered by B within %v: %d; A's DNS without the value at the first query after its 200 (read-your-writes): %d\n",
+			p.Failed, propagationTimeout, p.ReplicaMissing, p.LocalMisses)
+		if p.FirstError != "" {
+			fmt.Fprintf(r.w, "first error: %s\n", p.FirstError)
+		}
+	}
 }
 
 // serverKind is the kind of server a label names, without its zone size.

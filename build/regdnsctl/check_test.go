@@ -33,7 +33,7 @@ func TestCheck(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	const token = "7e0c3f1a-2b4d-4e6f-8a9b-0c1d2e3f4a5b"
-	if err := s.Create(t.Context(), etcdstore.Domain{Name: "alpha", Token: token}); err != nil {
+	if err := s.Create(t.Context(), etcdstore.Record{Name: "alpha", Token: token}); err != nil {
 		t.Fatal(err)
 	}
 	nobody := filepath.Join(t.TempDir(), "Corefile")

@@ -73,9 +73,13 @@ func checkConverted(t *testing.T, cfg registry.Config) {
 	if s := cfg.SOA; s.Mname != "ns1.mydomain.org." || s.Refresh != 10800 || s.Retry != 3600 || s.Expire != 604800 || s.Minimum != 3600 {
 		t.Errorf("soa %+v", s)
 	}
+	zone, err := registry.NewZone(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	static := func(owner string, qtype uint16) []string {
 		var out []string
-		for _, rr := range cfg.Static[owner][qtype] {
+		for _, rr := range zone.Static[owner][qtype] {
 			out = append(out, strings.TrimPrefix(rr.String(), rr.Header().String()))
 		}
 		return out

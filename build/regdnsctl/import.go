@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/registry"
 )
 
 // progressEvery is how often a long import reports its progress on stderr.
@@ -37,9 +38,13 @@ func runImport(g globals, args []string) int {
 	if err != nil {
 		return g.fail("import", err)
 	}
+	zone, err := registry.NewZone(cfg)
+	if err != nil {
+		return g.fail("import", err)
+	}
 	ctx := context.Background()
 	run := importRun{globals: g, dryRun: *dryRun}
-	if err := run.read(ctx, pos[0], newMapping(cfg, time.Now())); err != nil {
+	if err := run.read(ctx, pos[0], newMapping(cfg, zone, time.Now())); err != nil {
 		return g.fail("import", err)
 	}
 	fmt.Fprintf(g.stderr, "read %d rows of %s; %d to import into the zone %s\n", run.sum.rows, redactURL(pos[0]), len(run.records), cfg.Zones[0])
@@ -66,7 +71,7 @@ func runImport(g globals, args []string) int {
 type importRun struct {
 	globals
 	dryRun  bool
-	records []etcdstore.Domain
+	records []etcdstore.Record
 	ids     []int64 // the domains.id of each record
 	sum     importSummary
 }
@@ -140,7 +145,7 @@ func (s importSummary) print(w io.Writer, dryRun bool, took time.Duration) {
 }
 
 // describe is what a dry run shows of a record: every field but its secrets.
-func describe(d *etcdstore.Domain) string {
+func describe(d *etcdstore.Record) string {
 	parts := []string{"mode=" + map[etcdstore.Mode]string{etcdstore.ModeTunnel: "tunnel", etcdstore.ModeDynamic: "dynamic"}[d.Mode]}
 	add := func(ok bool, s string) {
 		if ok {

@@ -71,9 +71,9 @@ var (
 )
 
 // wantRecords are the records the rows above become (secrets are checked apart).
-func wantRecords() map[string]etcdstore.Domain {
-	rec := func(name string, mode etcdstore.Mode, desc, continent, ip string) etcdstore.Domain {
-		d := etcdstore.Domain{Name: name, Token: tokens[name], Description: desc, Mode: mode, Continent: continent,
+func wantRecords() map[string]etcdstore.Record {
+	rec := func(name string, mode etcdstore.Mode, desc, continent, ip string) etcdstore.Record {
+		d := etcdstore.Record{Name: name, Token: tokens[name], Description: desc, Mode: mode, Continent: continent,
 			Created: lastSeen, LastPing: lastSeen, OptOut: true}
 		if ip != "" {
 			d.SetAddr(netip.MustParseAddr(ip))
@@ -88,7 +88,7 @@ func wantRecords() map[string]etcdstore.Domain {
 	gamma.OptOut = false
 	delta := rec("delta", etcdstore.ModeTunnel, "", "", "")
 	delta.SetEmail("dave@example.com", false)
-	return map[string]etcdstore.Domain{
+	return map[string]etcdstore.Record{
 		"alpha": alpha,
 		"beta":  rec("beta", etcdstore.ModeTunnel, "beta's server", "NA", ""),
 		"gamma": gamma,

@@ -33,17 +33,10 @@ func (m mapping) zoneOwns(label string) bool {
 	return m.owned[label] || (isNS && strings.Trim(digits, "0123456789") == "")
 }
 
-func newMapping(cfg registry.Config, now time.Time) mapping {
-	m := mapping{zones: cfg.Zones, api: cfg.API, now: now.UTC().Truncate(time.Second), owned: map[string]bool{}}
-	for _, label := range []string{"api", "www", "_psl"} {
+func newMapping(cfg registry.Config, zone *registry.Zone, now time.Time) mapping {
+	m := mapping{zones: cfg.Zones, api: cfg.APIConfig(zone), now: now.UTC().Truncate(time.Second), owned: map[string]bool{}}
+	for _, label := range append([]string{"api", "www", "_psl"}, zone.Owned...) {
 		m.owned[label] = true
-	}
-	for owner := range cfg.Static {
-		for _, zone := range cfg.Zones {
-			if rel, ok := strings.CutSuffix(owner, "."+zone); ok {
-				m.owned[rel[strings.LastIndexByte(rel, '.')+1:]] = true
-			}
-		}
 	}
 	m.verifyTTL, m.reclaimTTL = cfg.API.SecretLifetimes()
 	return m
@@ -52,7 +45,7 @@ func newMapping(cfg registry.Config, now time.Time) mapping {
 // mapped is the outcome of one row: a record, with notes on what was adjusted, or the reason
 // the row cannot be imported.
 type mapped struct {
-	record etcdstore.Domain
+	record etcdstore.Record
 	notes  []string
 	skip   string
 }
@@ -77,7 +70,7 @@ func (m mapping) record(r row) mapped {
 	default:
 		return mapped{skip: fmt.Sprintf("mode %d is neither 0 (tunnel) nor 1 (dynamic DNS)", r.Mode.Int64)}
 	}
-	d := etcdstore.Domain{
+	d := etcdstore.Record{
 		Name:        label,
 		Token:       r.Token.String,
 		Description: r.Description.String,
@@ -139,7 +132,7 @@ func (m mapping) lastSeen(r row, note func(string, ...any)) (created, lastPing t
 	return t, t
 }
 
-func (m mapping) setContinent(d *etcdstore.Domain, code string, note func(string, ...any)) {
+func (m mapping) setContinent(d *etcdstore.Record, code string, note func(string, ...any)) {
 	code = strings.ToUpper(strings.TrimSpace(code))
 	switch {
 	case registry.IsContinent(code):
@@ -150,7 +143,7 @@ func (m mapping) setContinent(d *etcdstore.Domain, code string, note func(string
 }
 
 // setAddress keeps last_ip, IPv4 or IPv6, as the gateway's address of its family.
-func (m mapping) setAddress(d *etcdstore.Domain, lastIP sql.NullString, mode etcdstore.Mode, note func(string, ...any)) {
+func (m mapping) setAddress(d *etcdstore.Record, lastIP sql.NullString, mode etcdstore.Mode, note func(string, ...any)) {
 	s := strings.TrimSpace(lastIP.String)
 	switch {
 	case s == "" && mode == etcdstore.ModeDynamic:
@@ -171,7 +164,7 @@ func (m mapping) setAddress(d *etcdstore.Domain, lastIP sql.NullString, mode etc
 // setContact maps the account's email, the row's verification state and its reclamation
 // token. An address is the name's contact whether verified or not, as in the original; a
 // pending verification id is kept only while the address is unverified.
-func (m mapping) setContact(d *etcdstore.Domain, r row, note func(string, ...any)) {
+func (m mapping) setContact(d *etcdstore.Record, r row, note func(string, ...any)) {
 	if !r.Email.Valid {
 		note("account %d does not exist: no contact email", r.AccountID.Int64)
 	}
@@ -191,11 +184,11 @@ func (m mapping) setContact(d *etcdstore.Domain, r row, note func(string, ...any
 // sameImport reports whether a stored record is the one this import would write, apart from
 // the times an import takes from its own clock (a challenge's set time, the expiry of a
 // pending verification id or reclamation token): a rerun finds its earlier import unchanged.
-func sameImport(stored, record *etcdstore.Domain) bool {
+func sameImport(stored, record *etcdstore.Record) bool {
 	return reflect.DeepEqual(withoutImportTimes(*stored), withoutImportTimes(*record))
 }
 
-func withoutImportTimes(d etcdstore.Domain) etcdstore.Domain {
+func withoutImportTimes(d etcdstore.Record) etcdstore.Record {
 	d.Challenges = slices.Clone(d.Challenges)
 	for i := range d.Challenges {
 		d.Challenges[i].Set = time.Time{}

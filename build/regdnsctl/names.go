@@ -52,7 +52,7 @@ func modeName(m etcdstore.Mode) string {
 	return "tunnel"
 }
 
-func viewOf(d *etcdstore.Domain, showToken bool) nameView {
+func viewOf(d *etcdstore.Record, showToken bool) nameView {
 	v := nameView{
 		Name: d.Name, Description: d.Description, Mode: modeName(d.Mode), Continent: d.Continent,
 		Created: d.Created, LastPing: d.LastPing, Email: d.Email, EmailVerified: d.EmailVerified(),
@@ -286,7 +286,7 @@ func runNamesShow(g globals, args []string) int {
 }
 
 // show prints a record, in JSON or as text.
-func (s *session) show(d *etcdstore.Domain, showToken, asJSON bool) {
+func (s *session) show(d *etcdstore.Record, showToken, asJSON bool) {
 	v := viewOf(d, showToken)
 	if asJSON {
 		s.writeJSON(v)
@@ -348,7 +348,7 @@ func runNamesDisable(g globals, args []string) int {
 		return g.fail("names disable", errors.New("--reason is required"))
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	return g.update("names disable", name, *asJSON, func(d *etcdstore.Domain) error {
+	return g.update("names disable", name, *asJSON, func(d *etcdstore.Record) error {
 		d.Disable(strings.TrimSpace(*reason), now)
 		return nil
 	})
@@ -362,7 +362,7 @@ func runNamesEnable(g globals, args []string) int {
 		return exitError
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	return g.update("names enable", name, *asJSON, func(d *etcdstore.Domain) error {
+	return g.update("names enable", name, *asJSON, func(d *etcdstore.Record) error {
 		if !d.IsDisabled() {
 			return errNotDisabled
 		}
@@ -375,7 +375,7 @@ var errNotDisabled = errors.New("it is not disabled")
 
 // update applies fn to the record of name through the store's guarded write and prints the
 // result.
-func (g globals) update(cmd, name string, asJSON bool, fn func(*etcdstore.Domain) error) int {
+func (g globals) update(cmd, name string, asJSON bool, fn func(*etcdstore.Record) error) int {
 	s, err := g.open(cmd)
 	if err != nil {
 		return g.fail(cmd, err)

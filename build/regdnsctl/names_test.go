@@ -133,7 +133,7 @@ func TestNamesListAndShow(t *testing.T) {
 	r.subscribe("beta")
 	r.subscribe("albert")
 	r.expect(200, "", "/setemail", "token", alphaToken, "email", "owner@example.org")
-	if _, err := r.store.Update(t.Context(), etcdstore.ByName("beta"), func(d *etcdstore.Domain) error {
+	if _, err := r.store.Update(t.Context(), etcdstore.ByName("beta"), func(d *etcdstore.Record) error {
 		d.LastPing = time.Now().Add(-48 * time.Hour)
 		return nil
 	}); err != nil {
@@ -330,7 +330,7 @@ func TestStats(t *testing.T) {
 	r.subscribe("b")
 	r.subscribe("c")
 	r.expect(200, "", "/setemail", "token", tok, "email", "owner@example.org")
-	if _, err := r.store.Update(t.Context(), etcdstore.ByName("c"), func(d *etcdstore.Domain) error {
+	if _, err := r.store.Update(t.Context(), etcdstore.ByName("c"), func(d *etcdstore.Record) error {
 		d.LastPing = time.Now().Add(-40 * 24 * time.Hour)
 		d.SetEmail("c@example.org", true)
 		d.Disable("test", time.Now())

@@ -32,7 +32,7 @@ func runTokenRotate(g globals, args []string) int {
 	}
 	defer s.done()
 	token := uuid.NewString() // the form /subscribe gives
-	d, err := s.ks.Update(context.Background(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+	d, err := s.ks.Update(context.Background(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
 		d.Token = token
 		return nil
 	})
@@ -71,7 +71,7 @@ func runEmailSet(g globals, args []string) int {
 	if err != nil {
 		return g.fail("email set", err)
 	}
-	return g.update("email set", name, *asJSON, func(d *etcdstore.Domain) error {
+	return g.update("email set", name, *asJSON, func(d *etcdstore.Record) error {
 		setContact(d, addr, *verified)
 		return nil
 	})
@@ -84,7 +84,7 @@ func runEmailClear(g globals, args []string) int {
 	if !ok {
 		return exitError
 	}
-	return g.update("email clear", name, *asJSON, func(d *etcdstore.Domain) error {
+	return g.update("email clear", name, *asJSON, func(d *etcdstore.Record) error {
 		setContact(d, "", false)
 		return nil
 	})
@@ -92,7 +92,7 @@ func runEmailClear(g globals, args []string) int {
 
 // setContact makes addr the contact address. What was mailed to another address (the
 // reclamation tokens, the verification link) stops working: it proved that mailbox only.
-func setContact(d *etcdstore.Domain, addr string, verified bool) {
+func setContact(d *etcdstore.Record, addr string, verified bool) {
 	if !strings.EqualFold(d.Email, addr) {
 		d.ClearReclamationTokens()
 		d.ClearVerification()

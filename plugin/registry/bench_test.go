@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 
@@ -17,18 +16,13 @@ import (
 
 // benchRegistry is a started handler over names registered in the package's etcd, without
 // the CoreDNS server around it: the benchmarks time the plugin's own work.
-func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
+func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Record) {
 	b.Helper()
-	c := caddy.NewTestController("dns", `registry {
+	r := registryFor(b, `registry {
 		tunnel 192.0.2.1
 		record @ CAA 0 issue letsencrypt.org
 		rrl off
 	}`)
-	c.ServerBlockKeys = []string{"example.org."}
-	cfg, err := parse(c)
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx := context.Background()
 	store, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: testEtcd.Endpoints(), Prefix: fmt.Sprintf("/bench-%s-%d/", strings.ReplaceAll(b.Name(), "/", "-"), names)})
 	if err != nil {
@@ -40,13 +34,12 @@ func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Domain) {
 	}
 	now := time.Now()
 	for i := range names {
-		d := etcdstore.Domain{Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("token-%d", i), Created: now}
+		d := etcdstore.Record{Name: fmt.Sprintf("gw%d", i), Token: fmt.Sprintf("token-%d", i), Created: now}
 		d.AddChallenge("challenge-value", now, 2)
 		if err := store.Create(ctx, d); err != nil && err != etcdstore.ErrNameTaken {
 			b.Fatal(err)
 		}
 	}
-	r := New(cfg)
 	r.view.Store(store.View())
 	d, _ := store.View().Lookup("gw0")
 	return r, d
@@ -131,14 +124,14 @@ func BenchmarkServeDNS(b *testing.B) {
 	// Response rate limiting, for a client under the rate (every response accounted and
 	// passed) and for one far over it (every response dropped, or sent truncated).
 	b.Run("A hit, RRL under the rate", func(b *testing.B) {
-		r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
-		defer func() { r.limit = nil }()
+		r.rrl = newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+		defer func() { r.rrl = nil }()
 		benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
 	})
 	for _, slip := range []int{0, 1} {
 		b.Run(fmt.Sprintf("A hit, RRL limiting, slip %d", slip), func(b *testing.B) {
-			r.limit = newLimiter(RRL{Rate: 1, Window: time.Second, Slip: slip})
-			defer func() { r.limit = nil }()
+			r.rrl = newResponseLimiter(RRL{Rate: 1, Window: time.Second, Slip: slip})
+			defer func() { r.rrl = nil }()
 			benchmarkQueryTo(b, r, newUDPWriter("192.0.2.7"), "gw7.example.org.", dns.TypeA, dns.RcodeSuccess)
 		})
 	}
@@ -169,7 +162,7 @@ func TestAHitAllocations(t *testing.T) {
 		res := testing.Benchmark(func(b *testing.B) {
 			r, _ := benchRegistry(b, 10)
 			if _, ok := tc.writer().(*udpWriter); ok {
-				r.limit = newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
+				r.rrl = newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
 			}
 			benchmarkQueryTo(b, r, tc.writer(), tc.qname, dns.TypeA, dns.RcodeSuccess)
 		})

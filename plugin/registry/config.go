@@ -1,11 +1,13 @@
 package registry
 
 import (
+	"fmt"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/fall"
-	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
 	"github.com/regdns/regdns/etcdstore"
@@ -35,14 +37,8 @@ type Config struct {
 	APIHosts map[string][]netip.Addr
 
 	// Records are the `record` lines, in zone-file syntax relative to each zone; NameRecordLines
-	// the `name_record` lines, RDATA served at every registered name.
+	// the `name_record` lines, RDATA served at every registered name. NewZone builds their records.
 	Records, NameRecordLines []string
-	// Static holds the zone's own records by owner (lower case, fully qualified) and type: the
-	// apex, the NS hosts' addresses and the `record` lines. ENTs are the empty non-terminals above them.
-	Static map[string]map[uint16][]dns.RR
-	ENTs   map[string]bool
-	// NameRecords are the `name_record` records by type, owner to be filled in.
-	NameRecords map[uint16][]dns.RR
 
 	// Expire makes names not pinged for that long stop resolving, and ExpireGrace later
 	// deletes them, freeing the name; zero keeps names forever.
@@ -93,4 +89,53 @@ func defaultConfig() Config {
 		APIHosts:             map[string][]netip.Addr{},
 		RRL:                  defaultRRL(),
 	}
+}
+
+// fillDefaults sets what defaults to other properties' values: the NS and SOA names, the
+// API's zone, links and sender, the ping granularity under expiry, the RRL exemptions.
+func (cfg *Config) fillDefaults() {
+	zone := cfg.Zones[0]
+	if len(cfg.NS) == 0 {
+		cfg.NS = []NameServer{{Name: "ns1." + zone}}
+	}
+	if cfg.SOA.Mname == "" {
+		cfg.SOA.Mname = cfg.NS[0].Name
+		cfg.SOA.Rname = "hostmaster." + zone
+	}
+	cfg.API.Zone = strings.TrimSuffix(zone, ".")
+	if cfg.Expire > 0 && cfg.API.PingGranularity == 0 {
+		cfg.API.PingGranularity = min(api.DefaultPingGranularity, cfg.Expire/10)
+	}
+	if cfg.API.VerifyURL == "" {
+		cfg.API.VerifyURL = "https://api." + cfg.API.Zone + "/verifyemail"
+	}
+	if cfg.SMTP.Addr != "" && cfg.SMTP.From == "" {
+		cfg.SMTP.From = "noreply@" + cfg.API.Zone
+	}
+	if cfg.RRL.Exempt == nil {
+		cfg.RRL.Exempt = defaultRRLExempt()
+	}
+	cfg.DataDir = filepath.Clean(cfg.DataDir)
+}
+
+// validate checks the properties against each other, and the zone's own records: a Config
+// it accepts starts.
+func (cfg *Config) validate() error {
+	// A ping must be recorded well before its name could expire.
+	if g := cfg.API.PingGranularity; cfg.Expire > 0 && g > cfg.Expire/10 {
+		return fmt.Errorf("ping_granularity %s: must be at most a tenth of expire (%s)", g, cfg.Expire)
+	}
+	if _, err := NewZone(*cfg); err != nil {
+		return err
+	}
+	if cfg.SMTP.Addr == "" && (cfg.SMTP.Username != "" || cfg.SMTP.From != "") {
+		return fmt.Errorf("smtp_auth and mail_from need an smtp server")
+	}
+	if len(cfg.Etcd.Endpoints) == 0 && (cfg.Etcd.Username != "" || cfg.Etcd.CAFile != "") {
+		return fmt.Errorf("etcd_auth and etcd_tls are for an external etcd: add etcd ENDPOINT")
+	}
+	if len(cfg.Etcd.Endpoints) > 0 && cfg.Embedded != (etcdstore.EmbeddedConfig{}) {
+		return fmt.Errorf("etcd_listen and etcd_quota configure the embedded etcd and cannot be combined with etcd ENDPOINT")
+	}
+	return nil
 }

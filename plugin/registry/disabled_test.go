@@ -91,7 +91,7 @@ func keyspaceOf(t *testing.T) *etcdstore.Keyspace {
 func setDisabled(s *server, ks *etcdstore.Keyspace, name string, disabled bool) {
 	t := s.t
 	t.Helper()
-	if _, err := ks.Update(t.Context(), etcdstore.ByName(name), func(d *etcdstore.Domain) error {
+	if _, err := ks.Update(t.Context(), etcdstore.ByName(name), func(d *etcdstore.Record) error {
 		if disabled {
 			d.Disable("test", time.Now())
 		} else {

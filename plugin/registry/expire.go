@@ -11,7 +11,7 @@ import (
 // hidden reports whether d answers as if absent (NXDOMAIN, left out of zone transfers) while
 // the name stays taken: disabled by an operator, or unpinged for longer than
 // `expire` (until the grace period ends and the sweeper deletes it).
-func (r *Registry) hidden(d *etcdstore.Domain) bool {
+func (r *Registry) hidden(d *etcdstore.Record) bool {
 	return d.IsDisabled() || r.cfg.Expire > 0 && time.Since(d.LastPing) > r.cfg.Expire
 }
 
@@ -32,7 +32,7 @@ func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 			if !d.LastPing.Before(cutoff) || d.IsDisabled() || ctx.Err() != nil {
 				continue
 			}
-			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Domain) error {
+			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Record) error {
 				if !cur.LastPing.Before(cutoff) || cur.IsDisabled() {
 					return errPinged
 				}

@@ -102,7 +102,11 @@ func FuzzParse(f *testing.F) {
 		if l := cfg.RRL; l.Rate < 0 || l.Slip < 0 || l.Window < 0 || l.Exempt == nil {
 			t.Fatalf("rrl %+v: negative, or exemptions not settled", l)
 		}
-		for name := range cfg.Static {
+		zone, err := NewZone(cfg)
+		if err != nil {
+			t.Fatalf("a configuration parse accepted has no zone: %v", err)
+		}
+		for name := range zone.Static {
 			if name != strings.ToLower(name) || !strings.HasSuffix(name, ".") {
 				t.Fatalf("static name %q is not lower case and fully qualified", name)
 			}

@@ -3,21 +3,15 @@ package registry
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
-	"io"
-	stdlog "log"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/coredns/coredns/plugin/pkg/reuseport"
-
 	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/api/geoip"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -27,14 +21,14 @@ const loadWait = 10 * time.Second
 var (
 	embeds    shared[*etcdstore.Embedded]
 	stores    shared[*etcdstore.Store]
-	listeners shared[*apiListener]
+	listeners shared[*api.Listener]
 )
 
 // running is what start acquired and stop gives back.
 type running struct {
 	storeKey string
 	apiKey   string
-	geo      *api.GeoIP
+	geo      *geoip.DB
 	api      http.Handler
 	conns    api.ConnLimits
 	cert     *tls.Certificate   // nil: plain HTTP
@@ -65,8 +59,7 @@ func (r *Registry) start() error {
 	}
 	r.view.Store(store.View())
 
-	apiCfg := r.cfg.API
-	apiCfg.MaxConcurrent = r.cfg.APIMaxConcurrent
+	apiCfg := r.cfg.APIConfig(r.zone)
 	if run.conns, err = r.apiConnLimits(); err != nil {
 		return err
 	}
@@ -74,7 +67,7 @@ func (r *Registry) start() error {
 		return err
 	}
 	if r.cfg.GeoIP != "" {
-		if run.geo, err = api.OpenGeoIP(r.cfg.GeoIP); err != nil {
+		if run.geo, err = geoip.Open(r.cfg.GeoIP); err != nil {
 			return fmt.Errorf("geoip: %w", err)
 		}
 		apiCfg.Locator = run.geo
@@ -92,12 +85,12 @@ func (r *Registry) start() error {
 		cert, run.apiKey = &c, run.apiKey+"|tls"
 		run.cert = cert
 	}
-	ln, err := listeners.acquire(run.apiKey, func() (*apiListener, func(), error) { return listenAPI(r.cfg.APIAddr, cert != nil, run.conns) })
+	ln, err := listeners.acquire(run.apiKey, func() (*api.Listener, func(), error) { return listenAPI(r.cfg.APIAddr, cert != nil, run.conns) })
 	if err != nil {
 		return fmt.Errorf("api listener: %w", err)
 	}
-	ln.serve(run.api, cert, run.conns)
-	log.Infof("API listening on %s://%s", ln.scheme(), ln.addr)
+	ln.Serve(run.api, cert, run.conns)
+	log.Infof("API listening on %s://%s", ln.Scheme(), ln.Addr())
 	var nctx context.Context
 	nctx, run.cancel = context.WithCancel(context.Background())
 	if r.xfer != nil {
@@ -115,14 +108,14 @@ func (r *Registry) restartFailed() error {
 	if r.run == nil {
 		return nil
 	}
-	ln, err := listeners.acquire(r.run.apiKey, func() (*apiListener, func(), error) {
+	ln, err := listeners.acquire(r.run.apiKey, func() (*api.Listener, func(), error) {
 		return listenAPI(r.cfg.APIAddr, r.run.cert != nil, r.run.conns)
 	})
 	if err != nil {
 		return err
 	}
 	defer listeners.release(r.run.apiKey)
-	ln.serve(r.run.api, r.run.cert, r.run.conns)
+	ln.Serve(r.run.api, r.run.cert, r.run.conns)
 	return nil
 }
 
@@ -218,71 +211,11 @@ func (r *Registry) mailer() (api.Mailer, error) {
 	return &api.DirMailer{Dir: dir}, nil
 }
 
-// apiListener is one HTTP listener; reloads swap the handler (and certificate) behind it
-// instead of closing it, so no request is refused while the Corefile is reloaded.
-type apiListener struct {
-	addr    net.Addr
-	tls     bool
-	conns   *api.ConnLimiter
-	srv     *http.Server
-	handler atomic.Pointer[http.Handler]
-	cert    atomic.Pointer[tls.Certificate]
-}
-
-// listenAPI opens addr with SO_REUSEPORT, so that a reload switching between HTTP and HTTPS
-// can open the new listener before the old one closes.
-func listenAPI(addr string, withTLS bool, conns api.ConnLimits) (*apiListener, func(), error) {
-	tcp, err := reuseport.Listen("tcp", addr)
+// listenAPI opens the API's listener as a shared resource.
+func listenAPI(addr string, withTLS bool, conns api.ConnLimits) (*api.Listener, func(), error) {
+	l, err := api.Listen(addr, withTLS, conns)
 	if err != nil {
 		return nil, nil, err
 	}
-	l := &apiListener{addr: tcp.Addr(), tls: withTLS, conns: api.LimitConns(tcp, conns, !withTLS)}
-	var ln net.Listener = l.conns
-	l.srv = &http.Server{
-		Handler:           l,
-		ConnState:         l.conns.ConnState,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		// TLS handshake failures and the like, without request details.
-		ErrorLog: stdlog.New(io.Discard, "", 0),
-	}
-	if withTLS {
-		ln = tls.NewListener(ln, &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil },
-		})
-	}
-	go func() {
-		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Errorf("API server on %s: %v", addr, err)
-		}
-	}()
-	closeFn := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		l.srv.Shutdown(ctx)
-	}
-	return l, closeFn, nil
-}
-
-func (l *apiListener) serve(h http.Handler, cert *tls.Certificate, conns api.ConnLimits) {
-	if cert != nil {
-		l.cert.Store(cert)
-	}
-	l.handler.Store(&h)
-	l.conns.SetLimits(conns)
-}
-
-func (l *apiListener) scheme() string {
-	if l.tls {
-		return "https"
-	}
-	return "http"
-}
-
-func (l *apiListener) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	(*l.handler.Load()).ServeHTTP(w, req)
+	return l, l.Close, nil
 }

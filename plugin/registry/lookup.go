@@ -27,26 +27,33 @@ const (
 	maxChain = 8
 )
 
-// answer fills m for a query for qname (the question's name in lower case) inside zone and
-// says which kind of answer it is. CNAMEs are followed inside the zone; the rcode and
-// authority section then describe the last name.
-func (r *Registry) answer(view *etcdstore.View, zi int, qname string, state request.Request, rep *reply) string {
-	m := &rep.Msg
-	zone := r.cfg.Zones[zi]
-	qtype := state.QType()
-	// Owner names echo the question's case (0x20 randomisation relies on it).
-	owner := state.QName()
+// query is one question being answered: where it was asked, the name being looked up (which
+// moves along in-zone CNAMEs), and the reply being built.
+type query struct {
+	view  *etcdstore.View
+	zone  string // the zone, lower case
+	qname string // the name looked up, lower case
+	owner string // qname in the question's case: owner names echo it (0x20 randomisation relies on it)
+	qtype uint16
+	state request.Request
+	rep   *reply
+}
+
+// answer fills q's reply and says which kind of answer it is. CNAMEs are followed inside the
+// zone; the rcode and authority section then describe the last name.
+func (r *Registry) answer(q *query) string {
+	m := &q.rep.Msg
 	for range maxChain {
-		rrs, cname, exists := r.node(view, zi, qname, owner, qtype, state, rep)
+		rrs, cname, exists := r.lookupName(q)
 		if !exists {
-			return r.negative(view, zone, m, dns.RcodeNameError)
+			return r.negative(q, dns.RcodeNameError)
 		}
 		if cname == nil {
-			if len(rrs) == 0 && qtype == dns.TypeANY {
-				rrs = []dns.RR{&dns.HINFO{Hdr: hdr(owner, dns.TypeHINFO, r.cfg.TTL), Cpu: "RFC8482"}}
+			if len(rrs) == 0 && q.qtype == dns.TypeANY {
+				rrs = []dns.RR{&dns.HINFO{Hdr: hdr(q.owner, dns.TypeHINFO, r.cfg.TTL), Cpu: "RFC8482"}}
 			}
 			if len(rrs) == 0 {
-				return r.negative(view, zone, m, dns.RcodeSuccess)
+				return r.negative(q, dns.RcodeSuccess)
 			}
 			if m.Answer == nil {
 				// Answers may live in the reply or be shared, and are clipped: whoever appends copies.
@@ -54,84 +61,100 @@ func (r *Registry) answer(view *etcdstore.View, zi int, qname string, state requ
 			} else {
 				m.Answer = append(m.Answer, rrs...)
 			}
-			if qtype == dns.TypeNS && qname == zone {
+			if q.qtype == dns.TypeNS && q.qname == q.zone {
 				r.glue(m)
 			}
 			return resultAnswer
 		}
 		m.Answer = append(m.Answer, cname)
-		owner = cname.(*dns.CNAME).Target
-		qname = strings.ToLower(owner)
-		if !inZone(qname, zone) {
+		q.owner = cname.(*dns.CNAME).Target
+		q.qname = strings.ToLower(q.owner)
+		if !inZone(q.qname, q.zone) {
 			break
 		}
 	}
 	return resultAnswer
 }
 
-// node returns the records of qtype at qname (owner is qname in the question's case), or the
-// CNAME there when qname has one and qtype is not CNAME, and whether qname exists at all.
-// The answer of a registered name may be built into rep (once per reply: it ends a chain).
-func (r *Registry) node(view *etcdstore.View, zi int, qname, owner string, qtype uint16, state request.Request, rep *reply) (rrs []dns.RR, cname dns.RR, exists bool) {
-	zone := r.cfg.Zones[zi]
-	if s, ok := r.cfg.Static[qname]; ok {
-		if c := s[dns.TypeCNAME]; len(c) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
-			return nil, withOwner(c[0], owner), true
-		}
-		if qname == zone {
-			rrs = r.apex(view, zone, owner, qtype)
-		}
-		if len(rrs) == 0 {
-			rrs = rrsetOf(s, owner, qtype)
-		}
-		return rrs, nil, true
+// lookupName returns the records of q's type at its name, or the CNAME there when the name has one
+// and the type is not CNAME, and whether the name exists at all. The answer of a registered
+// name may be built into q's reply (once per reply: it ends a chain).
+func (r *Registry) lookupName(q *query) (rrs []dns.RR, cname dns.RR, exists bool) {
+	if s, ok := r.zone.Static[q.qname]; ok {
+		return r.lookupStatic(q, s)
 	}
-	if r.cfg.ENTs[qname] {
+	if r.zone.ENTs[q.qname] {
 		return nil, nil, true
 	}
-	rel := strings.TrimSuffix(qname, "."+zone)
+	rel := strings.TrimSuffix(q.qname, "."+q.zone)
 	if rel == apiLabel && len(r.cfg.APIHosts) > 0 {
-		return addressRRs(owner, qtype, r.apiAddresses(state), r.cfg.AddressTTL), nil, true
+		return addressRRs(q.owner, q.qtype, r.apiAddresses(q.state), r.cfg.AddressTTL), nil, true
 	}
 	label, parent, deeper := strings.Cut(rel, ".")
 	if !deeper {
-		d, ok := view.Lookup(label)
-		if !ok || r.hidden(d) {
-			return nil, nil, false
-		}
-		var buf [2]netip.Addr
-		addrs := r.addresses(d, buf[:0])
-		if qtype == dns.TypeA || qtype == dns.TypeAAAA {
-			return rep.address(owner, qtype, addrs, r.cfg.AddressTTL), nil, true
-		}
-		rrs = addressRRs(qname, qtype, addrs, r.cfg.AddressTTL)
-		if len(rrs) == 0 && len(r.cfg.NameRecords) > 0 {
-			rrs = rrsetOf(r.cfg.NameRecords, qname, qtype)
-		}
-		return named(rrs, qname, owner), nil, true
+		rrs, exists = r.lookupRegistered(q, label)
+		return rrs, nil, exists
 	}
 	if label == challengeLabel && strings.IndexByte(parent, '.') < 0 {
-		d, ok := view.Lookup(parent)
-		if !ok || r.hidden(d) {
-			return nil, nil, false
-		}
-		// The challenge name exists as long as its name does, with or without values: an
-		// NXDOMAIN would be cached for every type, and ACME clients look up a CNAME there
-		// before they set the value.
-		if qtype != dns.TypeTXT && qtype != dns.TypeANY {
-			return nil, nil, true
-		}
-		return rep.challenges(owner, d, time.Now(), r.cfg.ChallengeExpiry, r.cfg.ChallengeTTL), nil, true
+		rrs, exists = r.lookupChallenge(q, parent)
+		return rrs, nil, exists
 	}
-	if q, ok := parseKite(rel, strings.TrimSuffix(zone, ".")); ok {
+	if k, ok := parseKite(rel, strings.TrimSuffix(q.zone, ".")); ok {
 		// Every query of this shape is answered, so that a frontend never fails open.
-		if qtype == dns.TypeA || qtype == dns.TypeANY {
-			verdict := netip.MustParseAddr(kiteVerdict(view, q, time.Now()))
-			rrs = addressRRs(owner, dns.TypeA, []netip.Addr{verdict}, 0)
+		if q.qtype == dns.TypeA || q.qtype == dns.TypeANY {
+			verdict := netip.MustParseAddr(kiteVerdict(q.view, k, time.Now()))
+			rrs = addressRRs(q.owner, dns.TypeA, []netip.Addr{verdict}, 0)
 		}
 		return rrs, nil, true
 	}
 	return nil, nil, false
+}
+
+// lookupStatic answers from the node s of the zone's own records (`record`, `ns`, the apex).
+func (r *Registry) lookupStatic(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, cname dns.RR, exists bool) {
+	if c := s[dns.TypeCNAME]; len(c) > 0 && q.qtype != dns.TypeCNAME && q.qtype != dns.TypeANY {
+		return nil, withOwner(c[0], q.owner), true
+	}
+	if q.qname == q.zone {
+		rrs = r.apex(q.view, q.zone, q.owner, q.qtype)
+	}
+	if len(rrs) == 0 {
+		rrs = rrsetOf(s, q.owner, q.qtype)
+	}
+	return rrs, nil, true
+}
+
+// lookupRegistered answers for label, a registered name if the view has it (and it is not
+// hidden): its addresses, and the `name_record` records every name carries.
+func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exists bool) {
+	d, ok := q.view.Lookup(label)
+	if !ok || r.hidden(d) {
+		return nil, false
+	}
+	var buf [2]netip.Addr
+	addrs := r.addresses(d, buf[:0])
+	if q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA {
+		return q.rep.address(q.owner, q.qtype, addrs, r.cfg.AddressTTL), true
+	}
+	rrs = addressRRs(q.qname, q.qtype, addrs, r.cfg.AddressTTL)
+	if len(rrs) == 0 && len(r.zone.NameRecords) > 0 {
+		rrs = rrsetOf(r.zone.NameRecords, q.qname, q.qtype)
+	}
+	return inQuestionCase(rrs, q.qname, q.owner), true
+}
+
+// lookupChallenge answers for the challenge name of the registered name parent. It exists as
+// long as its name does, with or without values: an NXDOMAIN would be cached for every type,
+// and ACME clients look up a CNAME there before they set the value.
+func (r *Registry) lookupChallenge(q *query, parent string) (rrs []dns.RR, exists bool) {
+	d, ok := q.view.Lookup(parent)
+	if !ok || r.hidden(d) {
+		return nil, false
+	}
+	if q.qtype != dns.TypeTXT && q.qtype != dns.TypeANY {
+		return nil, true
+	}
+	return q.rep.challenges(q.owner, d, time.Now(), r.cfg.ChallengeExpiry, r.cfg.ChallengeTTL), true
 }
 
 // apex answers the zone's own SOA and NS (glue is added by answer); other types come from
@@ -160,9 +183,10 @@ func (r *Registry) glue(m *dns.Msg) {
 
 // negative fills the authority section with the SOA, its TTL the negative caching time of
 // RFC 2308: min(SOA TTL, SOA minimum).
-func (r *Registry) negative(view *etcdstore.View, zone string, m *dns.Msg, rcode int) string {
+func (r *Registry) negative(q *query, rcode int) string {
+	m := &q.rep.Msg
 	m.Rcode = rcode
-	m.Ns = r.negativeSOA(view, zone)
+	m.Ns = r.negativeSOA(q.view, q.zone)
 	if rcode == dns.RcodeNameError {
 		return resultNXDomain
 	}
@@ -187,18 +211,9 @@ type soaCache struct {
 	ns     []dns.RR
 }
 
-// soa is the zone's SOA record with serial (the view's: etcdstore's serial.go).
-func (r *Registry) soa(serial uint32, zone string, ttl uint32) dns.RR {
-	s := r.cfg.SOA
-	return &dns.SOA{
-		Hdr: hdr(zone, dns.TypeSOA, ttl), Ns: s.Mname, Mbox: s.Rname,
-		Serial: serial, Refresh: s.Refresh, Retry: s.Retry, Expire: s.Expire, Minttl: s.Minimum,
-	}
-}
-
 // addresses are what a registered name resolves to: its tunnel's in tunnel mode, the
 // gateway's own in dynamic-DNS mode (appended to buf, which has room for both families).
-func (r *Registry) addresses(d *etcdstore.Domain, buf []netip.Addr) []netip.Addr {
+func (r *Registry) addresses(d *etcdstore.Record, buf []netip.Addr) []netip.Addr {
 	if d.Mode == etcdstore.ModeDynamic {
 		for _, a := range [...]netip.Addr{d.IPv4, d.IPv6} {
 			if a.IsValid() {
@@ -235,72 +250,4 @@ func byContinent(m map[string][]netip.Addr, continent string) []netip.Addr {
 		return a
 	}
 	return m[""]
-}
-
-// addressRRs makes the A or AAAA records of addrs that fit qtype; ANY gets the A records,
-// or the AAAA records when there are none (a minimal RFC 8482 answer).
-func addressRRs(owner string, qtype uint16, addrs []netip.Addr, ttl uint32) []dns.RR {
-	var rrs []dns.RR
-	for _, a := range addrs {
-		switch {
-		case a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
-			rrs = append(rrs, &dns.A{Hdr: hdr(owner, dns.TypeA, ttl), A: a.AsSlice()})
-		case a.Is6() && qtype == dns.TypeAAAA:
-			rrs = append(rrs, &dns.AAAA{Hdr: hdr(owner, dns.TypeAAAA, ttl), AAAA: a.AsSlice()})
-		}
-	}
-	if len(rrs) == 0 && qtype == dns.TypeANY {
-		return addressRRs(owner, dns.TypeAAAA, addrs, ttl)
-	}
-	return rrs
-}
-
-// rrsetOf copies the records of qtype in s, named owner. For ANY it takes one RRset, the first
-// present in a fixed order: RFC 8482's minimal answer, never the whole node.
-func rrsetOf(s map[uint16][]dns.RR, owner string, qtype uint16) []dns.RR {
-	if qtype == dns.TypeANY {
-		for _, t := range []uint16{dns.TypeCNAME, dns.TypeA, dns.TypeAAAA, dns.TypeMX, dns.TypeTXT, dns.TypeCAA} {
-			if len(s[t]) > 0 {
-				qtype = t
-				break
-			}
-		}
-	}
-	var rrs []dns.RR
-	for _, rr := range s[qtype] {
-		rrs = append(rrs, withOwner(rr, owner))
-	}
-	return rrs
-}
-
-func txtRRs(owner string, values []string, ttl uint32) []dns.RR {
-	rrs := make([]dns.RR, len(values))
-	for i, v := range values {
-		rrs[i] = &dns.TXT{Hdr: hdr(owner, dns.TypeTXT, ttl), Txt: []string{v}}
-	}
-	return rrs
-}
-
-// named returns rrs, owned by the lower-case qname, named owner instead when the question
-// used another case: copies then, the shared records otherwise.
-func named(rrs []dns.RR, qname, owner string) []dns.RR {
-	if owner == qname || len(rrs) == 0 {
-		return rrs
-	}
-	out := make([]dns.RR, len(rrs))
-	for i, rr := range rrs {
-		out[i] = withOwner(rr, owner)
-	}
-	return out
-}
-
-// withOwner is a copy of rr named owner, so that answers echo the question's case.
-func withOwner(rr dns.RR, owner string) dns.RR {
-	c := dns.Copy(rr)
-	c.Header().Name = owner
-	return c
-}
-
-func hdr(owner string, rrtype uint16, ttl uint32) dns.RR_Header {
-	return dns.RR_Header{Name: owner, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/api/geoip"
 	"github.com/regdns/regdns/etcdstore"
 )
 
@@ -21,21 +21,22 @@ import (
 type Registry struct {
 	Next plugin.Handler
 	cfg  Config
+	zone *Zone
 
 	// results are the response counters by zone index and result, resolved once.
 	results []map[string]prometheus.Counter
 
 	view   atomic.Pointer[etcdstore.View]
 	negSOA atomic.Pointer[soaCache]
-	geo    atomic.Pointer[api.GeoIP]
+	geo    atomic.Pointer[geoip.DB]
 	xfer   *transfer.Transfer // set when the server block has the transfer plugin
-	limit  *limiter           // nil without response rate limiting
+	rrl    *responseLimiter   // nil without response rate limiting
 	run    *running
 }
 
-// New builds the handler for cfg (as parse made it); it serves once started.
-func New(cfg Config) *Registry {
-	r := &Registry{cfg: cfg, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), limit: newLimiter(cfg.RRL)}
+// New builds the handler for cfg (as parse made it) and its zone; it serves once started.
+func New(cfg Config, zone *Zone) *Registry {
+	r := &Registry{cfg: cfg, zone: zone, results: make([]map[string]prometheus.Counter, len(cfg.Zones)), rrl: newResponseLimiter(cfg.RRL)}
 	for i, z := range cfg.Zones {
 		r.results[i] = map[string]prometheus.Counter{}
 		for _, res := range []string{resultAnswer, resultNoData, resultNXDomain} {
@@ -45,8 +46,10 @@ func New(cfg Config) *Registry {
 	return r
 }
 
-// counted is the response counter of zone number zi and result, looked up without allocating.
-func (r *Registry) counted(zi int, result string) prometheus.Counter { return r.results[zi][result] }
+// responseCounter is the response counter of zone number zi and result, looked up without allocating.
+func (r *Registry) responseCounter(zi int, result string) prometheus.Counter {
+	return r.results[zi][result]
+}
 
 // Name implements plugin.Handler.
 func (r *Registry) Name() string { return name }
@@ -69,8 +72,8 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	if zi < 0 && r.Next != nil {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
-	if act := r.limit.check(w); act != rrlPass {
-		return r.limited(w, req, rep, act)
+	if act := r.rrl.check(w); act != rrlPass {
+		return r.answerLimited(w, req, rep, act)
 	}
 	if zi < 0 {
 		return r.refuse(w, req, "", dns.RcodeRefused)
@@ -102,11 +105,12 @@ func (r *Registry) ServeDNS(ctx context.Context, w dns.ResponseWriter, req *dns.
 	m.Question = req.Question
 	m.Id, m.Response, m.Opcode, m.Authoritative = req.Id, true, req.Opcode, true
 	m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
-	result := r.answer(view, zi, qname, state, rep)
+	q := query{view: view, zone: zone, qname: qname, owner: state.QName(), qtype: state.QType(), state: state, rep: rep}
+	result := r.answer(&q)
 	if result == resultNXDomain && r.cfg.Fall.Through(qname) {
 		return plugin.NextOrFailure(r.Name(), r.Next, ctx, w, req)
 	}
-	r.counted(zi, result).Inc()
+	r.responseCounter(zi, result).Inc()
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
 }

@@ -55,10 +55,11 @@ const (
 	rrlDrop
 )
 
-// limiter holds one GCRA (a token bucket in one number) per prefix, in a fixed table indexed
-// by a keyed hash of the prefix: memory never grows with the number of sources. Prefixes whose
-// hashes meet share a slot while its holder is over the rate, and take it over otherwise.
-type limiter struct {
+// responseLimiter holds one GCRA (a token bucket in one number) per prefix, in a fixed table
+// indexed by a keyed hash of the prefix: memory never grows with the number of sources.
+// Prefixes whose hashes meet share a slot while its holder is over the rate, and take it over
+// otherwise.
+type responseLimiter struct {
 	cfg      RRL
 	interval int64 // ns between two responses at the rate
 	slack    int64 // ns a prefix may run ahead of the rate
@@ -74,13 +75,13 @@ type rrlSlot struct {
 	limited uint32
 }
 
-// newLimiter returns the limiter of cfg, or nil when cfg disables it.
-func newLimiter(cfg RRL) *limiter {
+// newResponseLimiter returns the limiter of cfg, or nil when cfg disables it.
+func newResponseLimiter(cfg RRL) *responseLimiter {
 	if cfg.Rate <= 0 {
 		return nil
 	}
 	interval := int64(time.Second) / int64(cfg.Rate)
-	return &limiter{
+	return &responseLimiter{
 		cfg: cfg, interval: interval, slack: max(0, int64(cfg.Window)-interval),
 		seed: rand.Uint64() | 1, epoch: time.Now(),
 	}
@@ -88,7 +89,7 @@ func newLimiter(cfg RRL) *limiter {
 
 // check accounts one response to the client of w and says what to do with it. Only UDP
 // responses are limited; a nil limiter passes everything.
-func (l *limiter) check(w dns.ResponseWriter) rrlAction {
+func (l *responseLimiter) check(w dns.ResponseWriter) rrlAction {
 	if l == nil {
 		return rrlPass
 	}
@@ -104,7 +105,7 @@ func (l *limiter) check(w dns.ResponseWriter) rrlAction {
 }
 
 // account applies one response to ip at now (ns since the epoch).
-func (l *limiter) account(ip netip.Addr, now int64) rrlAction {
+func (l *responseLimiter) account(ip netip.Addr, now int64) rrlAction {
 	for _, p := range l.cfg.Exempt {
 		if p.Contains(ip) {
 			return rrlPass
@@ -140,9 +141,9 @@ func prefixKey(ip netip.Addr) uint64 {
 	return binary.BigEndian.Uint64(a[:8]) >> (64 - rrlV6Bits)
 }
 
-// limited answers a response the limiter held back: a truncated reply without records for a
-// slip, nothing for a drop.
-func (r *Registry) limited(w dns.ResponseWriter, req *dns.Msg, rep *reply, act rrlAction) (int, error) {
+// answerLimited answers a response the limiter held back: a truncated reply without records
+// for a slip, nothing for a drop.
+func (r *Registry) answerLimited(w dns.ResponseWriter, req *dns.Msg, rep *reply, act rrlAction) (int, error) {
 	rrlLimited[act].Inc()
 	if act == rrlSlip {
 		m := &rep.Msg

@@ -65,7 +65,7 @@ func TestRRLAccount(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLimiter(tc.cfg)
+			l := newResponseLimiter(tc.cfg)
 			for i, r := range tc.resps {
 				if got := l.account(netip.MustParseAddr(r.ip), r.at); got != r.want {
 					t.Fatalf("response %d (to %s at %dms): %d, want %d", i, r.ip, r.at/ms, got, r.want)
@@ -78,7 +78,7 @@ func TestRRLAccount(t *testing.T) {
 // A client over the rate stays limited while more prefixes than the table has slots query:
 // the table's size is fixed, and a newcomer never resets a limit in force.
 func TestRRLLimitSurvivesManySources(t *testing.T) {
-	l := newLimiter(RRL{Rate: 10, Window: time.Second})
+	l := newResponseLimiter(RRL{Rate: 10, Window: time.Second})
 	victim := netip.MustParseAddr("192.0.2.1")
 	for range 10 {
 		l.account(victim, 0)
@@ -102,7 +102,7 @@ func TestRRLLimitSurvivesManySources(t *testing.T) {
 func TestRRLServeDNS(t *testing.T) {
 	r, _ := benchRegistry(t, 1)
 	// A burst of 5, then one response a second: the test is over long before the next.
-	r.limit = newLimiter(RRL{Rate: 1, Window: 5 * time.Second, Slip: 2})
+	r.rrl = newResponseLimiter(RRL{Rate: 1, Window: 5 * time.Second, Slip: 2})
 	req := new(dns.Msg)
 	req.SetQuestion("gw0.example.org.", dns.TypeA)
 	serve := func(w *test.ResponseWriter) (answered, truncated, silent int) {
@@ -144,7 +144,7 @@ func TestRRLServeDNS(t *testing.T) {
 
 // BenchmarkRRLCheck is the limiter's cost per response for a UDP client under the rate.
 func BenchmarkRRLCheck(b *testing.B) {
-	l := newLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2, Exempt: defaultRRLExempt()})
+	l := newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2, Exempt: defaultRRLExempt()})
 	w := newUDPWriter("192.0.2.7")
 	b.ReportAllocs()
 	for b.Loop() {

@@ -134,7 +134,7 @@ func apiAddr(t *testing.T, key string) string {
 	if !ok {
 		t.Fatalf("no API listener for %s", key)
 	}
-	return e.v.addr.String()
+	return e.v.Addr().String()
 }
 
 // get calls the API and returns the status and body.

@@ -91,8 +91,12 @@ func TestParse(t *testing.T) {
 			if len(c.Tunnels[""]) != 1 || len(c.Tunnels["EU"]) != 2 {
 				t.Errorf("tunnels %v", c.Tunnels)
 			}
-			if !slices.Contains(c.API.Reserved, "admin") || !slices.Contains(c.API.Reserved, "a") {
-				t.Errorf("reserved %v: want admin, mail and the NS host label a", c.API.Reserved)
+			zone, err := NewZone(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reserved := c.APIConfig(zone).Reserved; !slices.Contains(reserved, "admin") || !slices.Contains(reserved, "a") {
+				t.Errorf("reserved %v: want admin, mail and the NS host label a", reserved)
 			}
 			if !slices.Equal(c.API.TrustedProxies, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.9/32")}) {
 				t.Errorf("proxies %v", c.API.TrustedProxies)
@@ -131,7 +135,7 @@ func TestParse(t *testing.T) {
 			}
 		}},
 		{name: "response rate limiting off, no exemption", input: "registry {\nrrl off\nrrl_exempt none\n}", check: func(t *testing.T, c Config) {
-			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newLimiter(c.RRL) != nil {
+			if c.RRL.Rate != 0 || c.RRL.Exempt == nil || len(c.RRL.Exempt) != 0 || newResponseLimiter(c.RRL) != nil {
 				t.Errorf("rrl %+v, want off with no exemption", c.RRL)
 			}
 		}},

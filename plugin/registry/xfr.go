@@ -36,7 +36,7 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 		apex := []dns.RR{soa}
 		apex = append(apex, r.apex(view, zone, zone, dns.TypeNS)...)
 		ch <- apex
-		for name, types := range r.cfg.Static {
+		for name, types := range r.zone.Static {
 			if !dns.IsSubDomain(zone, name) {
 				continue
 			}
@@ -60,7 +60,7 @@ func (r *Registry) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 			for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 				rrs = append(rrs, addressRRs(owner, t, addrs, r.cfg.AddressTTL)...)
 			}
-			for _, set := range r.cfg.NameRecords {
+			for _, set := range r.zone.NameRecords {
 				for _, rr := range set {
 					rrs = append(rrs, withOwner(rr, owner))
 				}

@@ -1,4 +1,6 @@
-package api
+// Package geoip locates addresses on continents with a MaxMind database, for the API (the
+// continent a gateway registers from) and the DNS side (the API host's address by client).
+package geoip
 
 import (
 	"errors"
@@ -9,19 +11,14 @@ import (
 	"github.com/oschwald/geoip2-golang/v2"
 )
 
-// Locator maps an address to a continent code (AF AN AS EU NA OC SA) or "".
-type Locator interface {
-	Continent(addr netip.Addr) string
-}
-
-// GeoIP is a Locator reading a MaxMind GeoLite2-Country or GeoLite2-City database.
-type GeoIP struct {
+// DB is a MaxMind GeoLite2-Country or GeoLite2-City database.
+type DB struct {
 	db *geoip2.Reader
 }
 
-// OpenGeoIP reads the database at path into memory: DNS lookups may still be using a reader
+// Open reads the database at path into memory: DNS lookups may still be using a reader
 // while a reload replaces it, which a memory-mapped file closed under them would not survive.
-func OpenGeoIP(path string) (*GeoIP, error) {
+func Open(path string) (*DB, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -36,11 +33,11 @@ func OpenGeoIP(path string) (*GeoIP, error) {
 		db.Close()
 		return nil, fmt.Errorf("%s: not a country or city database: %w", path, err)
 	}
-	return &GeoIP{db: db}, nil
+	return &DB{db: db}, nil
 }
 
-// Continent returns the continent code of addr, or "" if the database does not know it.
-func (g *GeoIP) Continent(addr netip.Addr) string {
+// Continent returns the continent code of addr (AF AN AS EU NA OC SA), or "" if the database does not know it.
+func (g *DB) Continent(addr netip.Addr) string {
 	c, err := g.db.Country(addr.Unmap())
 	if err != nil {
 		return ""
@@ -49,4 +46,4 @@ func (g *GeoIP) Continent(addr netip.Addr) string {
 }
 
 // Close releases the database.
-func (g *GeoIP) Close() error { return g.db.Close() }
+func (g *DB) Close() error { return g.db.Close() }

@@ -56,7 +56,7 @@ func (s Selector) indexKey(k keys) string {
 // matches re-checks the secret against the record itself, in constant time, so that a
 // record reached through an index is only returned if it still carries that secret.
 // An empty selector matches nothing, even a record whose secret is the hash of "".
-func (s Selector) matches(d *Domain) bool {
+func (s Selector) matches(d *Record) bool {
 	if s.value == "" {
 		return false
 	}
@@ -83,15 +83,15 @@ func equalSecret(have, want string) bool {
 }
 
 // Get returns the selected record.
-func (s *Keyspace) Get(ctx context.Context, sel Selector) (Domain, error) {
+func (s *Keyspace) Get(ctx context.Context, sel Selector) (Record, error) {
 	d, _, err := s.read(ctx, sel)
 	return d, err
 }
 
 // read returns the selected record and its mod revision, for a later compare.
-func (s *Keyspace) read(ctx context.Context, sel Selector) (Domain, int64, error) {
+func (s *Keyspace) read(ctx context.Context, sel Selector) (Record, int64, error) {
 	if sel.value == "" {
-		return Domain{}, 0, ErrNotFound
+		return Record{}, 0, ErrNotFound
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -99,39 +99,39 @@ func (s *Keyspace) read(ctx context.Context, sel Selector) (Domain, int64, error
 	if ik := sel.indexKey(s.keys); ik != "" {
 		resp, err := s.cli.Get(ctx, ik)
 		if err := observe("get", err); err != nil {
-			return Domain{}, 0, err
+			return Record{}, 0, err
 		}
 		if len(resp.Kvs) == 0 {
-			return Domain{}, 0, ErrNotFound
+			return Record{}, 0, ErrNotFound
 		}
 		name = string(resp.Kvs[0].Value)
 	}
 	resp, err := s.cli.Get(ctx, s.keys.name(name))
 	if err := observe("get", err); err != nil {
-		return Domain{}, 0, err
+		return Record{}, 0, err
 	}
 	if len(resp.Kvs) == 0 {
-		return Domain{}, 0, ErrNotFound
+		return Record{}, 0, ErrNotFound
 	}
 	// parseRecord rather than the view's decoder: its errors, which get logged, quote no
 	// more than a character of the record, never a secret.
 	d, err := parseRecord(resp.Kvs[0].Value)
 	if err != nil {
-		return Domain{}, 0, fmt.Errorf("record %s: %w (%v)", name, ErrDamaged, err)
+		return Record{}, 0, fmt.Errorf("record %s: %w (%v)", name, ErrDamaged, err)
 	}
 	if !sel.matches(d) {
-		return Domain{}, 0, ErrNotFound
+		return Record{}, 0, ErrNotFound
 	}
 	return *d, resp.Kvs[0].ModRevision, nil
 }
 
 // cached is the selected record as the view holds it, with its revision (0 if there is no
 // view, the view has none, or the selector is one the view does not index).
-func (s *Keyspace) cached(sel Selector) (Domain, int64) {
+func (s *Keyspace) cached(sel Selector) (Record, int64) {
 	if s.view == nil {
-		return Domain{}, 0
+		return Record{}, 0
 	}
-	var d *Domain
+	var d *Record
 	var ok bool
 	switch sel.kind {
 	case byToken:
@@ -141,14 +141,14 @@ func (s *Keyspace) cached(sel Selector) (Domain, int64) {
 		ok = ok && sel.matches(d)
 	}
 	if !ok {
-		return Domain{}, 0
+		return Record{}, 0
 	}
 	return *d, d.rev
 }
 
 // Create stores d with every index of its secrets if no record of its name exists (else
 // ErrNameTaken) and none of its secrets indexes another record (else ErrSecretInUse).
-func (s *Keyspace) Create(ctx context.Context, d Domain) error {
+func (s *Keyspace) Create(ctx context.Context, d Record) error {
 	if d.Name == "" || d.Token == "" {
 		return fmt.Errorf("a record needs a name and a token")
 	}
@@ -170,8 +170,8 @@ func (s *Keyspace) Create(ctx context.Context, d Domain) error {
 // and Update returns that error. The record is re-read and fn re-run if another replica wrote
 // it in between; fn must therefore have no side effects. ErrConflict means the record kept
 // changing until the deadline, or a secret fn set is another record's.
-func (s *Keyspace) Update(ctx context.Context, sel Selector, fn func(*Domain) error) (Domain, error) {
-	return s.change(ctx, sel, func(d *Domain) (*Domain, error) {
+func (s *Keyspace) Update(ctx context.Context, sel Selector, fn func(*Record) error) (Record, error) {
+	return s.change(ctx, sel, func(d *Record) (*Record, error) {
 		if err := fn(d); err != nil {
 			return nil, err
 		}
@@ -181,9 +181,9 @@ func (s *Keyspace) Update(ctx context.Context, sel Selector, fn func(*Domain) er
 
 // Delete removes the selected record and every index pointing at it, after check (if not
 // nil) accepted it. It returns the record as it was.
-func (s *Keyspace) Delete(ctx context.Context, sel Selector, check func(*Domain) error) (Domain, error) {
-	var deleted Domain
-	_, err := s.change(ctx, sel, func(d *Domain) (*Domain, error) {
+func (s *Keyspace) Delete(ctx context.Context, sel Selector, check func(*Record) error) (Record, error) {
+	var deleted Record
+	_, err := s.change(ctx, sel, func(d *Record) (*Record, error) {
 		if check != nil {
 			if err := check(d); err != nil {
 				return nil, err
@@ -199,7 +199,7 @@ func (s *Keyspace) Delete(ctx context.Context, sel Selector, check func(*Domain)
 // to delete it. Changes of one name on this replica wait their turn (nameQueue); a change that
 // loses to another replica's write backs off and runs again. All of it takes at most the etcd
 // timeout, as one etcd call would: a change still waiting then fails with ErrConflict.
-func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Domain) (*Domain, error)) (Domain, error) {
+func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Record) (*Record, error)) (Record, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var release func()
@@ -212,12 +212,12 @@ func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Domain) (*
 	for {
 		old, rev, err := s.current(ctx, sel, fresh)
 		if err != nil {
-			return Domain{}, err
+			return Record{}, err
 		}
 		if release == nil {
 			var waited bool
 			if release, waited, err = s.queue.take(ctx, old.Name); err != nil {
-				return Domain{}, ErrConflict
+				return Record{}, ErrConflict
 			}
 			if waited {
 				continue // the changes ahead in the queue have moved the record on
@@ -227,19 +227,19 @@ func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Domain) (*
 		cur.Challenges = append([]Challenge(nil), old.Challenges...)
 		next, err := fn(&cur)
 		if err != nil {
-			return Domain{}, err
+			return Record{}, err
 		}
 		if next != nil && next.Name != old.Name {
 			// The guard compares the old name's key, so a rename could never be written.
-			return Domain{}, fmt.Errorf("record %s cannot be renamed to %s", old.Name, next.Name)
+			return Record{}, fmt.Errorf("record %s cannot be renamed to %s", old.Name, next.Name)
 		}
 		ok, err := s.write(ctx, &old, rev, next)
 		if err != nil {
-			return Domain{}, err
+			return Record{}, err
 		}
 		if ok {
 			if next == nil {
-				return Domain{}, nil
+				return Record{}, nil
 			}
 			return *next, nil
 		}
@@ -248,7 +248,7 @@ func (s *Keyspace) change(ctx context.Context, sel Selector, fn func(*Domain) (*
 		writeRetries.Inc()
 		fresh = true
 		if !sleep(ctx, pause/2+rand.N(pause)) {
-			return Domain{}, ErrConflict
+			return Record{}, ErrConflict
 		}
 		pause = min(2*pause, maxPause)
 	}
@@ -264,7 +264,7 @@ const (
 // current is the selected record and its revision: first from the local view, saving two
 // reads (the write's guard on the revision rejects a stale copy), from etcd if fresh or the
 // view does not have it.
-func (s *Keyspace) current(ctx context.Context, sel Selector, fresh bool) (Domain, int64, error) {
+func (s *Keyspace) current(ctx context.Context, sel Selector, fresh bool) (Record, int64, error) {
 	if !fresh {
 		if d, rev := s.cached(sel); rev != 0 {
 			return d, rev, nil
@@ -289,9 +289,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // old's mod revision, removing the index entries only old needs and adding (if absent) those
 // only next needs. It reports false if the guard failed, and ErrConflict if a new secret's
 // index is taken. On success it waits until the local View, if any, shows the change.
-func (s *Keyspace) write(ctx context.Context, old *Domain, oldRev int64, next *Domain) (bool, error) {
+func (s *Keyspace) write(ctx context.Context, old *Record, oldRev int64, next *Record) (bool, error) {
 	var name string
-	var o, n Domain
+	var o, n Record
 	if old != nil {
 		name, o = old.Name, *old
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // withSecrets is d with a contact address, a reclamation token and a pending verification.
-func withSecrets(d Domain, rt, vid string) Domain {
+func withSecrets(d Record, rt, vid string) Record {
 	exp := time.Now().Add(time.Hour)
 	d.SetEmail("owner@example.org", false)
 	d.AddReclamationToken(rt, exp)
@@ -21,7 +21,7 @@ func withSecrets(d Domain, rt, vid string) Domain {
 }
 
 // mustJSON is d as stored: what two records must share to hold the same facts.
-func mustJSON(t *testing.T, d Domain) string {
+func mustJSON(t *testing.T, d Record) string {
 	t.Helper()
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -33,9 +33,9 @@ func mustJSON(t *testing.T, d Domain) string {
 func TestGetBySelector(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	alpha := withSecrets(newDomain("alpha"), "alpha-rt", "alpha-vid")
-	beta := withSecrets(newDomain("beta"), "beta-rt", "beta-vid")
-	for _, d := range []Domain{alpha, beta} {
+	alpha := withSecrets(newRecord("alpha"), "alpha-rt", "alpha-vid")
+	beta := withSecrets(newRecord("beta"), "beta-rt", "beta-vid")
+	for _, d := range []Record{alpha, beta} {
 		if err := s.Create(t.Context(), d); err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestGetBySelector(t *testing.T) {
 
 	t.Run("empty selectors change nothing", func(t *testing.T) {
 		for _, sel := range []Selector{ByName(""), ByToken(""), ByReclamationToken(""), ByVerificationID("")} {
-			if _, err := s.Update(t.Context(), sel, func(*Domain) error { return nil }); !errors.Is(err, ErrNotFound) {
+			if _, err := s.Update(t.Context(), sel, func(*Record) error { return nil }); !errors.Is(err, ErrNotFound) {
 				t.Errorf("Update(%v) = %v, want ErrNotFound", sel, err)
 			}
 			if _, err := s.Delete(t.Context(), sel, nil); !errors.Is(err, ErrNotFound) {
@@ -96,7 +96,7 @@ func TestGetBySelector(t *testing.T) {
 func TestCreateNameTaken(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	first, second := newDomain("alpha"), newDomain("alpha")
+	first, second := newRecord("alpha"), newRecord("alpha")
 	if err := s.Create(t.Context(), first); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestCreateRace(t *testing.T) {
 			start := make(chan struct{})
 			var wg sync.WaitGroup
 			for r := range racers {
-				d := newDomain(name)
+				d := newRecord(name)
 				tokens[r] = d.Token
 				s := tt.stores[r%len(tt.stores)]
 				wg.Go(func() {
@@ -182,7 +182,7 @@ func TestCreateRace(t *testing.T) {
 func TestUpdateMovesIndexes(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := s.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
@@ -191,40 +191,40 @@ func TestUpdateMovesIndexes(t *testing.T) {
 	tests := []struct {
 		name  string
 		sel   Selector
-		fn    func(*Domain)
+		fn    func(*Record)
 		found []Selector
 		gone  []Selector
 		keys  int64
 	}{
-		{"rotate token", ByToken(oldToken), func(d *Domain) { d.Token = newToken },
+		{"rotate token", ByToken(oldToken), func(d *Record) { d.Token = newToken },
 			[]Selector{ByToken(newToken)}, []Selector{ByToken(oldToken)}, 2},
-		{"add reclamation token", ByName("alpha"), func(d *Domain) { d.AddReclamationToken("rt1", exp) },
+		{"add reclamation token", ByName("alpha"), func(d *Record) { d.AddReclamationToken("rt1", exp) },
 			[]Selector{ByReclamationToken("rt1"), ByToken(newToken)}, nil, 3},
-		{"add a second reclamation token", ByReclamationToken("rt1"), func(d *Domain) { d.AddReclamationToken("rt2", exp) },
+		{"add a second reclamation token", ByReclamationToken("rt1"), func(d *Record) { d.AddReclamationToken("rt2", exp) },
 			[]Selector{ByReclamationToken("rt2"), ByReclamationToken("rt1")}, nil, 4},
-		{"add a third and a fourth: the first goes", ByName("alpha"), func(d *Domain) {
+		{"add a third and a fourth: the first goes", ByName("alpha"), func(d *Record) {
 			d.AddReclamationToken("rt3", exp)
 			d.AddReclamationToken("rt4", exp)
 		}, []Selector{ByReclamationToken("rt2"), ByReclamationToken("rt3"), ByReclamationToken("rt4")}, []Selector{ByReclamationToken("rt1")}, 5},
-		{"set verification", ByToken(newToken), func(d *Domain) { d.SetEmail("a@example.org", false); d.SetVerification("vid1", exp) },
+		{"set verification", ByToken(newToken), func(d *Record) { d.SetEmail("a@example.org", false); d.SetVerification("vid1", exp) },
 			[]Selector{ByVerificationID("vid1"), ByReclamationToken("rt2")}, nil, 6},
-		{"replace verification", ByVerificationID("vid1"), func(d *Domain) { d.SetEmail("b@example.org", false); d.SetVerification("vid2", exp) },
+		{"replace verification", ByVerificationID("vid1"), func(d *Record) { d.SetEmail("b@example.org", false); d.SetVerification("vid2", exp) },
 			[]Selector{ByVerificationID("vid2")}, []Selector{ByVerificationID("vid1")}, 6},
-		{"drop one reclamation token, keep the others", ByName("alpha"), func(d *Domain) {
+		{"drop one reclamation token, keep the others", ByName("alpha"), func(d *Record) {
 			d.ClearReclamationTokens()
 			d.AddReclamationToken("rt3", exp)
 			d.AddReclamationToken("rt4", exp)
 		}, []Selector{ByReclamationToken("rt3"), ByReclamationToken("rt4")}, []Selector{ByReclamationToken("rt2")}, 5},
-		{"clear reclamation tokens", ByName("alpha"), func(d *Domain) { d.ClearReclamationTokens() },
+		{"clear reclamation tokens", ByName("alpha"), func(d *Record) { d.ClearReclamationTokens() },
 			[]Selector{ByVerificationID("vid2")}, []Selector{ByReclamationToken("rt3"), ByReclamationToken("rt4")}, 3},
-		{"verify email", ByVerificationID("vid2"), func(d *Domain) { d.SetEmail(d.Email, true); d.ClearVerification() },
+		{"verify email", ByVerificationID("vid2"), func(d *Record) { d.SetEmail(d.Email, true); d.ClearVerification() },
 			[]Selector{ByToken(newToken)}, []Selector{ByVerificationID("vid2")}, 2},
-		{"change that moves no index", ByToken(newToken), func(d *Domain) { d.Description = "moved house" },
+		{"change that moves no index", ByToken(newToken), func(d *Record) { d.Description = "moved house" },
 			[]Selector{ByToken(newToken), ByName("alpha")}, []Selector{ByToken(oldToken)}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := s.Update(t.Context(), tt.sel, func(d *Domain) error { tt.fn(d); return nil })
+			got, err := s.Update(t.Context(), tt.sel, func(d *Record) error { tt.fn(d); return nil })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -256,13 +256,13 @@ func TestUpdateMovesIndexes(t *testing.T) {
 func TestUpdateToTakenTokenConflicts(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	alpha, beta := newDomain("alpha"), newDomain("beta")
-	for _, d := range []Domain{alpha, beta} {
+	alpha, beta := newRecord("alpha"), newRecord("beta")
+	for _, d := range []Record{alpha, beta} {
 		if err := s.Create(t.Context(), d); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Domain) error { d.Token = beta.Token; return nil })
+	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Record) error { d.Token = beta.Token; return nil })
 	if !errors.Is(err, ErrConflict) {
 		t.Errorf("Update to another record's token = %v, want ErrConflict", err)
 	}
@@ -275,9 +275,9 @@ func TestUpdateToTakenTokenConflicts(t *testing.T) {
 func TestDeleteRemovesRecordAndIndexes(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	d := withSecrets(newDomain("alpha"), "rt", "vid")
-	keep := newDomain("beta")
-	for _, d := range []Domain{d, keep} {
+	d := withSecrets(newRecord("alpha"), "rt", "vid")
+	keep := newRecord("beta")
+	for _, d := range []Record{d, keep} {
 		if err := s.Create(t.Context(), d); err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +285,7 @@ func TestDeleteRemovesRecordAndIndexes(t *testing.T) {
 	all := []Selector{ByName("alpha"), ByToken(d.Token), ByReclamationToken("rt"), ByVerificationID("vid")}
 
 	errRefused := errors.New("refused")
-	if _, err := s.Delete(t.Context(), ByToken(d.Token), func(*Domain) error { return errRefused }); !errors.Is(err, errRefused) {
+	if _, err := s.Delete(t.Context(), ByToken(d.Token), func(*Record) error { return errRefused }); !errors.Is(err, errRefused) {
 		t.Fatalf("Delete with a refusing check = %v", err)
 	}
 	for _, sel := range all {
@@ -295,7 +295,7 @@ func TestDeleteRemovesRecordAndIndexes(t *testing.T) {
 	}
 
 	var checked string
-	old, err := s.Delete(t.Context(), ByReclamationToken("rt"), func(d *Domain) error { checked = d.Name; return nil })
+	old, err := s.Delete(t.Context(), ByReclamationToken("rt"), func(d *Record) error { checked = d.Name; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestDeleteRemovesRecordAndIndexes(t *testing.T) {
 	}
 	assertConsistent(t, s)
 
-	if err := s.Create(t.Context(), newDomain("alpha")); err != nil {
+	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Errorf("name is not free again after Delete: %v", err)
 	}
 }
@@ -339,7 +339,7 @@ func TestUpdateConcurrentNoLostUpdate(t *testing.T) {
 			for i := range stores {
 				stores[i] = openStore(t, e, prefix)
 			}
-			if err := stores[0].Create(t.Context(), newDomain("alpha")); err != nil {
+			if err := stores[0].Create(t.Context(), newRecord("alpha")); err != nil {
 				t.Fatal(err)
 			}
 			before := counted(t, writeRetries)
@@ -366,8 +366,8 @@ func updateConcurrently(t *testing.T, stores []*Store, writers int) {
 		wg.Go(func() {
 			<-start
 			value := fmt.Sprintf("challenge-%02d", w)
-			var got Domain
-			got, errs[w] = stores[w%len(stores)].Update(t.Context(), ByName("alpha"), func(d *Domain) error {
+			var got Record
+			got, errs[w] = stores[w%len(stores)].Update(t.Context(), ByName("alpha"), func(d *Record) error {
 				d.AddChallenge(value, time.Now(), writers)
 				return nil
 			})
@@ -411,13 +411,13 @@ func updateConcurrently(t *testing.T, stores []*Store, writers int) {
 func TestFailingUpdateWritesNothing(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := s.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	before := s.View().Revision()
 	errInvalid := errors.New("invalid")
-	_, err := s.Update(t.Context(), ByToken(d.Token), func(d *Domain) error {
+	_, err := s.Update(t.Context(), ByToken(d.Token), func(d *Record) error {
 		d.Token = "new-token"
 		d.AddReclamationToken("rt", time.Now().Add(time.Hour))
 		d.Description = "changed"
@@ -449,7 +449,7 @@ func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	writer, replica := openStore(t, e, ""), openStore(t, e, "")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	tests := []struct {
 		name  string
 		write func() error
@@ -457,7 +457,7 @@ func TestReadYourWrites(t *testing.T) {
 	}{
 		{"create", func() error { return writer.Create(t.Context(), d) }, d.Description},
 		{"update", func() error {
-			_, err := writer.Update(t.Context(), ByToken(d.Token), func(d *Domain) error { d.Description = "v2"; return nil })
+			_, err := writer.Update(t.Context(), ByToken(d.Token), func(d *Record) error { d.Description = "v2"; return nil })
 			return err
 		}, "v2"},
 		{"delete", func() error { _, err := writer.Delete(t.Context(), ByToken(d.Token), nil); return err }, ""},
@@ -485,13 +485,13 @@ func TestReadYourWrites(t *testing.T) {
 func TestUpdateCannotRename(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	if err := s.Create(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
 	before := s.View().Revision()
 	calls := 0
-	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Domain) error { calls++; d.Name = "beta"; return nil })
+	_, err := s.Update(t.Context(), ByName("alpha"), func(d *Record) error { calls++; d.Name = "beta"; return nil })
 	if err == nil || isSentinel(err) {
 		t.Errorf("renaming Update = %v, want an error that is not a retryable sentinel", err)
 	}
@@ -512,7 +512,7 @@ func TestCreateWritesEveryIndex(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, startEtcd(t), "")
 	exp := time.Now().Add(time.Hour)
-	d := newDomain("alpha")
+	d := newRecord("alpha")
 	d.SetEmail("owner@example.org", false)
 	d.SetVerification("vid", exp)
 	for _, rt := range []string{"rt1", "rt2", "rt3"} {
@@ -532,16 +532,16 @@ func TestCreateWritesEveryIndex(t *testing.T) {
 	}
 	assertConsistent(t, s)
 	// A secret of another record blocks the create, and says so.
-	other := newDomain("beta")
+	other := newRecord("beta")
 	other.AddReclamationToken("rt2", exp)
-	sameToken := newDomain("gamma")
+	sameToken := newRecord("gamma")
 	sameToken.Token = d.Token
-	for _, rec := range []Domain{other, sameToken} {
+	for _, rec := range []Record{other, sameToken} {
 		if err := s.Create(t.Context(), rec); !errors.Is(err, ErrSecretInUse) {
 			t.Errorf("Create of %s with another record's secret = %v, want ErrSecretInUse", rec.Name, err)
 		}
 	}
-	if err := s.Create(t.Context(), newDomain("alpha")); !errors.Is(err, ErrNameTaken) {
+	if err := s.Create(t.Context(), newRecord("alpha")); !errors.Is(err, ErrNameTaken) {
 		t.Errorf("Create of a taken name = %v, want ErrNameTaken", err)
 	}
 	if n := keyCount(t, s); n != 6 {
@@ -578,7 +578,7 @@ func TestEarlierRecordInStore(t *testing.T) {
 		d, ok := s.View().LookupToken("tok")
 		return ok && d.Email == "new@example.org" && !d.EmailVerified() && d.ReclamationTokenValid("rt", time.Now())
 	})
-	if _, err := s.Update(t.Context(), ByToken("tok"), func(d *Domain) error {
+	if _, err := s.Update(t.Context(), ByToken("tok"), func(d *Record) error {
 		d.AddReclamationToken("rt2", exp)
 		return nil
 	}); err != nil {

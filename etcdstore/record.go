@@ -22,13 +22,13 @@ type Challenge struct {
 	Set   time.Time `json:"set"`
 }
 
-// Domain is the stored record of one registered name. Secrets other than the API token are
+// Record is the stored record of one registered name. Secrets other than the API token are
 // kept only as hashes; the token itself is kept because PageKite signatures are keyed by it.
 //
 // The view holds one per registered name, so its size is the view's: what few records
 // carry (a pending email verification, reclamation tokens, an operator's disabling) is behind
 // a pointer, nil for most, and the small fields sit together.
-type Domain struct {
+type Record struct {
 	Name        string `json:"name"`
 	Token       string `json:"token"`
 	Description string `json:"description"`
@@ -94,17 +94,17 @@ func (p *Pending) empty() bool {
 		p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero()
 }
 
-// pending returns what is pending, the zero Pending when nothing is.
-func (d *Domain) pending() Pending {
+// pendingCopy returns a copy of what is pending, the zero Pending when nothing is.
+func (d *Record) pendingCopy() Pending {
 	if d.Pending == nil {
 		return Pending{}
 	}
 	return *d.Pending
 }
 
-// setPending stores p as a new Pending (never writing the one d may share with the view's
+// replacePending stores p as a new Pending (never writing the one d may share with the view's
 // record), or none when p is empty.
-func (d *Domain) setPending(p Pending) {
+func (d *Record) replacePending(p Pending) {
 	if p.empty() {
 		d.Pending = nil
 		return
@@ -115,8 +115,8 @@ func (d *Domain) setPending(p Pending) {
 // upgrade moves what records of earlier versions stored in other fields to where this one
 // keeps it: a pending address becomes the unverified contact address (as the address set by
 // /setemail always is now), and the one reclamation token a list of one.
-func (d *Domain) upgrade() {
-	p := d.pending()
+func (d *Record) upgrade() {
+	p := d.pendingCopy()
 	if p.LegacyPendingEmail == "" && p.LegacyReclaimHash == "" && p.LegacyReclaimExpires.IsZero() {
 		return
 	}
@@ -127,49 +127,49 @@ func (d *Domain) upgrade() {
 		p.Reclamations = append([]Reclamation{{p.LegacyReclaimHash, p.LegacyReclaimExpires}}, p.Reclamations...)
 	}
 	p.LegacyPendingEmail, p.LegacyReclaimHash, p.LegacyReclaimExpires = "", "", time.Time{}
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // SetEmail makes addr the contact address, verified or not ("" removes it). It leaves the
 // pending verification and the reclamation tokens alone.
-func (d *Domain) SetEmail(addr string, verified bool) {
+func (d *Record) SetEmail(addr string, verified bool) {
 	d.Email, d.EmailUnverified = addr, addr != "" && !verified
 }
 
 // EmailVerified reports whether the contact address was proved to reach its owner.
-func (d *Domain) EmailVerified() bool { return d.Email != "" && !d.EmailUnverified }
+func (d *Record) EmailVerified() bool { return d.Email != "" && !d.EmailUnverified }
 
 // Verification is the hash of the pending verification id of the contact address and when
 // it expires, or "" and the zero time when none is pending.
-func (d *Domain) Verification() (hash string, expires time.Time) {
-	p := d.pending()
+func (d *Record) Verification() (hash string, expires time.Time) {
+	p := d.pendingCopy()
 	return p.VerifyHash, p.VerifyExpires
 }
 
 // SetVerification starts a verification of the contact address with id, valid until expires,
 // replacing any pending one.
-func (d *Domain) SetVerification(id string, expires time.Time) {
-	p := d.pending()
+func (d *Record) SetVerification(id string, expires time.Time) {
+	p := d.pendingCopy()
 	p.VerifyHash, p.VerifyExpires = hashSecret(id), expires
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ClearVerification cancels any pending verification.
-func (d *Domain) ClearVerification() {
-	p := d.pending()
+func (d *Record) ClearVerification() {
+	p := d.pendingCopy()
 	p.VerifyHash, p.VerifyExpires = "", time.Time{}
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ReclamationTokens lists the record's reclamation tokens, newest first, expired or not.
 // The slice is shared: do not modify it.
-func (d *Domain) ReclamationTokens() []Reclamation { return d.pending().Reclamations }
+func (d *Record) ReclamationTokens() []Reclamation { return d.pendingCopy().Reclamations }
 
 // AddReclamationToken makes rt, until expires, the newest reclamation token, keeping at most
 // MaxReclamationTokens (the oldest goes). Adding a token already there renews it.
-func (d *Domain) AddReclamationToken(rt string, expires time.Time) {
+func (d *Record) AddReclamationToken(rt string, expires time.Time) {
 	h := hashSecret(rt)
-	p := d.pending()
+	p := d.pendingCopy()
 	out := make([]Reclamation, 0, MaxReclamationTokens)
 	out = append(out, Reclamation{Hash: h, Expires: expires})
 	for _, r := range p.Reclamations {
@@ -181,12 +181,12 @@ func (d *Domain) AddReclamationToken(rt string, expires time.Time) {
 		}
 	}
 	p.Reclamations = out
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // DropExpiredReclamationTokens removes the reclamation tokens that have expired at now.
-func (d *Domain) DropExpiredReclamationTokens(now time.Time) {
-	p := d.pending()
+func (d *Record) DropExpiredReclamationTokens(now time.Time) {
+	p := d.pendingCopy()
 	var live []Reclamation
 	for _, r := range p.Reclamations {
 		if now.Before(r.Expires) {
@@ -197,19 +197,19 @@ func (d *Domain) DropExpiredReclamationTokens(now time.Time) {
 		return
 	}
 	p.Reclamations = live
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ClearReclamationTokens removes every reclamation token.
-func (d *Domain) ClearReclamationTokens() {
-	p := d.pending()
+func (d *Record) ClearReclamationTokens() {
+	p := d.pendingCopy()
 	p.Reclamations = nil
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // ReclamationTokenValid reports whether rt is one of the record's reclamation tokens and
 // has not expired at now.
-func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
+func (d *Record) ReclamationTokenValid(rt string, now time.Time) bool {
 	if rt == "" {
 		return false
 	}
@@ -222,23 +222,23 @@ func (d *Domain) ReclamationTokenValid(rt string, now time.Time) bool {
 
 // Disable makes the name stop resolving and its secrets stop working, while it stays taken,
 // for reason (which must not be empty) since at.
-func (d *Domain) Disable(reason string, at time.Time) {
-	p := d.pending()
+func (d *Record) Disable(reason string, at time.Time) {
+	p := d.pendingCopy()
 	p.DisabledReason, p.DisabledSince = reason, at
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // Enable undoes Disable at now, which counts as a ping: a name disabled for longer than the
 // Corefile's `expire` and its grace would otherwise be deleted by the sweeper at once.
-func (d *Domain) Enable(now time.Time) {
+func (d *Record) Enable(now time.Time) {
 	d.LastPing = now
-	p := d.pending()
+	p := d.pendingCopy()
 	p.DisabledReason, p.DisabledSince = "", time.Time{}
-	d.setPending(p)
+	d.replacePending(p)
 }
 
 // Disabled reports whether an operator disabled the name, why and since when.
-func (d *Domain) Disabled() (reason string, since time.Time, disabled bool) {
+func (d *Record) Disabled() (reason string, since time.Time, disabled bool) {
 	if d.Pending == nil {
 		return "", time.Time{}, false
 	}
@@ -246,10 +246,10 @@ func (d *Domain) Disabled() (reason string, since time.Time, disabled bool) {
 }
 
 // IsDisabled reports whether an operator disabled the name.
-func (d *Domain) IsDisabled() bool { return d.Pending != nil && d.DisabledReason != "" }
+func (d *Record) IsDisabled() bool { return d.Pending != nil && d.DisabledReason != "" }
 
 // SetAddr records addr as the gateway's address of its family.
-func (d *Domain) SetAddr(addr netip.Addr) {
+func (d *Record) SetAddr(addr netip.Addr) {
 	addr = addr.Unmap()
 	if addr.Is4() {
 		d.IPv4 = addr
@@ -261,7 +261,7 @@ func (d *Domain) SetAddr(addr netip.Addr) {
 // AddChallenge puts value first among the challenges, keeping at most keep of the newest
 // (always at least value itself). Setting a value that is already present refreshes it
 // instead of adding a duplicate.
-func (d *Domain) AddChallenge(value string, now time.Time, keep int) {
+func (d *Record) AddChallenge(value string, now time.Time, keep int) {
 	out := make([]Challenge, 0, max(keep, 1))
 	out = append(out, Challenge{Value: value, Set: now})
 	for _, c := range d.Challenges {
@@ -282,7 +282,7 @@ func (c Challenge) Live(now time.Time, maxAge time.Duration) bool {
 }
 
 // LiveChallenges returns the values set after now-maxAge, newest first.
-func (d *Domain) LiveChallenges(now time.Time, maxAge time.Duration) []string {
+func (d *Record) LiveChallenges(now time.Time, maxAge time.Duration) []string {
 	var out []string
 	for _, c := range d.Challenges {
 		if c.Live(now, maxAge) {
