@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -27,13 +27,13 @@ import (
 // (go-smtp) receiving its mail, and Debian's headless Chromium opening the mailed link.
 
 // binary returns the coredns binary under test: $COREDNS_BINARY (set by `make test`), or one
-// built from this package into a temporary directory.
+// built from the main package in build/ (the parent of this package) into a temporary directory.
 func binary(t *testing.T) string {
 	if b := os.Getenv("COREDNS_BINARY"); b != "" {
 		return b
 	}
 	out := filepath.Join(t.TempDir(), "coredns")
-	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-o", out, "..")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}

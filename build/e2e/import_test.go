@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -18,14 +18,14 @@ import (
 )
 
 // ctlBinary returns the regdnsctl binary under test: $REGDNSCTL_BINARY (set by `make test`),
-// or one built from ./regdnsctl into a temporary directory.
+// or one built from build/regdnsctl into a temporary directory.
 func ctlBinary(t *testing.T) string {
 	if b := os.Getenv("REGDNSCTL_BINARY"); b != "" {
 		return b
 	}
 	out := filepath.Join(t.TempDir(), "regdnsctl")
-	if b, err := exec.Command("go", "build", "-o", out, "./regdnsctl").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./regdnsctl: %v\n%s", err, b)
+	if b, err := exec.Command("go", "build", "-o", out, "../regdnsctl").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../regdnsctl: %v\n%s", err, b)
 	}
 	return out
 }
