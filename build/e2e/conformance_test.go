@@ -22,6 +22,7 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The conformance suite asks the running ./coredns over the wire, UDP and TCP, what an
@@ -65,7 +66,7 @@ var nets = []string{"udp", "tcp"}
 // startServer runs ./coredns for example.org with serverLines in the server block and
 // registryLines in the registry block, on free loopback ports, and waits until the zone answers.
 func startServer(t *testing.T, serverLines, registryLines string) *product {
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {
@@ -668,7 +669,7 @@ func TestConformance(t *testing.T) {
 			// what does not fit, a query as well: as a resolver would, ask again until the
 			// server has worked through it (a wedged server never answers), then check.
 			waitUntil(t, 15*time.Second, "a UDP answer after the flood", func() bool {
-				r, err := askUDP(p.dns, "example.org.", dns.TypeSOA)
+				r, err := dnstest.Exchange("udp", p.dns, "example.org.", dns.TypeSOA)
 				return err == nil && r.Rcode == dns.RcodeSuccess
 			})
 			for _, n := range nets {

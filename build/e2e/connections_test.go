@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The connection flood tests run ./coredns under a low open-file limit and hold more idle
@@ -32,7 +33,7 @@ const floodNofile = 1024
 // metrics listener; it returns the product and the metrics address.
 func startFlooded(t *testing.T, extra string) (*product, string) {
 	t.Helper()
-	addrs := freeAddrs(t, 5)
+	addrs := dnstest.FreeAddrs(t, 5)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // ctlBinary returns the regdnsctl binary under test: $REGDNSCTL_BINARY (set by `make test`),
@@ -63,7 +64,7 @@ func importOriginal(t *testing.T, conf string, domains []origdbtest.Domain, emai
 // token works for /ping, /dnsconfig (its TXT visible through DNS) and /info, and DNS answers
 // as the original did: the tunnel address in mode 0, the last address in mode 1.
 func TestImportedGateways(t *testing.T) {
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {
