@@ -16,7 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/regdns/regdns/api/certtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
 )
 
 // limitedServer is an HTTP server on a ConnLimiter over real loopback TCP. /hold blocks until

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regdns/regdns/api/certtest"
 	"github.com/regdns/regdns/api/mailtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
 )
 
 func TestSMTPMailer(t *testing.T) {

@@ -33,8 +33,8 @@ import (
 	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/go-acme/lego/v5/registration"
 	"github.com/miekg/dns"
-	"github.com/regdns/regdns/api/certtest"
 	"github.com/regdns/regdns/api/mailtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
 	"github.com/regdns/regdns/plugin/dnstest"
 )
 

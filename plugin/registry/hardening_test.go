@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/regdns/regdns/api/certtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
 )
 
 // Names not pinged for `expire` stop resolving; a ping revives them; after the grace period
