@@ -1,51 +1,19 @@
 package api
 
 import (
-	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/regdns/regdns/api/geoiptest"
 )
 
-// writeMMDB writes a database of type dbType mapping each network to a continent code.
-func writeMMDB(t *testing.T, dbType string, continents map[string]string) string {
-	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: dbType, RecordSize: 24})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for network, code := range continents {
-		_, n, err := net.ParseCIDR(network)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := mmdbtype.Map{"continent": mmdbtype.Map{"code": mmdbtype.String(code)}}
-		if err := tree.Insert(n, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "geo.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := tree.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestGeoIP(t *testing.T) {
-	g, err := OpenGeoIP(writeMMDB(t, "GeoLite2-Country", map[string]string{
-		"81.2.69.0/24": "EU",
-		"1.0.16.0/20":  "AS",
-		"2003::/19":    "EU",
+	g, err := OpenGeoIP(geoiptest.Write(t, "GeoLite2-Country", map[string]geoiptest.Place{
+		"81.2.69.0/24": {Continent: "EU"},
+		"1.0.16.0/20":  {Continent: "AS"},
+		"2003::/19":    {Continent: "EU"},
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +69,7 @@ func TestOpenGeoIPRejects(t *testing.T) {
 	if _, err := OpenGeoIP(filepath.Join(t.TempDir(), "missing.mmdb")); err == nil {
 		t.Error("opened a missing file")
 	}
-	if _, err := OpenGeoIP(writeMMDB(t, "GeoLite2-ASN", nil)); err == nil {
+	if _, err := OpenGeoIP(geoiptest.Write(t, "GeoLite2-ASN", nil)); err == nil {
 		t.Error("opened an ASN database")
 	}
 }
