@@ -111,20 +111,10 @@ func TestCallerAddress(t *testing.T) {
 
 // TestStoreDown stops etcd under a running API: requests must fail soon with a 501.
 func TestStoreDown(t *testing.T) {
-	etcd, err := etcdstore.StartEmbedded(etcdtest.Config(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			etcd.Close()
-		}
-	})
+	etcd, stopEtcd := etcdtest.StartStoppable(t)
 	e := newEnvOn(t, openStore(t, etcd), nil)
 	token := e.subscribe(t, "demo")
-	etcd.Close()
-	stopped = true
+	stopEtcd()
 
 	for _, tt := range []struct {
 		path   string

@@ -224,16 +224,7 @@ func TestRepeatLog(t *testing.T) {
 
 // TestStoreDownLogsOnce fails many requests the same way at once: the log gets one line.
 func TestStoreDownLogsOnce(t *testing.T) {
-	etcd, err := etcdstore.StartEmbedded(etcdtest.Config(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			etcd.Close()
-		}
-	})
+	etcd, stopEtcd := etcdtest.StartStoppable(t)
 	e := newEnvOn(t, openStore(t, etcd), nil)
 	const n = 20
 	tokens := make([]string, n)
@@ -243,8 +234,7 @@ func TestStoreDownLogsOnce(t *testing.T) {
 	var logs bytes.Buffer
 	golog.SetOutput(&logs)
 	defer golog.SetOutput(os.Stderr)
-	etcd.Close()
-	stopped = true
+	stopEtcd()
 
 	var wg sync.WaitGroup
 	for _, token := range tokens {

@@ -28,15 +28,20 @@ import (
 // (go-smtp) receiving its mail, and Debian's headless Chromium opening the mailed link.
 
 // binary returns the coredns binary under test: $COREDNS_BINARY (set by `make test`), or one
-// built from the main package in build/ (the parent of this package) into a temporary directory.
+// built from the main package in build/ (the parent of this package).
 func binary(t *testing.T) string {
-	if b := os.Getenv("COREDNS_BINARY"); b != "" {
+	return binaryUnderTest(t, "COREDNS_BINARY", "coredns", "..")
+}
+
+// binaryUnderTest returns the binary named by the environment variable env, or one built as
+// name from the package pkg (relative to this directory) into a temporary directory.
+func binaryUnderTest(t *testing.T, env, name, pkg string) string {
+	if b := os.Getenv(env); b != "" {
 		return b
 	}
-	out := filepath.Join(t.TempDir(), "coredns")
-	cmd := exec.Command("go", "build", "-o", out, "..")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	out := filepath.Join(t.TempDir(), name)
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }

@@ -19,16 +19,9 @@ import (
 )
 
 // ctlBinary returns the regdnsctl binary under test: $REGDNSCTL_BINARY (set by `make test`),
-// or one built from build/regdnsctl into a temporary directory.
+// or one built from build/regdnsctl.
 func ctlBinary(t *testing.T) string {
-	if b := os.Getenv("REGDNSCTL_BINARY"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "regdnsctl")
-	if b, err := exec.Command("go", "build", "-o", out, "../regdnsctl").CombinedOutput(); err != nil {
-		t.Fatalf("go build ../regdnsctl: %v\n%s", err, b)
-	}
-	return out
+	return binaryUnderTest(t, "REGDNSCTL_BINARY", "regdnsctl", "../regdnsctl")
 }
 
 // regdnsctl runs the tool with the Corefile conf and args, and returns its exit status and output.

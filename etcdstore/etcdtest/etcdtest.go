@@ -4,6 +4,7 @@ package etcdtest
 
 import (
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/regdns/regdns/etcdstore"
@@ -29,6 +30,20 @@ func Start(t testing.TB) *etcdstore.Embedded {
 	}
 	t.Cleanup(e.Close)
 	return e
+}
+
+// StartStoppable is Start for a test that stops etcd itself, to see what its clients do:
+// stop closes it, and the test's cleanup closes it only if stop was not called.
+func StartStoppable(t testing.TB) (e *etcdstore.Embedded, stop func()) {
+	t.Helper()
+	e, err := etcdstore.StartEmbedded(Config(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(e.Close) }
+	t.Cleanup(stop)
+	return e, stop
 }
 
 // StartShared starts an embedded etcd for a TestMain, shared by a package's tests (each under

@@ -57,3 +57,23 @@ func TestStartSharedStops(t *testing.T) {
 		t.Error("etcd still answers after stop")
 	}
 }
+
+// TestStartStoppableStopsOnce checks that stop ends etcd and that the cleanup after it does
+// not close it a second time (which would panic or hang).
+func TestStartStoppableStopsOnce(t *testing.T) {
+	e, stop := StartStoppable(t)
+	c, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Put(t.Context(), "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Get(ctx, "k"); err == nil {
+		t.Error("etcd still answers after stop")
+	}
+}
