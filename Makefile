@@ -58,7 +58,7 @@ test-deps:
 # while etcd is stopped and started and replicas are killed; SOAK sets how long.
 SOAK ?= 5m
 soak: build test-deps
-	COREDNS_BINARY=$(CURDIR)/$(BINARY) REGDNS_SOAK=$(SOAK) $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./build/
+	COREDNS_BINARY=$(CURDIR)/$(BINARY) REGDNS_SOAK=$(SOAK) $(GO) test -count=1 -timeout 60m -run '^TestSoak$$' -v ./build/e2e/
 
 # Every native fuzz target for FUZZTIME each (seeds also run in `make test`). FUZZTIME is an
 # execution count (`Nx`) by default: Go 1.26's fuzz coordinator can report a spurious

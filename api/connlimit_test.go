@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/regdns/regdns/etcdstore/certtest"
 )
 
 // limitedServer is an HTTP server on a ConnLimiter over real loopback TCP. /hold blocks until
@@ -37,7 +38,7 @@ func startLimited(t *testing.T, network, addr string, limits ConnLimits, withTLS
 	s := &limitedServer{l: LimitConns(tcp, limits, !withTLS), addr: tcp.Addr().String(), release: make(chan struct{})}
 	var ln net.Listener = s.l
 	if withTLS {
-		cert, pool := selfSigned(t)
+		cert, pool := certtest.SelfSigned(t)
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 		s.tls = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	}

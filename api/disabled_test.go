@@ -22,7 +22,7 @@ func TestDisabledName(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	sent := len(e.smtp.all())
+	sent := len(e.smtp.Messages())
 	for _, call := range [][]string{
 		{"/info", "token", token},
 		{"/ping", "token", token},
@@ -40,7 +40,7 @@ func TestDisabledName(t *testing.T) {
 	}
 	e.unavailable(t, "NameTaken", "/subscribe", "name", "abuser")
 	e.unavailable(t, "NameDisabled", "/subscribe", "name", "abuser", "reclamationToken", rt)
-	if n := len(e.smtp.all()); n != sent {
+	if n := len(e.smtp.Messages()); n != sent {
 		t.Errorf("%d mails sent for a disabled name", n-sent)
 	}
 	d := e.stored(t, "abuser")

@@ -24,11 +24,11 @@ func TestSetEmailAndVerify(t *testing.T) {
 		t.Errorf("setemail body %q, want empty", r.body)
 	}
 
-	m := e.smtp.last(t)
-	if m.from != "registry@mydomain.org" || len(m.to) != 1 || m.to[0] != "owner@example.org" {
-		t.Errorf("envelope from %q to %v", m.from, m.to)
+	m := e.smtp.Last(t)
+	if m.From != "registry@mydomain.org" || len(m.To) != 1 || m.To[0] != "owner@example.org" {
+		t.Errorf("envelope from %q to %v", m.From, m.To)
 	}
-	msg, body := m.parse(t)
+	msg, body := m.Parse(t)
 	for header, want := range map[string]string{
 		"From":         `"Registry" <registry@mydomain.org>`,
 		"To":           "<owner@example.org>",
@@ -48,7 +48,7 @@ func TestSetEmailAndVerify(t *testing.T) {
 	if id := msg.Header.Get("Message-ID"); !strings.HasPrefix(id, "<") || !strings.HasSuffix(id, "@mydomain.org>") {
 		t.Errorf("Message-ID %q", id)
 	}
-	link := m.line(t, e.url+"/verifyemail?s=")
+	link := m.Line(t, e.url+"/verifyemail?s=")
 	if id := strings.TrimPrefix(link, e.url+"/verifyemail?s="); !isUUID(id) {
 		t.Errorf("link %q does not end in a verification id", link)
 	}
@@ -138,7 +138,7 @@ func TestSetEmailRejects(t *testing.T) {
 			e.fails(t, tt.code, "/setemail", tt.params...)
 		})
 	}
-	if n := len(e.smtp.all()); n != 0 {
+	if n := len(e.smtp.Messages()); n != 0 {
 		t.Errorf("%d mails sent for refused requests", n)
 	}
 }
@@ -193,7 +193,7 @@ func TestCustomTemplates(t *testing.T) {
 	})
 	token := e.subscribe(t, "demo")
 	link := e.verifyLink(t, token, "owner@example.org")
-	msg, _ := e.smtp.last(t).parse(t)
+	msg, _ := e.smtp.Last(t).Parse(t)
 	subject, err := new(mime.WordDecoder).DecodeHeader(msg.Header.Get("Subject"))
 	if err != nil || subject != "Bitte bestätigen: demo in mydomain.org" {
 		t.Errorf("subject %q (%v), raw %q", subject, err, msg.Header.Get("Subject"))
@@ -251,11 +251,11 @@ func TestSetEmailInternationalised(t *testing.T) {
 	})
 	token := e.subscribe(t, "demo")
 	link := e.verifyLink(t, token, " JÖHN@Exämple.com ")
-	m := e.smtp.last(t)
-	if !m.utf8 || m.from != "registry@mydomain.org" || strings.Join(m.to, ",") != "jöhn@xn--exmple-cua.com" {
-		t.Errorf("envelope SMTPUTF8=%v from %q to %v", m.utf8, m.from, m.to)
+	m := e.smtp.Last(t)
+	if !m.UTF8 || m.From != "registry@mydomain.org" || strings.Join(m.To, ",") != "jöhn@xn--exmple-cua.com" {
+		t.Errorf("envelope SMTPUTF8=%v from %q to %v", m.UTF8, m.From, m.To)
 	}
-	msg, body := m.parse(t)
+	msg, body := m.Parse(t)
 	if to := msg.Header.Get("To"); to != "<jöhn@exämple.com>" {
 		t.Errorf("To %q", to)
 	}
@@ -281,8 +281,8 @@ func TestSetEmailInternationalised(t *testing.T) {
 	// the reclaim path, whose mail goes the same way.
 	e.fails(t, "UnavailableNameReclamationPossible", "/subscribe", "name", "demo", "email", "JO\u0308HN@xn--exmple-cua.com")
 	e.reclamationToken(t, "demo")
-	if m := e.smtp.last(t); !m.utf8 || strings.Join(m.to, ",") != "jöhn@xn--exmple-cua.com" {
-		t.Errorf("reclamation mail: SMTPUTF8=%v to %v", m.utf8, m.to)
+	if m := e.smtp.Last(t); !m.UTF8 || strings.Join(m.To, ",") != "jöhn@xn--exmple-cua.com" {
+		t.Errorf("reclamation mail: SMTPUTF8=%v to %v", m.UTF8, m.To)
 	}
 }
 
@@ -307,7 +307,7 @@ func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
 	if after := e.stored(t, "demo"); !reflect.DeepEqual(after, before) {
 		t.Errorf("the record changed:\n%+v\nbefore:\n%+v", after, before)
 	}
-	if n := len(e.smtp.all()); n != 1 {
+	if n := len(e.smtp.Messages()); n != 1 {
 		t.Errorf("%d mails reached the server, want only the first address's", n)
 	}
 
@@ -322,7 +322,7 @@ func TestSetEmailInternationalisedWithoutSMTPUTF8(t *testing.T) {
 	if r := e.get(t, "/reclaim", "name", "demo"); r.status != http.StatusNotImplemented {
 		t.Errorf("/reclaim: %d %s", r.status, r.body)
 	}
-	if n := len(e.smtp.all()); n != 1 {
+	if n := len(e.smtp.Messages()); n != 1 {
 		t.Errorf("%d mails reached the server, want only the first address's", n)
 	}
 	golog.SetOutput(os.Stderr)
@@ -345,17 +345,17 @@ func TestSetEmailUnicodeDomain(t *testing.T) {
 			e := newEnvSMTPUTF8(t, smtputf8, nil)
 			token := e.subscribe(t, "demo")
 			e.verify(t, token, "Owner@Bücher.de")
-			m := e.smtp.last(t)
-			if m.utf8 || strings.Join(m.to, ",") != "owner@xn--bcher-kva.de" {
-				t.Errorf("envelope SMTPUTF8=%v to %v", m.utf8, m.to)
+			m := e.smtp.Last(t)
+			if m.UTF8 || strings.Join(m.To, ",") != "owner@xn--bcher-kva.de" {
+				t.Errorf("envelope SMTPUTF8=%v to %v", m.UTF8, m.To)
 			}
-			header, _, _ := strings.Cut(m.data, "\r\n\r\n")
-			if msg, _ := m.parse(t); msg.Header.Get("To") != "<owner@xn--bcher-kva.de>" || nonASCII(header) {
+			header, _, _ := strings.Cut(m.Data, "\r\n\r\n")
+			if msg, _ := m.Parse(t); msg.Header.Get("To") != "<owner@xn--bcher-kva.de>" || nonASCII(header) {
 				t.Errorf("header not in ASCII:\n%s", header)
 			}
 			// The body names the address as stored, in UTF-8, declared as 8-bit.
-			if _, body := m.parse(t); !strings.Contains(body, "owner@bücher.de") || !m.eightBit {
-				t.Errorf("BODY=8BITMIME %v, body:\n%s", m.eightBit, body)
+			if _, body := m.Parse(t); !strings.Contains(body, "owner@bücher.de") || !m.EightBit {
+				t.Errorf("BODY=8BITMIME %v, body:\n%s", m.EightBit, body)
 			}
 			// One form is stored per address: the IDNA form given later is the same address.
 			if info := e.info(t, token); info["email"] != "owner@bücher.de" || info["verified"] != true {

@@ -11,10 +11,10 @@ import (
 
 // The continent of a name is where the gateway registers from, or the address it states.
 func TestGeoIP(t *testing.T) {
-	g, err := geoip.Open(geoiptest.WriteDB(t, "GeoLite2-Country", map[string]string{
-		"81.2.69.0/24": "EU",
-		"1.0.16.0/20":  "AS",
-		"2003::/19":    "EU",
+	g, err := geoip.Open(geoiptest.Write(t, "GeoLite2-Country", map[string]geoiptest.Place{
+		"81.2.69.0/24": {Continent: "EU"},
+		"1.0.16.0/20":  {Continent: "AS"},
+		"2003::/19":    {Continent: "EU"},
 	}))
 	if err != nil {
 		t.Fatal(err)

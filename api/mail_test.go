@@ -12,10 +12,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/regdns/regdns/api/mailtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
 )
 
 func TestSMTPMailer(t *testing.T) {
-	cert, roots := selfSigned(t)
+	cert, roots := certtest.SelfSigned(t)
 	for _, tt := range []struct {
 		name           string
 		server, client string // security of each side
@@ -33,9 +36,9 @@ func TestSMTPMailer(t *testing.T) {
 		{name: "unknown security", server: "none", client: "ssl", wantErr: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sink := &smtpSink{user: tt.user, pass: tt.pass}
+			sink := &mailtest.Server{User: tt.user, Pass: tt.pass}
 			m := SMTPMailer{
-				Addr:      sink.start(t, tt.server, &cert),
+				Addr:      sink.Start(t, tt.server, &cert),
 				Security:  tt.client,
 				Username:  tt.user,
 				Password:  tt.sendPass,
@@ -56,11 +59,11 @@ func TestSMTPMailer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := sink.last(t)
-			if got.tls != tt.wantTLS || got.user != tt.user || got.from != "registry@mydomain.org" || strings.Join(got.to, ",") != "owner@example.org" {
-				t.Errorf("received tls=%v user=%q from %q to %v", got.tls, got.user, got.from, got.to)
+			got := sink.Last(t)
+			if got.TLS != tt.wantTLS || got.User != tt.user || got.From != "registry@mydomain.org" || strings.Join(got.To, ",") != "owner@example.org" {
+				t.Errorf("received tls=%v user=%q from %q to %v", got.TLS, got.User, got.From, got.To)
 			}
-			if _, body := got.parse(t); body != "line one\r\nline two\r\n" {
+			if _, body := got.Parse(t); body != "line one\r\nline two\r\n" {
 				t.Errorf("body %q", body)
 			}
 		})
@@ -94,8 +97,8 @@ func TestSMTPMailerTimeout(t *testing.T) {
 }
 
 func TestMailRefusesHeaderInjection(t *testing.T) {
-	sink := &smtpSink{}
-	m := SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "registry@mydomain.org"}
+	sink := &mailtest.Server{}
+	m := SMTPMailer{Addr: sink.Start(t, "none", nil), Security: "none", From: "registry@mydomain.org"}
 	d := DirMailer{Dir: t.TempDir()}
 	for _, tt := range []struct {
 		name string
@@ -121,7 +124,7 @@ func TestMailRefusesHeaderInjection(t *testing.T) {
 			}
 		})
 	}
-	if n := len(sink.all()); n != 0 {
+	if n := len(sink.Messages()); n != 0 {
 		t.Errorf("%d mails reached the server", n)
 	}
 }
@@ -182,19 +185,19 @@ func TestDirMailerThroughAPI(t *testing.T) {
 // Reaches asks the server about SMTPUTF8 only for mail that needs it, after STARTTLS (a
 // server may list other extensions once the connection is secure).
 func TestSMTPMailerReaches(t *testing.T) {
-	cert, roots := selfSigned(t)
+	cert, roots := certtest.SelfSigned(t)
 	dead, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead.Close()
 	for _, smtputf8 := range []bool{true, false} {
-		sink := &smtpSink{smtputf8: smtputf8}
-		m := SMTPMailer{Addr: sink.start(t, "starttls", &cert), From: "registry@mydomain.org", TLSConfig: &tls.Config{RootCAs: roots}}
+		sink := &mailtest.Server{SMTPUTF8: smtputf8}
+		m := SMTPMailer{Addr: sink.Start(t, "starttls", &cert), From: "registry@mydomain.org", TLSConfig: &tls.Config{RootCAs: roots}}
 		if err := m.Reaches(context.Background(), "jöhn@exämple.com"); (err == nil) != smtputf8 || err != nil && !errors.Is(err, errNoSMTPUTF8) {
 			t.Errorf("SMTPUTF8 offered %v: %v", smtputf8, err)
 		}
-		if len(sink.all()) != 0 {
+		if len(sink.Messages()) != 0 {
 			t.Error("asking sent mail")
 		}
 	}

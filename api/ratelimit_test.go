@@ -60,8 +60,8 @@ func TestClientLimit(t *testing.T) {
 	}
 	limited(t, e.do(t, http.MethodGet, gw, "/setemail", "token", token, "email", "b@example.org"), 1, 100)
 	limited(t, e.do(t, http.MethodGet, gw, "/reclaim", "name", "first"), 1, 100)
-	if d := e.stored(t, "first"); d.Email != "a@example.org" || len(e.smtp.all()) != 1 {
-		t.Errorf("limited setemail changed the record (contact %q) or sent mail (%d sent)", d.Email, len(e.smtp.all()))
+	if d := e.stored(t, "first"); d.Email != "a@example.org" || len(e.smtp.Messages()) != 1 {
+		t.Errorf("limited setemail changed the record (contact %q) or sent mail (%d sent)", d.Email, len(e.smtp.Messages()))
 	}
 
 	// /ping and /dnsconfig are what a gateway calls all the time; they stay open.
@@ -128,11 +128,11 @@ func TestMailFlood(t *testing.T) {
 			t.Errorf("%s: a limited setemail stored contact %q, pending %+v", name, d.Email, d.Pending)
 		}
 	}
-	if n := len(e.smtp.all()); n != 3 {
+	if n := len(e.smtp.Messages()); n != 3 {
 		t.Fatalf("the victim received %d mails, want 3", n)
 	}
 	e.ok(t, "/setemail", "token", e.subscribe(t, "bystander"), "email", "someone@example.org")
-	if n := len(e.smtp.all()); n != 4 {
+	if n := len(e.smtp.Messages()); n != 4 {
 		t.Errorf("mail to another address was limited too: %d mails", n)
 	}
 }
@@ -151,7 +151,7 @@ func TestMailFloodInternationalised(t *testing.T) {
 		}
 	}
 	e.ok(t, "/setemail", "token", e.subscribe(t, "bystander"), "email", "jöhn@example.com")
-	if n := len(e.smtp.all()); n != 3 {
+	if n := len(e.smtp.Messages()); n != 3 {
 		t.Errorf("%d mails sent, want 2 to the flooded mailbox and 1 to another", n)
 	}
 }
@@ -164,8 +164,8 @@ func TestMailLimitPerName(t *testing.T) {
 		e.ok(t, "/setemail", "token", token, "email", fmt.Sprintf("owner%d@example.org", i))
 	}
 	limited(t, e.get(t, "/setemail", "token", token, "email", "owner3@example.org"), 3000, 3600)
-	if d := e.stored(t, "demo"); d.Email != "owner2@example.org" || len(e.smtp.all()) != 3 {
-		t.Errorf("after the limit: contact %q, %d mails", d.Email, len(e.smtp.all()))
+	if d := e.stored(t, "demo"); d.Email != "owner2@example.org" || len(e.smtp.Messages()) != 3 {
+		t.Errorf("after the limit: contact %q, %d mails", d.Email, len(e.smtp.Messages()))
 	}
 }
 
@@ -186,7 +186,7 @@ func TestMailLimitReclaim(t *testing.T) {
 	// gamma has reclamation mail left, but its owner's mailbox has had three.
 	limited(t, e.get(t, "/reclaim", "name", "gamma"), 3000, 3600)
 	limited(t, e.get(t, "/reclaim", "name", "alpha"), 3000, 3600)
-	if n := len(e.smtp.all()); n != 6 {
+	if n := len(e.smtp.Messages()); n != 6 {
 		t.Errorf("%d mails sent, want 3 verifications and 3 reclamations", n)
 	}
 	if len(e.stored(t, "gamma").ReclamationTokens()) != 0 || !slices.Equal(e.stored(t, "alpha").ReclamationTokens(), hashes) {
@@ -205,7 +205,7 @@ func TestMailBudgetsApart(t *testing.T) {
 	e.ok(t, "/reclaim", "name", "demo")
 	limited(t, e.get(t, "/reclaim", "name", "demo"), 3000, 3600)
 	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
-	if n := len(e.smtp.all()); n != 4 {
+	if n := len(e.smtp.Messages()); n != 4 {
 		t.Errorf("%d mails, want 4", n)
 	}
 }
@@ -222,7 +222,7 @@ func TestRateLimitsOff(t *testing.T) {
 	for range 8 {
 		e.ok(t, "/setemail", "token", token, "email", "owner@example.org")
 	}
-	if n := len(e.smtp.all()); n != 8 {
+	if n := len(e.smtp.Messages()); n != 8 {
 		t.Errorf("%d mails sent, want 8", n)
 	}
 }

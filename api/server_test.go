@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/etcdstore/etcdtest"
 )
 
 func TestConnectivityCheck(t *testing.T) {
@@ -110,20 +111,10 @@ func TestCallerAddress(t *testing.T) {
 
 // TestStoreDown stops etcd under a running API: requests must fail soon with a 501.
 func TestStoreDown(t *testing.T) {
-	etcd, err := startEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			etcd.Close()
-		}
-	})
+	etcd, stopEtcd := etcdtest.StartStoppable(t)
 	e := newEnvOn(t, openStore(t, etcd), nil)
 	token := e.subscribe(t, "demo")
-	etcd.Close()
-	stopped = true
+	stopEtcd()
 
 	for _, tt := range []struct {
 		path   string
@@ -226,7 +217,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	fetch(t, http.MethodGet, nil, link)
 	fetch(t, http.MethodGet, nil, link)
 	rt := e.reclamationToken(t, "demo")
-	_, mailBody := e.smtp.last(t).parse(t)
+	_, mailBody := e.smtp.Last(t).Parse(t)
 	r := e.ok(t, "/subscribe", "name", "demo", "reclamationToken", rt)
 	var out struct{ Token string }
 	json.Unmarshal([]byte(r.body), &out)

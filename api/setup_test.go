@@ -2,34 +2,22 @@ package api
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	golog "log"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/mail"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	clog "github.com/coredns/coredns/plugin/pkg/log"
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
+	"github.com/regdns/regdns/api/mailtest"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/etcdstore/etcdtest"
 )
 
 const zone = "mydomain.org"
@@ -40,30 +28,16 @@ var testEtcd *etcdstore.Embedded
 func TestMain(m *testing.M) {
 	// The access log is written at debug level; turning it on lets the tests see it.
 	clog.D.Set()
-	dir, err := os.MkdirTemp("", "api-test-etcd")
+	var stop func()
+	var err error
+	testEtcd, stop, err = etcdtest.StartShared()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testEtcd, err = startEtcd(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
-	testEtcd.Close()
-	os.RemoveAll(dir)
+	stop()
 	os.Exit(code)
-}
-
-func startEtcd(dir string) (*etcdstore.Embedded, error) {
-	return etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{
-		Dir:       dir,
-		ClientURL: "http://127.0.0.1:0",
-		PeerURL:   "http://127.0.0.1:0",
-		Fast:      true,
-	})
 }
 
 var prefixes atomic.Int64
@@ -98,7 +72,7 @@ type env struct {
 	store *etcdstore.Store
 	api   *Server
 	url   string
-	smtp  *smtpSink
+	smtp  *mailtest.Server
 }
 
 // newEnv starts an API on the shared etcd; configure may change the config before New.
@@ -109,12 +83,12 @@ func newEnv(t testing.TB, configure func(*Config)) *env {
 
 func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *env {
 	t.Helper()
-	sink := &smtpSink{}
+	sink := &mailtest.Server{}
 	ts := httptest.NewUnstartedServer(nil)
 	base := "http://" + ts.Listener.Addr().String()
 	cfg := Config{
 		Zone:      zone,
-		Mailer:    SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
+		Mailer:    SMTPMailer{Addr: sink.Start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"},
 		VerifyURL: base + "/verifyemail",
 		// Tests send bursts from one address, many mails to one recipient and many changes
 		// of one name; the rate limit tests set their own limits.
@@ -138,9 +112,9 @@ func newEnvOn(t testing.TB, store *etcdstore.Store, configure func(*Config)) *en
 // newEnvSMTPUTF8 is newEnv with an SMTP server that offers SMTPUTF8 or not.
 func newEnvSMTPUTF8(t testing.TB, smtputf8 bool, configure func(*Config)) *env {
 	t.Helper()
-	sink := &smtpSink{smtputf8: smtputf8}
+	sink := &mailtest.Server{SMTPUTF8: smtputf8}
 	e := newEnv(t, func(c *Config) {
-		c.Mailer = SMTPMailer{Addr: sink.start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"}
+		c.Mailer = SMTPMailer{Addr: sink.Start(t, "none", nil), Security: "none", From: "Registry <registry@mydomain.org>"}
 		if configure != nil {
 			configure(c)
 		}
@@ -283,7 +257,7 @@ func (e *env) info(t *testing.T, token string) map[string]any {
 func (e *env) verifyLink(t *testing.T, token, addr string) string {
 	t.Helper()
 	e.ok(t, "/setemail", "token", token, "email", addr)
-	return e.smtp.last(t).line(t, e.url+"/verifyemail?s=")
+	return e.smtp.Last(t).Line(t, e.url+"/verifyemail?s=")
 }
 
 // verify makes addr the verified email of token's name.
@@ -298,162 +272,13 @@ func (e *env) verify(t *testing.T, token, addr string) {
 func (e *env) reclamationToken(t *testing.T, name string) string {
 	t.Helper()
 	e.ok(t, "/reclaim", "name", name)
-	return e.smtp.last(t).tokenLine(t)
+	return tokenLine(t, e.smtp.Last(t))
 }
 
-// smtpSink is an SMTP server that keeps what it receives.
-type smtpSink struct {
-	// user and pass, when set, are required through AUTH PLAIN.
-	user, pass string
-	// smtputf8 has the server offer SMTPUTF8 (RFC 6531).
-	smtputf8 bool
-
-	mu   sync.Mutex
-	msgs []received
-}
-
-type received struct {
-	from string
-	to   []string
-	data string
-	user string
-	tls  bool
-	utf8 bool // MAIL FROM had the SMTPUTF8 parameter
-	// eightBit is MAIL FROM's BODY=8BITMIME.
-	eightBit bool
-}
-
-// start serves the sink on a loopback port: "none" plain, "starttls" offering STARTTLS, "tls" implicit TLS.
-func (s *smtpSink) start(t testing.TB, security string, cert *tls.Certificate) string {
+// tokenLine returns the body line of m that is a UUID, the reclamation token.
+func tokenLine(t *testing.T, m mailtest.Message) string {
 	t.Helper()
-	srv := smtp.NewServer(s)
-	srv.Domain = "localhost"
-	srv.EnableSMTPUTF8 = s.smtputf8
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	srv.ErrorLog = golog.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch security {
-	case "starttls":
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
-	case "tls":
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{*cert}})
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		// Close the listener too: Server.Close misses it if Serve has not registered it yet.
-		srv.Close()
-		l.Close()
-		<-done
-	})
-	return l.Addr().String()
-}
-
-func (s *smtpSink) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	return &smtpSession{sink: s, conn: c}, nil
-}
-
-func (s *smtpSink) all() []received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]received(nil), s.msgs...)
-}
-
-// last is the newest message; a send returns only after the server accepted it.
-func (s *smtpSink) last(t *testing.T) received {
-	t.Helper()
-	msgs := s.all()
-	if len(msgs) == 0 {
-		t.Fatal("no mail received")
-	}
-	return msgs[len(msgs)-1]
-}
-
-type smtpSession struct {
-	sink *smtpSink
-	conn *smtp.Conn
-	user string
-	msg  received
-}
-
-func (s *smtpSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *smtpSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != s.sink.user || pass != s.sink.pass {
-			return errors.New("invalid credentials")
-		}
-		s.user = user
-		return nil
-	}), nil
-}
-
-func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
-	if s.sink.user != "" && s.user == "" {
-		return smtp.ErrAuthRequired
-	}
-	s.msg = received{from: from, utf8: opts.UTF8, eightBit: opts.Body == smtp.Body8BitMIME}
-	return nil
-}
-
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.msg.to = append(s.msg.to, to)
-	return nil
-}
-
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	_, s.msg.tls = s.conn.TLSConnectionState()
-	s.msg.data, s.msg.user = string(b), s.user
-	s.sink.mu.Lock()
-	s.sink.msgs = append(s.sink.msgs, s.msg)
-	s.sink.mu.Unlock()
-	return nil
-}
-
-func (s *smtpSession) Reset()        { s.msg = received{} }
-func (s *smtpSession) Logout() error { return nil }
-
-// parse reads the message text as RFC 5322.
-func (m received) parse(t *testing.T) (*mail.Message, string) {
-	t.Helper()
-	msg, err := mail.ReadMessage(strings.NewReader(m.data))
-	if err != nil {
-		t.Fatalf("received mail does not parse: %v\n%s", err, m.data)
-	}
-	body, err := io.ReadAll(msg.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return msg, string(body)
-}
-
-// line returns the body line that starts with prefix.
-func (m received) line(t *testing.T, prefix string) string {
-	t.Helper()
-	_, body := m.parse(t)
-	for l := range strings.SplitSeq(body, "\r\n") {
-		if strings.HasPrefix(l, prefix) {
-			return l
-		}
-	}
-	t.Fatalf("no line starting with %q in mail:\n%s", prefix, body)
-	return ""
-}
-
-// tokenLine returns the body line that is a UUID, the reclamation token.
-func (m received) tokenLine(t *testing.T) string {
-	t.Helper()
-	_, body := m.parse(t)
+	_, body := m.Parse(t)
 	for l := range strings.SplitSeq(body, "\r\n") {
 		if isUUID(l) {
 			return l
@@ -478,38 +303,6 @@ func isUUID(s string) bool {
 		}
 	}
 	return true
-}
-
-// selfSigned makes a certificate for 127.0.0.1 and a pool that trusts it.
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test smtp"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 // stored returns the record of name straight from the store.

@@ -165,10 +165,10 @@ func TestReclaim(t *testing.T) {
 	e.subscribe(t, "nomail")
 
 	rt := e.reclamationToken(t, "Demo ")
-	m := e.smtp.last(t)
-	msg, body := m.parse(t)
-	if got := msg.Header.Get("To"); got != "<owner@example.org>" || len(m.to) != 1 || m.to[0] != "owner@example.org" {
-		t.Errorf("reclaim mail to %q (envelope %v)", got, m.to)
+	m := e.smtp.Last(t)
+	msg, body := m.Parse(t)
+	if got := msg.Header.Get("To"); got != "<owner@example.org>" || len(m.To) != 1 || m.To[0] != "owner@example.org" {
+		t.Errorf("reclaim mail to %q (envelope %v)", got, m.To)
 	}
 	if s := msg.Header.Get("Subject"); !strings.Contains(s, "demo.mydomain.org") {
 		t.Errorf("reclaim subject %q does not name the domain", s)
@@ -226,11 +226,11 @@ func TestReclaim(t *testing.T) {
 		{"no email", []string{"name", "nomail"}, "NoEmail", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			sent := len(e.smtp.all())
+			sent := len(e.smtp.Messages())
 			if r := e.fails(t, tt.code, "/reclaim", tt.params...); r.reason() != tt.reason {
 				t.Errorf("reason %q, want %q", r.reason(), tt.reason)
 			}
-			if len(e.smtp.all()) != sent {
+			if len(e.smtp.Messages()) != sent {
 				t.Error("a refused reclaim sent mail")
 			}
 		})
@@ -248,7 +248,7 @@ func TestReclaimUnverifiedContact(t *testing.T) {
 	}
 	e.fails(t, "UnavailableNameReclamationPossible", "/subscribe", "name", "demo", "email", "owner@example.org")
 	rt := e.reclamationToken(t, "demo")
-	if to := e.smtp.last(t).to; len(to) != 1 || to[0] != "owner@example.org" {
+	if to := e.smtp.Last(t).To; len(to) != 1 || to[0] != "owner@example.org" {
 		t.Errorf("reclamation mail to %v", to)
 	}
 	token = e.subscribe(t, "demo", "reclamationToken", rt)
@@ -264,7 +264,7 @@ func TestAnonymousReclaimFlood(t *testing.T) {
 	token := e.subscribe(t, "demo")
 	e.verify(t, token, "owner@example.org")
 	first := e.reclamationToken(t, "demo")
-	mails := len(e.smtp.all())
+	mails := len(e.smtp.Messages())
 	for i := range 10 {
 		r := e.get(t, "/reclaim", "name", "demo")
 		if i < etcdstore.MaxReclamationTokens-1 {
@@ -275,7 +275,7 @@ func TestAnonymousReclaimFlood(t *testing.T) {
 		}
 		limited(t, r, 23*3600, 24*3600)
 	}
-	if n := len(e.smtp.all()) - mails; n != etcdstore.MaxReclamationTokens-1 {
+	if n := len(e.smtp.Messages()) - mails; n != etcdstore.MaxReclamationTokens-1 {
 		t.Errorf("%d more reclamation mails, want %d", n, etcdstore.MaxReclamationTokens-1)
 	}
 	e.ok(t, "/setemail", "token", token, "email", "owner@example.org")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/etcdstore/etcdtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
@@ -46,7 +47,7 @@ func TestWriteLimit(t *testing.T) {
 	if d := e.stored(t, "demo"); d.Challenges[0].Value != "first" || d.IPv4 != before.IPv4 || d.Email != before.Email || d.EmailVerified() != before.EmailVerified() || pendingVerification(d) != pendingVerification(before) || !d.LastPing.Equal(before.LastPing) {
 		t.Errorf("refused changes were stored: %+v", d)
 	}
-	if n := len(e.smtp.all()); n != 1 {
+	if n := len(e.smtp.Messages()); n != 1 {
 		t.Errorf("%d mails sent, want only the first setemail's", n)
 	}
 	// A ping from the recorded address writes nothing, so the limit does not concern it.
@@ -223,16 +224,7 @@ func TestRepeatLog(t *testing.T) {
 
 // TestStoreDownLogsOnce fails many requests the same way at once: the log gets one line.
 func TestStoreDownLogsOnce(t *testing.T) {
-	etcd, err := startEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			etcd.Close()
-		}
-	})
+	etcd, stopEtcd := etcdtest.StartStoppable(t)
 	e := newEnvOn(t, openStore(t, etcd), nil)
 	const n = 20
 	tokens := make([]string, n)
@@ -242,8 +234,7 @@ func TestStoreDownLogsOnce(t *testing.T) {
 	var logs bytes.Buffer
 	golog.SetOutput(&logs)
 	defer golog.SetOutput(os.Stderr)
-	etcd.Close()
-	stopped = true
+	stopEtcd()
 
 	var wg sync.WaitGroup
 	for _, token := range tokens {
@@ -400,11 +391,7 @@ func TestWriteFlood(t *testing.T) {
 		flood   = 3 * time.Second
 		dbBound = 2 << 20 // bytes the database may grow by
 	)
-	etcd, err := startEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
+	etcd := etcdtest.Start(t)
 	prefix := fmt.Sprintf("/api-test/%d/", prefixes.Add(1))
 	e := newEnvOn(t, openStoreAt(t, etcd, prefix), func(c *Config) {
 		c.WriteLimit = RateLimit{}

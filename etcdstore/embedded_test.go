@@ -157,7 +157,7 @@ func procAddr(t *testing.T, s string) string {
 func TestEmbeddedOpensFormerDataDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	former, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	former, err := StartEmbedded(loopbackConfig(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,7 @@ func TestLocalScanMatchesClient(t *testing.T) {
 // process running the embedded etcd does).
 func BenchmarkViewLoad(b *testing.B) {
 	const n = 100_000
-	e, err := StartEmbedded(EmbeddedConfig{Dir: b.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	e, err := StartEmbedded(loopbackConfig(b.TempDir()))
 	if err != nil {
 		b.Fatal(err)
 	}

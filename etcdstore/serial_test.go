@@ -119,7 +119,7 @@ func TestSerialAcrossCompactionReload(t *testing.T) {
 func TestSerialAfterSnapshotRestore(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	e, err := StartEmbedded(EmbeddedConfig{Dir: filepath.Join(dir, "etcd"), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	e, err := StartEmbedded(loopbackConfig(filepath.Join(dir, "etcd")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,15 +14,17 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// startEtcd starts an embedded etcd on free loopback ports that lives as long as the test.
+// loopbackConfig is an embedded etcd in dir on free loopback ports, without fsync. It is
+// etcdtest.Config, which these tests cannot import: etcdtest imports this package.
+func loopbackConfig(dir string) EmbeddedConfig {
+	return EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true}
+}
+
+// startEtcd starts an embedded etcd on free loopback ports that lives as long as the test
+// (etcdtest.Start for this package's own tests).
 func startEtcd(t *testing.T) *Embedded {
 	t.Helper()
-	e, err := StartEmbedded(EmbeddedConfig{
-		Dir:       t.TempDir(),
-		ClientURL: "http://127.0.0.1:0",
-		PeerURL:   "http://127.0.0.1:0",
-		Fast:      true,
-	})
+	e, err := StartEmbedded(loopbackConfig(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +194,7 @@ func TestStoresKeepToTheirPrefix(t *testing.T) {
 // default is 10,000), so that the entries it keeps in memory and replays at start stay few.
 func TestEmbeddedSnapshotsItsRaftLog(t *testing.T) {
 	dir := t.TempDir()
-	e, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	e, err := StartEmbedded(loopbackConfig(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func TestEtcdDownAndBack(t *testing.T) {
 			restarted.Close()
 		}
 	})
-	e, err := StartEmbedded(EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	e, err := StartEmbedded(loopbackConfig(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

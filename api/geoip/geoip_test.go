@@ -9,10 +9,10 @@ import (
 )
 
 func TestContinent(t *testing.T) {
-	g, err := Open(geoiptest.WriteDB(t, "GeoLite2-Country", map[string]string{
-		"81.2.69.0/24": "EU",
-		"1.0.16.0/20":  "AS",
-		"2003::/19":    "EU",
+	g, err := Open(geoiptest.Write(t, "GeoLite2-Country", map[string]geoiptest.Place{
+		"81.2.69.0/24": {Continent: "EU"},
+		"1.0.16.0/20":  {Continent: "AS"},
+		"2003::/19":    {Continent: "EU"},
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +36,7 @@ func TestOpenRejects(t *testing.T) {
 	if _, err := Open(filepath.Join(t.TempDir(), "missing.mmdb")); err == nil {
 		t.Error("opened a missing file")
 	}
-	if _, err := Open(geoiptest.WriteDB(t, "GeoLite2-ASN", nil)); err == nil {
+	if _, err := Open(geoiptest.Write(t, "GeoLite2-ASN", nil)); err == nil {
 		t.Error("opened an ASN database")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/etcdstore/etcdtest"
 )
 
 func TestZoneFileServesTheSameRecordsAsTheRegistry(t *testing.T) {
@@ -332,11 +333,7 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 // The bulk writer is checked against the registry's own code: etcdstore's consistency check
 // and its View, on a real embedded etcd.
 func TestPopulatedNamesAreWhatTheRegistryReads(t *testing.T) {
-	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: t.TempDir(), ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
+	e := etcdtest.Start(t)
 	cli, err := etcdClient(e.Endpoints()[0])
 	if err != nil {
 		t.Fatal(err)

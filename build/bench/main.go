@@ -64,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	quick := fs.Bool("quick", false, "smoke run: 10000 names, short runs (flags given explicitly still apply)")
 	fs.StringVar(&o.out, "out", "", "keep zone, query, Corefile, log and dnsperf files in this directory (default: a temporary one, deleted)")
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")
-	fs.BoolVar(&o.save, "save", false, "also write the report to build/bench/results-<date>.txt")
+	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -173,8 +173,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "\nFAILED: %v\n", err)
 	}
 	if o.save {
-		path := filepath.Join("build", "bench", "results-"+r.start.UTC().Format("2006-01-02T150405Z")+".txt")
-		if werr := os.WriteFile(path, report.Bytes(), 0o644); werr != nil {
+		path := filepath.Join(resultsDir, "results-"+r.start.UTC().Format("2006-01-02T150405Z")+".txt")
+		if werr := saveReport(path, report.Bytes()); werr != nil {
 			fmt.Fprintf(stderr, "bench: saving the report: %v\n", werr)
 			return 1
 		}
@@ -184,6 +184,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// resultsDir holds the reports written by -save. It is git-ignored: results are not source;
+// the figures worth keeping are quoted in the project README.
+const resultsDir = "build/bench/results"
+
+// saveReport writes a report to path, creating its directory.
+func saveReport(path string, report []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, report, 0o644)
 }
 
 // copyFile copies an executable and returns the start of its SHA-256.

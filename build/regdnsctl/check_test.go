@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 func TestCheck(t *testing.T) {
@@ -37,7 +38,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	nobody := filepath.Join(t.TempDir(), "Corefile")
-	if err := os.WriteFile(nobody, []byte("example.org {\n    registry {\n        etcd http://"+freeAddrs(t, 1)[0]+"\n        etcd_timeout 300ms\n    }\n}\n"), 0o600); err != nil {
+	if err := os.WriteFile(nobody, []byte("example.org {\n    registry {\n        etcd http://"+dnstest.FreeAddrs(t, 1)[0]+"\n        etcd_timeout 300ms\n    }\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 

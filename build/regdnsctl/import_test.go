@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 	"github.com/regdns/regdns/plugin/registry"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -127,21 +127,6 @@ func embeddedOf(cfg registry.Config, fast bool) etcdstore.EmbeddedConfig {
 	ec := cfg.Embedded
 	ec.Dir, ec.Fast = etcdstore.EmbeddedDir(cfg.DataDir), fast
 	return ec
-}
-
-// freeAddrs are n different loopback addresses with ports nothing listens on.
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().String())
-	}
-	return out
 }
 
 // regdnsctl runs the tool with args and returns its exit status and output.
@@ -322,7 +307,7 @@ func orEmpty(s string) string {
 // source's password.
 func TestImportSourceErrors(t *testing.T) {
 	conf := testCorefile(t, "")
-	closed := freeAddrs(t, 1)[0]
+	closed := dnstest.FreeAddrs(t, 1)[0]
 	for _, tt := range []struct{ source, stderr string }{
 		{"postgres://bob:secretpw@" + closed + "/db", "failed to connect"},
 		{"mysql://bob:secretpw@" + closed + "/db", "connection refused"},

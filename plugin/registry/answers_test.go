@@ -58,8 +58,8 @@ func answersRegistry(t *testing.T, records ...*etcdstore.Record) *Registry {
 	t.Helper()
 	r := registryFor(t, answersCorefile)
 	r.view.Store(etcdstore.StaticView(answersSerial, records...))
-	geo, err := geoip.Open(geoiptest.WriteDB(t, "GeoLite2-Country", map[string]string{
-		"198.51.100.0/24": "EU", "2001:db8:e0::/48": "EU", "203.0.113.0/24": "NA",
+	geo, err := geoip.Open(geoiptest.Write(t, "GeoLite2-Country", map[string]geoiptest.Place{
+		"198.51.100.0/24": {Continent: "EU"}, "2001:db8:e0::/48": {Continent: "EU"}, "203.0.113.0/24": {Continent: "NA"},
 	}))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // Reloading the Corefile keeps the zone and never refuses an API request or a DNS query.
@@ -100,7 +100,7 @@ func TestBadReloadKeepsOldConfig(t *testing.T) {
 // recover when etcd returns, without a restart.
 func TestEtcdDownAndBack(t *testing.T) {
 	dir := t.TempDir()
-	ports := freePorts(t, 2)
+	ports := dnstest.FreeAddrs(t, 2)
 	ecfg := etcdstore.EmbeddedConfig{Dir: dir, ClientURL: "http://" + ports[0], PeerURL: "http://" + ports[1], Fast: true}
 	e, err := etcdstore.StartEmbedded(ecfg)
 	if err != nil {
@@ -152,18 +152,4 @@ func TestEtcdDownAndBack(t *testing.T) {
 	if r := s.query("udp", "after.example.org.", dns.TypeA); len(r.Answer) != 1 {
 		t.Errorf("name written after recovery not answered: %v", r)
 	}
-}
-
-func freePorts(t *testing.T, n int) []string {
-	t.Helper()
-	var out []string
-	for range n {
-		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, l.Addr().String())
-		defer l.Close()
-	}
-	return out
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/etcdstore/etcdtest"
 )
 
 // The tests run the plugin inside a real CoreDNS server (caddy instance) on loopback, with a
@@ -36,17 +37,14 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	dnsserver.Directives = append(dnsserver.Directives, name)
-	dir, err := os.MkdirTemp("", "registry-etcd")
-	if err != nil {
-		panic(err)
-	}
-	testEtcd, err = etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: dir, ClientURL: "http://127.0.0.1:0", PeerURL: "http://127.0.0.1:0", Fast: true})
+	var stop func()
+	var err error
+	testEtcd, stop, err = etcdtest.StartShared()
 	if err != nil {
 		panic(err)
 	}
 	code := m.Run()
-	testEtcd.Close()
-	os.RemoveAll(dir)
+	stop()
 	os.Exit(code)
 }
 

@@ -3,17 +3,16 @@ package origdbtest
 import (
 	"database/sql"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	_ "github.com/go-sql-driver/mysql" // the "mysql" driver
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // Server is a database server started for one test.
@@ -37,7 +36,7 @@ func StartPostgres(t *testing.T) *Server {
 	dir := ownedTempDir(t, "postgres")
 	data := filepath.Join(dir, "data")
 	mustRun(t, asPostgres(filepath.Join(bin, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"))
-	port := freePort(t)
+	port := dnstest.FreePort(t)
 	start(t, asPostgres(filepath.Join(bin, "postgres"), "-D", data, "-k", dir, "-p", port,
 		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "shared_buffers=16MB"))
 	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%s/postgres?sslmode=disable", port)
@@ -57,7 +56,7 @@ func StartMariaDB(t *testing.T) *Server {
 	data := filepath.Join(dir, "data")
 	mustRun(t, exec.Command("mariadb-install-db", "--no-defaults", "--user=root", "--datadir="+data,
 		"--auth-root-authentication-method=normal", "--skip-test-db"))
-	port := freePort(t)
+	port := dnstest.FreePort(t)
 	start(t, exec.Command("/usr/sbin/mariadbd", "--no-defaults", "--user=root", "--datadir="+data,
 		"--socket="+filepath.Join(dir, "mysqld.sock"), "--port="+port, "--bind-address=127.0.0.1",
 		"--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-bin", "--pid-file="+filepath.Join(dir, "pid")))
@@ -144,14 +143,4 @@ func connect(t *testing.T, driver, url, dsn string) *Server {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // A real recursive resolver in the path: Debian's unbound, with a stub zone pointing at
@@ -49,7 +50,7 @@ func startUnbound(t *testing.T, zone, upstream, anchor string) *resolver {
 		t.Fatal("unbound is required (make test installs Debian's unbound package)")
 	}
 	dir := t.TempDir()
-	addr := freeUDPAddr(t)
+	addr := dnstest.FreeUDPAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	uhost, uport, _ := net.SplitHostPort(upstream)
 	conf := fmt.Sprintf(`server:
@@ -109,15 +110,6 @@ stub-zone:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freeUDPAddr(t *testing.T) string {
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
 }
 
 // ask queries the resolver with DNSSEC OK and returns the answer.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -15,19 +15,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // ctlBinary returns the regdnsctl binary under test: $REGDNSCTL_BINARY (set by `make test`),
-// or one built from ./regdnsctl into a temporary directory.
+// or one built from build/regdnsctl.
 func ctlBinary(t *testing.T) string {
-	if b := os.Getenv("REGDNSCTL_BINARY"); b != "" {
-		return b
-	}
-	out := filepath.Join(t.TempDir(), "regdnsctl")
-	if b, err := exec.Command("go", "build", "-o", out, "./regdnsctl").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./regdnsctl: %v\n%s", err, b)
-	}
-	return out
+	return binaryUnderTest(t, "REGDNSCTL_BINARY", "regdnsctl", "../regdnsctl")
 }
 
 // regdnsctl runs the tool with the Corefile conf and args, and returns its exit status and output.
@@ -63,7 +57,7 @@ func importOriginal(t *testing.T, conf string, domains []origdbtest.Domain, emai
 // token works for /ping, /dnsconfig (its TXT visible through DNS) and /info, and DNS answers
 // as the original did: the tunnel address in mode 0, the last address in mode 1.
 func TestImportedGateways(t *testing.T) {
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The packaging of build/package: the systemd unit and the container recipe.
 
 const (
-	systemdUnit   = "package/systemd/regdns.service"
-	containerfile = "package/container/Containerfile"
+	systemdUnit   = "../package/systemd/regdns.service"
+	containerfile = "../package/container/Containerfile"
 )
 
 // unitRoot is a root directory for systemd-analyze holding the system's unit files (for the
@@ -134,7 +136,7 @@ func TestContainerfile(t *testing.T) {
 			t.Errorf("the Containerfile lacks %q", strings.TrimSpace(want))
 		}
 	}
-	if corefile := mustRead(t, "package/container/Corefile"); !strings.Contains(corefile, "data /var/lib/regdns\n") {
+	if corefile := mustRead(t, "../package/container/Corefile"); !strings.Contains(corefile, "data /var/lib/regdns\n") {
 		t.Error("the container's Corefile does not keep its data in the volume")
 	}
 }
@@ -143,12 +145,12 @@ func TestContainerfile(t *testing.T) {
 // and an empty state directory.
 func containerContext(t *testing.T) string {
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "coredns"), ".")
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "coredns"), "..")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("static build: %v\n%s", err, out)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Corefile"), []byte(mustRead(t, "package/container/Corefile")), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Corefile"), []byte(mustRead(t, "../package/container/Corefile")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "state"), 0o755); err != nil {
@@ -176,7 +178,7 @@ func TestContainerImage(t *testing.T) {
 	}
 	t.Cleanup(func() { podman("volume", "rm", "-f", id).Run() })
 
-	addrs := freeAddrs(t, 2)
+	addrs := dnstest.FreeAddrs(t, 2)
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	_, apiPort, _ := net.SplitHostPort(addrs[1])
 	out, err := podman("run", "-d", "--name", id, "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE",
@@ -243,7 +245,7 @@ func TestContainerImage(t *testing.T) {
 // member script parses, and the replicas' Corefile names exactly its three members' client
 // URLs. (The setup itself runs in TestReplicas, on loopback without TLS.)
 func TestClusterExample(t *testing.T) {
-	script := "package/cluster/etcd-member.sh"
+	script := "../package/cluster/etcd-member.sh"
 	if out, err := exec.Command("sh", "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("sh -n %s: %v\n%s", script, err, out)
 	}
@@ -252,7 +254,7 @@ func TestClusterExample(t *testing.T) {
 	for _, m := range members {
 		want = append(want, "https://"+m[2]+":2379")
 	}
-	line := regexp.MustCompile(`(?m)^\s*etcd (.*)$`).FindStringSubmatch(mustRead(t, "package/cluster/Corefile"))
+	line := regexp.MustCompile(`(?m)^\s*etcd (.*)$`).FindStringSubmatch(mustRead(t, "../package/cluster/Corefile"))
 	if len(want) != 3 || line == nil || !slices.Equal(strings.Fields(line[1]), want) {
 		t.Errorf("the replicas' etcd line %q, want the members %q", line, want)
 	}

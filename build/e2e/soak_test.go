@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -253,7 +254,7 @@ func TestSoak(t *testing.T) {
 		duration = d
 	}
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 6)
+	addrs := dnstest.FreeAddrs(t, 6)
 	etcd := &soakEtcd{cfg: etcdstore.EmbeddedConfig{Dir: filepath.Join(dir, "etcd"),
 		ClientURL: "http://" + addrs[0], PeerURL: "http://" + addrs[1], Fast: true}}
 	etcd.start(t)
@@ -412,9 +413,9 @@ func TestSoak(t *testing.T) {
 				var soa, a *dns.Msg
 				var soaErr, aErr error
 				live := r.live(func() {
-					soa, soaErr = askUDP(r.dnsAddr, "example.org.", dns.TypeSOA)
+					soa, soaErr = dnstest.Exchange("udp", r.dnsAddr, "example.org.", dns.TypeSOA)
 					if n != nil {
-						a, aErr = askUDP(r.dnsAddr, n.name+".example.org.", dns.TypeA)
+						a, aErr = dnstest.Exchange("udp", r.dnsAddr, n.name+".example.org.", dns.TypeA)
 					}
 				})
 				sent, answered := 1, 0
@@ -485,7 +486,7 @@ func TestSoak(t *testing.T) {
 		}
 		api = time.Since(back)
 		for {
-			m, err := askUDP(other.dnsAddr, n.name+".example.org.", dns.TypeA)
+			m, err := dnstest.Exchange("udp", other.dnsAddr, n.name+".example.org.", dns.TypeA)
 			if err == nil && slices.Equal(rdata(m, dns.TypeA), []string{faultTunnel}) {
 				return api, time.Since(back), nil
 			}
@@ -678,8 +679,8 @@ func verifySoakName(n *soakName, replicas []*soakReplica) (lost []string, checks
 		if err != nil {
 			return []string{fmt.Sprintf("%s on replica %d: /info: %v", n.name, i, err)}, checks, 0
 		}
-		a, aerr := askUDP(r.dnsAddr, fqdn, dns.TypeA)
-		txt, terr := askUDP(r.dnsAddr, "_acme-challenge."+fqdn, dns.TypeTXT)
+		a, aerr := dnstest.Exchange("udp", r.dnsAddr, fqdn, dns.TypeA)
+		txt, terr := dnstest.Exchange("udp", r.dnsAddr, "_acme-challenge."+fqdn, dns.TypeTXT)
 		if aerr != nil || terr != nil {
 			return []string{fmt.Sprintf("%s on replica %d: DNS: %v %v", n.name, i, aerr, terr)}, checks, 0
 		}

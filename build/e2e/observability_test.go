@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -16,14 +16,16 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The alert rules and the dashboard of build/package, checked against promtool and against
 // the metrics ./coredns exports.
 
 const (
-	alertRules = "package/prometheus/alerts.yml"
-	dashboard  = "package/grafana/regdns.json"
+	alertRules = "../package/prometheus/alerts.yml"
+	dashboard  = "../package/grafana/regdns.json"
 )
 
 func TestAlertRules(t *testing.T) {
@@ -32,7 +34,7 @@ func TestAlertRules(t *testing.T) {
 	}
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
 		cmd := exec.Command("promtool", args...)
-		cmd.Dir = "package/prometheus"
+		cmd.Dir = "../package/prometheus"
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
@@ -173,7 +175,7 @@ func TestDashboardAndAlertMetricsExist(t *testing.T) {
 	if len(used) < 25 {
 		t.Fatalf("found only %d metric names in the rules and the dashboard: %v", len(used), used)
 	}
-	metricsAddr := freeAddrs(t, 1)[0]
+	metricsAddr := dnstest.FreeAddrs(t, 1)[0]
 	p := startServer(t, "    prometheus "+metricsAddr, "        ns ns1.example.org 127.0.0.1\n        tunnel 192.0.2.80")
 	p.query("udp", "example.org.", dns.TypeSOA)
 	p.call("/subscribe", url.Values{"name": {"metrics"}}, nil)

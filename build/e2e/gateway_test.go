@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/api/mailtest"
 )
 
 // The gateway in the field (see original-server.md) calls the API in fixed sequences and
@@ -72,8 +73,8 @@ func (g gateway) certificateStep(token, value string) {
 func pasted(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
 func TestGatewayFirstSetupRetry(t *testing.T) {
-	mb := startMailbox(t)
-	p := startProduct(t, mb.addr)
+	mb := &mailtest.Server{SMTPUTF8: true}
+	p := startProduct(t, mb.Start(t, "none", nil))
 	g := gateway{p, "81.2.69.10"}
 	const owner = "Owner@Example.net"
 	form := url.Values{"name": {"home"}, "email": {owner}}
@@ -82,8 +83,8 @@ func TestGatewayFirstSetupRetry(t *testing.T) {
 	if token == "" {
 		t.Fatalf("first submit: %s", says)
 	}
-	if m := mb.next(t); m.to != "owner@example.net" || linkRE.FindString(m.data) == "" {
-		t.Fatalf("verification mail to %q:\n%s", m.to, m.data)
+	if m := mb.Next(t); strings.Join(m.To, ",") != "owner@example.net" || linkRE.FindString(m.Data) == "" {
+		t.Fatalf("verification mail to %q:\n%s", m.To, m.Data)
 	}
 	g.certificateStep(token, "first-try")
 
@@ -92,17 +93,17 @@ func TestGatewayFirstSetupRetry(t *testing.T) {
 		t.Fatalf("second submit shows %q", says)
 	}
 	g.call("/reclaim", url.Values{"name": {"home"}})
-	m := mb.next(t)
-	rt := tokenRE.FindStringSubmatch(m.data)
-	if m.to != "owner@example.net" || rt == nil {
-		t.Fatalf("reclamation mail to %q:\n%s", m.to, m.data)
+	m := mb.Next(t)
+	rt := tokenRE.FindStringSubmatch(m.Data)
+	if strings.Join(m.To, ",") != "owner@example.net" || rt == nil {
+		t.Fatalf("reclamation mail to %q:\n%s", m.To, m.Data)
 	}
 	reclaim := url.Values{"name": {"home"}, "reclamationToken": {pasted(" " + strings.ToUpper(rt[1]) + "\n")}}
 	second, says := g.subscribe(reclaim, owner)
 	if second == "" || second == token {
 		t.Fatalf("reclaim with the mailed token: %q, shows %q", second, says)
 	}
-	mb.next(t) // the /setemail after it
+	mb.Next(t) // the /setemail after it
 	g.certificateStep(second, "second-try")
 
 	// The certificate step failed again: the same form, the same token, once more.
@@ -110,7 +111,7 @@ func TestGatewayFirstSetupRetry(t *testing.T) {
 	if third == "" || third == second {
 		t.Fatalf("second reclaim with the same token: %q, shows %q", third, says)
 	}
-	mb.next(t)
+	mb.Next(t)
 	g.certificateStep(third, "third-try")
 	if code, _ := g.call("/info", url.Values{"token": {second}}); code != http.StatusBadRequest {
 		t.Errorf("the replaced token still answers /info: %d", code)
@@ -134,7 +135,7 @@ func TestGatewayFirstSetupRetry(t *testing.T) {
 	for range 10 {
 		switch code, body := stranger.call("/reclaim", url.Values{"name": {"home"}}); {
 		case code == http.StatusOK:
-			mb.next(t)
+			mb.Next(t)
 		case code == http.StatusTooManyRequests && errorCode(body) == "RateLimited":
 			limited++
 		default:
@@ -148,14 +149,14 @@ func TestGatewayFirstSetupRetry(t *testing.T) {
 	if fourth == "" {
 		t.Fatalf("the first mailed token after the flood: %s", says)
 	}
-	if m := mb.next(t); m.to != "owner@example.net" {
-		t.Errorf("the owner's /setemail after the flood sent no mail to them: %q", m.to)
+	if m := mb.Next(t); strings.Join(m.To, ",") != "owner@example.net" {
+		t.Errorf("the owner's /setemail after the flood sent no mail to them: %q", m.To)
 	}
 }
 
 func TestGatewayRefusedNames(t *testing.T) {
-	mb := startMailbox(t)
-	p := startProduct(t, mb.addr)
+	mb := &mailtest.Server{SMTPUTF8: true}
+	p := startProduct(t, mb.Start(t, "none", nil))
 	g := gateway{p, "81.2.69.11"}
 	for _, tt := range []struct{ name, reason string }{
 		{"admin", "ReservedName"}, // reserved in the Corefile, as in Corefile.example
@@ -182,10 +183,10 @@ func TestGatewayRefusedNames(t *testing.T) {
 	}
 	// The internationalised one gets its verification mail through /setemail (with SMTPUTF8)
 	// and is the name's contact: the owner can reclaim the name. "a@b" is no address to mail.
-	m := mb.next(t)
-	link := linkRE.FindString(m.data)
-	if m.to != "jöhn@example.com" || !m.utf8 || link == "" || !strings.Contains(m.data, "\r\nTo: <jöhn@example.com>\r\n") {
-		t.Fatalf("verification mail to %q (SMTPUTF8 %v):\n%s", m.to, m.utf8, m.data)
+	m := mb.Next(t)
+	link := linkRE.FindString(m.Data)
+	if strings.Join(m.To, ",") != "jöhn@example.com" || !m.UTF8 || link == "" || !strings.Contains(m.Data, "\r\nTo: <jöhn@example.com>\r\n") {
+		t.Fatalf("verification mail to %q (SMTPUTF8 %v):\n%s", m.To, m.UTF8, m.Data)
 	}
 	resp, err := http.Get(link)
 	if err != nil {
@@ -199,21 +200,19 @@ func TestGatewayRefusedNames(t *testing.T) {
 		t.Errorf("submitting umlaut again shows %q", says)
 	}
 	g.call("/reclaim", url.Values{"name": {"umlaut"}})
-	if m := mb.next(t); m.to != "jöhn@example.com" || !m.utf8 || tokenRE.FindStringSubmatch(m.data) == nil {
-		t.Errorf("reclamation mail to %q (SMTPUTF8 %v):\n%s", m.to, m.utf8, m.data)
+	if m := mb.Next(t); strings.Join(m.To, ",") != "jöhn@example.com" || !m.UTF8 || tokenRE.FindStringSubmatch(m.Data) == nil {
+		t.Errorf("reclamation mail to %q (SMTPUTF8 %v):\n%s", m.To, m.UTF8, m.Data)
 	}
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	if len(mb.msgs) != 2 {
-		t.Errorf("%d mails, want the verification and the reclamation of umlaut only", len(mb.msgs))
+	if n := len(mb.Messages()); n != 2 {
+		t.Errorf("%d mails, want the verification and the reclamation of umlaut only", n)
 	}
 }
 
 // One person sets up five gateways with one mailbox, a few seconds apart: every gateway's
 // verification mail arrives.
 func TestGatewaysSharingAMailbox(t *testing.T) {
-	mb := startMailbox(t)
-	p := startProduct(t, mb.addr)
+	mb := &mailtest.Server{SMTPUTF8: true}
+	p := startProduct(t, mb.Start(t, "none", nil))
 	for i, addr := range []string{"installer@example.net", "Installer@example.net", "installer+2@example.net", "installer@example.net", "INSTALLER@example.net"} {
 		if i > 0 {
 			time.Sleep(2 * time.Second)
@@ -224,8 +223,8 @@ func TestGatewaysSharingAMailbox(t *testing.T) {
 		if token == "" {
 			t.Fatalf("%s: %s", name, says)
 		}
-		if m := mb.next(t); !strings.Contains(m.data, name+".example.org") || linkRE.FindString(m.data) == "" {
-			t.Fatalf("mail %d to %q is not %s's verification:\n%s", i+1, m.to, name, m.data)
+		if m := mb.Next(t); !strings.Contains(m.Data, name+".example.org") || linkRE.FindString(m.Data) == "" {
+			t.Fatalf("mail %d to %q is not %s's verification:\n%s", i+1, m.To, name, m.Data)
 		}
 	}
 }

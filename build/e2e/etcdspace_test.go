@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // spaceName is a name the NOSPACE test writes, with its last acknowledged challenge and the
@@ -33,7 +34,7 @@ type spaceName struct {
 // 501 while it lasts, the embedded etcd compacts, defragments and disarms by itself, writes
 // succeed again, no acknowledged write is lost, and DNS answers every query throughout.
 func TestEtcdNoSpaceRecovers(t *testing.T) {
-	addrs := freeAddrs(t, 3)
+	addrs := dnstest.FreeAddrs(t, 3)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
@@ -72,7 +73,7 @@ func TestEtcdNoSpaceRecovers(t *testing.T) {
 			if full.Load() {
 				duringFull.Add(1)
 			}
-			r, err := askUDP(addrs[0], "full0.example.org.", dns.TypeA)
+			r, err := dnstest.Exchange("udp", addrs[0], "full0.example.org.", dns.TypeA)
 			if err != nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 				unanswered.Add(1)
 			}

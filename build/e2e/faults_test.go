@@ -1,11 +1,10 @@
-package main
+package e2e
 
 import (
 	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"log"
 	"maps"
 	"net"
 	"net/http"
@@ -21,9 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/api/mailtest"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // Faults of etcd and of the process: ./coredns killed in the middle of API writes, etcd frozen
@@ -60,21 +60,13 @@ func errorCode(body string) string {
 	return e.Error
 }
 
-// askUDP sends one UDP query with the 2 s timeout of a stub resolver.
-func askUDP(addr, qname string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(qname, qtype)
-	r, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, addr)
-	return r, err
-}
-
 // startServing runs corefile (runCorefile) and also waits until DNS answers the zone's SOA:
 // the API comes up before the DNS listeners.
 func startServing(t *testing.T, dir, corefile, dnsAddr, apiAddr string) *product {
 	t.Helper()
 	p := runCorefile(t, dir, corefile, dnsAddr, apiAddr)
 	waitUntil(t, 30*time.Second, "SOA answer from "+dnsAddr, func() bool {
-		r, err := askUDP(dnsAddr, "example.org.", dns.TypeSOA)
+		r, err := dnstest.Exchange("udp", dnsAddr, "example.org.", dns.TypeSOA)
 		return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) == 1
 	})
 	return p
@@ -127,41 +119,6 @@ func dataDirProblems(t *testing.T, dir, clientURL, peerURL string) []string {
 	}
 	defer e.Close()
 	return storeProblems(t, e.Endpoints()...)
-}
-
-// mailSink is an SMTP server on loopback that accepts and counts every message: the kill test
-// sends more mail than startMailbox's notification channel would hold.
-type mailSink struct {
-	addr string
-	n    atomic.Int64
-}
-
-func startMailSink(t *testing.T) *mailSink {
-	ms := &mailSink{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return sinkSession{ms}, nil }))
-	srv.Domain = "localhost"
-	// Sessions cut off by the kill are expected; their errors would only be noise.
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return ms
-}
-
-type sinkSession struct{ ms *mailSink }
-
-func (sinkSession) Reset()                               {}
-func (sinkSession) Logout() error                        { return nil }
-func (sinkSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (sinkSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (s sinkSession) Data(r io.Reader) error {
-	_, err := io.Copy(io.Discard, r)
-	s.ms.n.Add(1)
-	return err
 }
 
 // zoneBlock is a Corefile serving example.org on dnsPort with the registry.
@@ -365,9 +322,10 @@ func verifyKilled(t *testing.T, p *product, names []*killedName) {
 // after each, its data directory must be consistent and the restarted process must serve every
 // acknowledged change.
 func TestKillDuringWrites(t *testing.T) {
-	ms := startMailSink(t)
+	var mails mailtest.Server
+	mailAddr := mails.Start(t, "none", nil)
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	data := filepath.Join(dir, "data")
 	corefile := zoneBlock(dnsPort, "", fmt.Sprintf(`        api %s
@@ -377,7 +335,7 @@ func TestKillDuringWrites(t *testing.T) {
         write_limit off
         mail_limit off
         smtp %s none
-        mail_from registry@example.org`, addrs[1], embeddedEtcd(data, addrs[2], addrs[3]), faultTunnel, ms.addr))
+        mail_from registry@example.org`, addrs[1], embeddedEtcd(data, addrs[2], addrs[3]), faultTunnel, mailAddr))
 	clientURL, peerURL := "http://"+addrs[2], "http://"+addrs[3]
 	p := startServing(t, dir, corefile, addrs[0], addrs[1])
 	var names []*killedName
@@ -389,7 +347,7 @@ func TestKillDuringWrites(t *testing.T) {
 		p = startServing(t, dir, corefile, addrs[0], addrs[1])
 		verifyKilled(t, p, names)
 	}
-	t.Logf("mails received: %d", ms.n.Load())
+	t.Logf("mails received: %d", len(mails.Messages()))
 	stopGracefully(t, p)
 	if problems := dataDirProblems(t, filepath.Join(data, "etcd"), clientURL, peerURL); len(problems) > 0 {
 		t.Errorf("data directory at the end: %d problems:\n%s", len(problems), strings.Join(problems, "\n"))
@@ -613,7 +571,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
 		slack   = 1500 * time.Millisecond // a loaded 2-core machine, 200 connections at once
 	)
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 5)
+	addrs := dnstest.FreeAddrs(t, 5)
 	e, err := etcdstore.StartEmbedded(etcdstore.EmbeddedConfig{Dir: filepath.Join(dir, "etcd"),
 		ClientURL: "http://" + addrs[3], PeerURL: "http://" + addrs[4], Fast: true})
 	if err != nil {
@@ -644,14 +602,14 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
 	dnsServesAll := func(when string) {
 		t.Helper()
 		for _, n := range names {
-			r, err := askUDP(p.dns, n+".example.org.", dns.TypeA)
+			r, err := dnstest.Exchange("udp", p.dns, n+".example.org.", dns.TypeA)
 			if err != nil {
 				t.Errorf("%s: %s A: %v", when, n, err)
 			} else if got := rdata(r, dns.TypeA); !slices.Equal(got, []string{faultTunnel}) {
 				t.Errorf("%s: %s A: %s %v", when, n, dns.RcodeToString[r.Rcode], got)
 			}
 		}
-		if r, err := askUDP(p.dns, "_acme-challenge.known-0.example.org.", dns.TypeTXT); err != nil || !slices.Equal(txtValues(r.Answer), []string{"before-freeze"}) {
+		if r, err := dnstest.Exchange("udp", p.dns, "_acme-challenge.known-0.example.org.", dns.TypeTXT); err != nil || !slices.Equal(txtValues(r.Answer), []string{"before-freeze"}) {
 			t.Errorf("%s: challenge TXT: %v %v", when, r, err)
 		}
 	}
@@ -739,7 +697,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
 	subscribe(t, p, "after-freeze", "0", "")
 	p.ok("/dnsconfig", url.Values{"token": {tokens[0]}, "challenge": {"after-freeze"}})
 	waitUntil(t, 10*time.Second, "DNS answers for a name written after the freeze", func() bool {
-		r, err := askUDP(p.dns, "after-freeze.example.org.", dns.TypeA)
+		r, err := dnstest.Exchange("udp", p.dns, "after-freeze.example.org.", dns.TypeA)
 		return err == nil && slices.Equal(rdata(r, dns.TypeA), []string{faultTunnel})
 	})
 	if r := p.query("udp", "_acme-challenge.known-0.example.org.", dns.TypeTXT); !slices.Equal(txtValues(r.Answer), []string{"after-freeze", "before-freeze"}) {
@@ -759,7 +717,7 @@ func TestEtcdStalledAPIBoundedAndDNSServes(t *testing.T) {
 // not parse and one that parses but cannot start, then with a good one.
 func TestReloadBrokenAndGood(t *testing.T) {
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	data := filepath.Join(dir, "data")
 	// held is a port taken by a listener without SO_REUSEPORT, so an API cannot bind it.
@@ -848,7 +806,7 @@ func TestReloadBrokenAndGood(t *testing.T) {
 	reload(corefile(addrs[1], "192.0.2.81", ""))
 	reloaded := time.Now()
 	waitUntil(t, 20*time.Second, "the new tunnel address after a good reload", func() bool {
-		r, err := askUDP(p.dns, "before-1.example.org.", dns.TypeA)
+		r, err := dnstest.Exchange("udp", p.dns, "before-1.example.org.", dns.TypeA)
 		return err == nil && slices.Equal(rdata(r, dns.TypeA), []string{"192.0.2.81"})
 	})
 	t.Logf("new tunnel address answered %s after SIGUSR1", time.Since(reloaded).Round(time.Millisecond))

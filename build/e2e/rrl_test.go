@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"net"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // TestHostileDNSClients runs ./coredns with response rate limiting at 2 responses/s per
@@ -19,7 +20,7 @@ import (
 // that a zone transfer is REFUSED.
 func TestHostileDNSClients(t *testing.T) {
 	t.Parallel()
-	metricsAddr := freeAddrs(t, 1)[0]
+	metricsAddr := dnstest.FreeAddrs(t, 1)[0]
 	p := startServer(t, "    prometheus "+metricsAddr, `        ns ns1.example.org 127.0.0.1
         ns ns2.example.org 127.0.0.2
         tunnel 192.0.2.80 2001:db8::80

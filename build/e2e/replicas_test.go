@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/dnstest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -134,7 +135,7 @@ func (m *etcdMember) kill() {
 
 // startCluster starts three members on free loopback ports and waits until they have a leader.
 func startCluster(t *testing.T) ([]*etcdMember, *clientv3.Client) {
-	addrs := freeAddrs(t, 6)
+	addrs := dnstest.FreeAddrs(t, 6)
 	var members []*etcdMember
 	var initial []string
 	for i := range 3 {
@@ -216,7 +217,7 @@ type replica struct {
 }
 
 func startReplica(t *testing.T, name, host string, members []*etcdMember) *replica {
-	dnsAddr, apiAddr := freeHostAddr(t, host), freeHostAddr(t, host)
+	dnsAddr, apiAddr := dnstest.FreeHostAddr(t, host), dnstest.FreeHostAddr(t, host)
 	_, dnsPort, _ := net.SplitHostPort(dnsAddr)
 	dir := t.TempDir()
 	corefile := fmt.Sprintf(`example.org:%s {
@@ -243,16 +244,6 @@ func (r *replica) restart(t *testing.T) {
 	err := <-r.done
 	r.done <- err // for runCorefile's cleanup
 	r.product = runCorefile(t, r.dir, r.corefile, r.dns, strings.TrimPrefix(r.api, "http://"))
-}
-
-// freeHostAddr returns a free TCP port on host, which may be any 127/8 address.
-func freeHostAddr(t *testing.T, host string) string {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // callers hands out a distinct gateway address per subscription: the API's per-address rate
@@ -288,18 +279,10 @@ func subscribeFrom(t *testing.T, r *replica, name, caller string) string {
 	return sub.Token
 }
 
-// exchange asks addr over UDP, without failing the test.
-func exchange(addr, qname string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(qname, qtype)
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, addr)
-	return r, err
-}
-
 // answers reports whether addr answers qname with exactly the values want (A addresses or TXT
 // strings).
 func answers(addr, qname string, qtype uint16, want ...string) bool {
-	r, err := exchange(addr, qname, qtype)
+	r, err := dnstest.Exchange("udp", addr, qname, qtype)
 	if err != nil || r.Rcode != dns.RcodeSuccess {
 		return false
 	}
@@ -339,7 +322,7 @@ func durationStats(ds []time.Duration) string {
 
 func soa(t *testing.T, r *replica) uint32 {
 	t.Helper()
-	m, err := exchange(r.dns, "example.org.", dns.TypeSOA)
+	m, err := dnstest.Exchange("udp", r.dns, "example.org.", dns.TypeSOA)
 	if err != nil || len(m.Answer) != 1 {
 		t.Fatalf("SOA on %s: %v %v", r.name, m, err)
 	}
@@ -557,7 +540,7 @@ func TestReplicas(t *testing.T) {
 	committed501 := 0
 	for _, at := range attempts {
 		if at.code != 200 {
-			if m, err := exchange(a.dns, at.name+".example.org.", dns.TypeA); err == nil && m.Rcode == dns.RcodeSuccess {
+			if m, err := dnstest.Exchange("udp", a.dns, at.name+".example.org.", dns.TypeA); err == nil && m.Rcode == dns.RcodeSuccess {
 				committed501++
 			}
 			continue
@@ -599,8 +582,8 @@ func TestReplicas(t *testing.T) {
 			name  string
 			qtype uint16
 		}{{w.name + ".example.org.", dns.TypeA}, {"_acme-challenge." + w.name + ".example.org.", dns.TypeTXT}} {
-			ma, erra := exchange(a.dns, q.name, q.qtype)
-			mb, errb := exchange(b.dns, q.name, q.qtype)
+			ma, erra := dnstest.Exchange("udp", a.dns, q.name, q.qtype)
+			mb, errb := dnstest.Exchange("udp", b.dns, q.name, q.qtype)
 			if erra != nil || errb != nil {
 				t.Fatalf("%s: A %v, B %v", q.name, erra, errb)
 			}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/build/regdnsctl/origdbtest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // A real PageKite frontend (Debian's pagekite) authenticates kites against ./coredns with
@@ -103,7 +104,7 @@ func pageKiteInNamespace(t *testing.T) {
 		t.Fatalf("resolv.conf in the namespace: %q, %v", b, err)
 	}
 	dir := t.TempDir()
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	feAddr := addrs[3]
 	_, fePort, _ := net.SplitHostPort(feAddr)
 	// The log plugin records the frontend's authentication queries.

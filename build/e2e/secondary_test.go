@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // Debian's NSD as a secondary of the zone: it transfers the zone from ./coredns with AXFR (the
@@ -23,7 +24,7 @@ func TestSecondaryAXFR(t *testing.T) {
 	if _, err := exec.LookPath("nsd"); err != nil {
 		t.Fatal("nsd is required (make test installs Debian's nsd package)")
 	}
-	nsdAddr := freeAddrs(t, 1)[0]
+	nsdAddr := dnstest.FreeAddrs(t, 1)[0]
 	p := startServer(t, "    transfer {\n        to "+nsdAddr+"\n    }", `        ns ns1.example.org 127.0.0.1
         tunnel 192.0.2.80
         record @ CAA 0 issue letsencrypt.org
@@ -185,13 +186,7 @@ zone:
 
 func (s *secondary) query(qname string, qtype uint16) *dns.Msg {
 	s.t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(qname, qtype)
-	r, _, err := (&dns.Client{Net: "tcp", Timeout: 2 * time.Second}).Exchange(m, s.addr)
-	if err != nil {
-		s.t.Fatalf("nsd %s: %v", qname, err)
-	}
-	return r
+	return dnstest.Ask(s.t, "tcp", s.addr, qname, qtype)
 }
 
 // waitSerial waits until NSD serves the zone with the primary's current SOA serial.
@@ -200,9 +195,7 @@ func (s *secondary) waitSerial(p *product) {
 	want := p.query("tcp", "example.org.", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
 	var got uint32
 	waitUntil(s.t, 20*time.Second, fmt.Sprintf("SOA serial %d on nsd", want), func() bool {
-		m := new(dns.Msg)
-		m.SetQuestion("example.org.", dns.TypeSOA)
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, s.addr)
+		r, err := dnstest.Exchange("udp", s.addr, "example.org.", dns.TypeSOA)
 		if err == nil && len(r.Answer) == 1 {
 			got = r.Answer[0].(*dns.SOA).Serial
 		}

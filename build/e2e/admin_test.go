@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/sha1"
@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // TestAdminWhileServing runs regdnsctl's admin commands against a running ./coredns with the
@@ -21,7 +23,7 @@ import (
 // over UDP and TCP and its token 400 NameDisabled while the name stays taken; a rotated
 // token replaces the old one for the API and for PageKite signatures; a deleted name is free.
 func TestAdminWhileServing(t *testing.T) {
-	addrs := freeAddrs(t, 2)
+	addrs := dnstest.FreeAddrs(t, 2)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/api"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The connection flood tests run ./coredns under a low open-file limit and hold more idle
@@ -32,7 +33,7 @@ const floodNofile = 1024
 // metrics listener; it returns the product and the metrics address.
 func startFlooded(t *testing.T, extra string) (*product, string) {
 	t.Helper()
-	addrs := freeAddrs(t, 5)
+	addrs := dnstest.FreeAddrs(t, 5)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {
@@ -96,30 +97,7 @@ type flood struct {
 // apiFlood opens n keep-alive connections to addr from the local address from.
 func apiFlood(t *testing.T, addr, from string, n int) *flood {
 	t.Helper()
-	f := &flood{codes: map[string]int{}}
-	var mu sync.Mutex
-	work := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Go(func() {
-			for range work {
-				c, code := keepAliveRequest(addr, from)
-				mu.Lock()
-				f.codes[code]++
-				if c != nil {
-					f.conns = append(f.conns, c)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for range n {
-		work <- struct{}{}
-	}
-	close(work)
-	wg.Wait()
-	t.Cleanup(f.close)
-	return f
+	return openFlood(t, n, func() (net.Conn, string) { return keepAliveRequest(addr, from) })
 }
 
 // keepAliveRequest sends one GET on a new connection and reads the answer's status, leaving
@@ -292,6 +270,13 @@ func TestIdleAPIFloodBeyondTotal(t *testing.T) {
 // sent one query and read its answer, then kept open and silent.
 func dnsFlood(t *testing.T, addr, from string, n int) *flood {
 	t.Helper()
+	return openFlood(t, n, func() (net.Conn, string) { return keepAliveQuery(addr, from) })
+}
+
+// openFlood calls open n times, 16 at once, and keeps the connections it returns until the
+// test ends.
+func openFlood(t *testing.T, n int, open func() (net.Conn, string)) *flood {
+	t.Helper()
 	f := &flood{codes: map[string]int{}}
 	var mu sync.Mutex
 	work := make(chan struct{})
@@ -299,7 +284,7 @@ func dnsFlood(t *testing.T, addr, from string, n int) *flood {
 	for range 16 {
 		wg.Go(func() {
 			for range work {
-				c, code := keepAliveQuery(addr, from)
+				c, code := open()
 				mu.Lock()
 				f.codes[code]++
 				if c != nil {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/sha1"
@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,9 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/api/geoip/geoiptest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The conformance suite asks the running ./coredns over the wire, UDP and TCP, what an
@@ -65,7 +64,7 @@ var nets = []string{"udp", "tcp"}
 // startServer runs ./coredns for example.org with serverLines in the server block and
 // registryLines in the registry block, on free loopback ports, and waits until the zone answers.
 func startServer(t *testing.T, serverLines, registryLines string) *product {
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {
@@ -305,37 +304,11 @@ func txtValues(rrs []dns.RR) []string {
 
 // writeCountryDB writes a GeoLite2-Country database placing the test networks on continents.
 func writeCountryDB(t *testing.T) string {
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "GeoLite2-Country", RecordSize: 24, IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for network, place := range map[string][2]string{
-		"198.51.100.0/24":  {"EU", "DE"},
-		"203.0.113.0/24":   {"NA", "US"},
-		"2001:db8:e0::/48": {"EU", "FR"},
-	} {
-		_, n, err := net.ParseCIDR(network)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec := mmdbtype.Map{
-			"continent": mmdbtype.Map{"code": mmdbtype.String(place[0])},
-			"country":   mmdbtype.Map{"iso_code": mmdbtype.String(place[1])},
-		}
-		if err := tree.Insert(n, rec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "GeoLite2-Country.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := tree.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return geoiptest.Write(t, "GeoLite2-Country", map[string]geoiptest.Place{
+		"198.51.100.0/24":  {Continent: "EU", Country: "DE"},
+		"203.0.113.0/24":   {Continent: "NA", Country: "US"},
+		"2001:db8:e0::/48": {Continent: "EU", Country: "FR"},
+	})
 }
 
 // dnsCase is one question and the exact reply it must get.
@@ -668,7 +641,7 @@ func TestConformance(t *testing.T) {
 			// what does not fit, a query as well: as a resolver would, ask again until the
 			// server has worked through it (a wedged server never answers), then check.
 			waitUntil(t, 15*time.Second, "a UDP answer after the flood", func() bool {
-				r, err := askUDP(p.dns, "example.org.", dns.TypeSOA)
+				r, err := dnstest.Exchange("udp", p.dns, "example.org.", dns.TypeSOA)
 				return err == nil && r.Rcode == dns.RcodeSuccess
 			})
 			for _, n := range nets {

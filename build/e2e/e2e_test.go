@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -19,102 +19,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/api/mailtest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The end-to-end test runs the real ./coredns binary with a Corefile, a real SMTP server
 // (go-smtp) receiving its mail, and Debian's headless Chromium opening the mailed link.
 
 // binary returns the coredns binary under test: $COREDNS_BINARY (set by `make test`), or one
-// built from this package into a temporary directory.
+// built from the main package in build/ (the parent of this package).
 func binary(t *testing.T) string {
-	if b := os.Getenv("COREDNS_BINARY"); b != "" {
+	return binaryUnderTest(t, "COREDNS_BINARY", "coredns", "..")
+}
+
+// binaryUnderTest returns the binary named by the environment variable env, or one built as
+// name from the package pkg (relative to this directory) into a temporary directory.
+func binaryUnderTest(t *testing.T, env, name, pkg string) string {
+	if b := os.Getenv(env); b != "" {
 		return b
 	}
-	out := filepath.Join(t.TempDir(), "coredns")
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
-// mailbox is an SMTP server on loopback that keeps every message it receives. It offers
-// SMTPUTF8, as current relays do, so that internationalised addresses are mailed.
-type mailbox struct {
-	addr string
-	mu   sync.Mutex
-	msgs []mail
-	new  chan struct{}
-}
-
-type mail struct {
-	to   string
-	data string
-	utf8 bool // sent with SMTPUTF8
-}
-
-func startMailbox(t *testing.T) *mailbox {
-	mb := &mailbox{new: make(chan struct{}, 100)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
-	srv.Domain = "localhost"
-	srv.EnableSMTPUTF8 = true
-	srv.AllowInsecureAuth = true
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb.addr = l.Addr().String()
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return mb
-}
-
-type session struct {
-	mb   *mailbox
-	to   string
-	utf8 bool
-}
-
-func (s *session) Reset()                                      {}
-func (s *session) Logout() error                               { return nil }
-func (s *session) Mail(_ string, opts *smtp.MailOptions) error { s.utf8 = opts.UTF8; return nil }
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error   { s.to = to; return nil }
-func (s *session) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.mb.mu.Lock()
-	s.mb.msgs = append(s.mb.msgs, mail{to: s.to, data: string(b), utf8: s.utf8})
-	s.mb.mu.Unlock()
-	s.mb.new <- struct{}{}
-	return nil
-}
-
-// next waits for the next message.
-func (mb *mailbox) next(t *testing.T) mail {
-	t.Helper()
-	select {
-	case <-mb.new:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no mail arrived within 10s")
-	}
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	return mb.msgs[len(mb.msgs)-1]
-}
-
-func freeAddrs(t *testing.T, n int) []string {
-	var out []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().String())
+	out := filepath.Join(t.TempDir(), name)
+	if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
 }
@@ -147,7 +74,7 @@ func (s *syncBuffer) String() string {
 }
 
 func startProduct(t *testing.T, smtpAddr string) *product {
-	addrs := freeAddrs(t, 4)
+	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
 	corefile := fmt.Sprintf(`example.org:%s {
@@ -246,14 +173,7 @@ func (p *product) fails(path string, params url.Values, wantCode int, wantError 
 
 func (p *product) query(net, qname string, qtype uint16) *dns.Msg {
 	p.t.Helper()
-	m := new(dns.Msg)
-	m.SetQuestion(qname, qtype)
-	c := &dns.Client{Net: net, Timeout: 2 * time.Second}
-	r, _, err := c.Exchange(m, p.dns)
-	if err != nil {
-		p.t.Fatalf("%s %s: %v", net, qname, err)
-	}
-	return r
+	return dnstest.Ask(p.t, net, p.dns, qname, qtype)
 }
 
 var (
@@ -281,8 +201,8 @@ func TestGatewayLifecycle(t *testing.T) {
 	if _, err := exec.LookPath("chromium"); err != nil {
 		t.Fatal("chromium is required (make test installs Debian's chromium package)")
 	}
-	mb := startMailbox(t)
-	p := startProduct(t, mb.addr)
+	mb := &mailtest.Server{SMTPUTF8: true}
+	p := startProduct(t, mb.Start(t, "none", nil))
 
 	// Subscribe; the name resolves to the tunnel at once.
 	var sub struct{ Name, Token string }
@@ -313,10 +233,10 @@ func TestGatewayLifecycle(t *testing.T) {
 
 	// Email verification through the mailed link, opened in a browser.
 	p.ok("/setemail", url.Values{"token": {token}, "email": {"Owner@Example.net"}})
-	m := mb.next(t)
-	link := linkRE.FindString(m.data)
-	if m.to != "owner@example.net" || link == "" {
-		t.Fatalf("verification mail to %q without link:\n%s", m.to, m.data)
+	m := mb.Next(t)
+	link := linkRE.FindString(m.Data)
+	if strings.Join(m.To, ",") != "owner@example.net" || link == "" {
+		t.Fatalf("verification mail to %q without link:\n%s", m.To, m.Data)
 	}
 	if text := renderedText(t, link); !strings.Contains(text, "demo.example.org") || !strings.Contains(text, "owner@example.net") {
 		t.Fatalf("success page reads %q", text)
@@ -328,10 +248,10 @@ func TestGatewayLifecycle(t *testing.T) {
 
 	// Reclaim: the token arrives by mail; re-subscribe with it, switching to dynamic DNS.
 	p.ok("/reclaim", url.Values{"name": {"demo"}})
-	m = mb.next(t)
-	rt := tokenRE.FindStringSubmatch(m.data)
-	if m.to != "owner@example.net" || rt == nil {
-		t.Fatalf("reclaim mail to %q without token:\n%s", m.to, m.data)
+	m = mb.Next(t)
+	rt := tokenRE.FindStringSubmatch(m.Data)
+	if strings.Join(m.To, ",") != "owner@example.net" || rt == nil {
+		t.Fatalf("reclaim mail to %q without token:\n%s", m.To, m.Data)
 	}
 	p.fails("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {"00000000-0000-4000-8000-000000000000"}}, 400, "ReclamationTokenMismatch")
 	json.Unmarshal([]byte(p.ok("/subscribe", url.Values{"name": {"demo"}, "reclamationToken": {strings.ToUpper(rt[1])}, "mode": {"1"}})), &sub)
@@ -366,7 +286,7 @@ func TestGatewayLifecycle(t *testing.T) {
 
 	// A verification that is revoked before the link is followed does nothing.
 	p.ok("/setemail", url.Values{"token": {token}, "email": {"new@example.net"}})
-	revoked := linkRE.FindString(mb.next(t).data)
+	revoked := linkRE.FindString(mb.Next(t).Data)
 	revokedID := revoked[strings.Index(revoked, "?s=")+3:]
 	p.ok("/revokeemail", url.Values{"token": {token}})
 	if code, _ := p.call("/verifyemail", url.Values{"s": {revokedID}}, nil); code != 400 {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -8,15 +8,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -36,6 +33,9 @@ import (
 	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/go-acme/lego/v5/registration"
 	"github.com/miekg/dns"
+	"github.com/regdns/regdns/api/mailtest"
+	"github.com/regdns/regdns/etcdstore/certtest"
+	"github.com/regdns/regdns/plugin/dnstest"
 )
 
 // The ACME test issues certificates from a real ACME CA (Let's Encrypt's test CA Pebble) with a
@@ -59,8 +59,8 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 	if b, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
 		t.Fatalf("go build pebble: %v\n%s", err, b)
 	}
-	certFile, keyFile, roots := serverCert(t, dir)
-	addrs := freeAddrs(t, 2)
+	certFile, keyFile, roots := certtest.WriteSelfSigned(t, dir)
+	addrs := dnstest.FreeAddrs(t, 2)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           addrs[0],
 		"managementListenAddress": addrs[1],
@@ -117,40 +117,6 @@ func startPebble(t *testing.T, dnsAddr string) *pebble {
 			t.Fatalf("pebble did not come up: %v\n%s", err, pb.log.String())
 		}
 	}
-}
-
-// serverCert writes a self-signed certificate for 127.0.0.1 and localhost (so there is no
-// expiry to track, unlike the one in Pebble's source) and returns the pool that trusts it.
-func serverCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
 }
 
 // root fetches the CA's root certificate from Pebble's management interface.
@@ -368,8 +334,8 @@ func pebbleQueries(p *product, fqdn string) int {
 }
 
 func TestACMECertificates(t *testing.T) {
-	mb := startMailbox(t)
-	p := startProduct(t, mb.addr)
+	mb := &mailtest.Server{SMTPUTF8: true}
+	p := startProduct(t, mb.Start(t, "none", nil))
 	pb := startPebble(t, p.dns)
 	root := pb.root(t)
 
@@ -433,7 +399,7 @@ func TestACMECertificates(t *testing.T) {
 	token = subscribe(url.Values{"name": {"renew"}})
 	first := verify(t, root, obtain(t, p, pb, token, time.Now(), "renew.example.org").res, "renew.example.org")
 	p.ok("/setemail", url.Values{"token": {token}, "email": {"owner@example.net"}})
-	link := linkRE.FindString(mb.next(t).data)
+	link := linkRE.FindString(mb.Next(t).Data)
 	if link == "" {
 		t.Fatal("verification mail without link")
 	}
@@ -446,10 +412,10 @@ func TestACMECertificates(t *testing.T) {
 		t.Fatalf("verification link answered %d", resp.StatusCode)
 	}
 	p.ok("/reclaim", url.Values{"name": {"renew"}})
-	m := mb.next(t)
-	rt := tokenRE.FindStringSubmatch(m.data)
-	if m.to != "owner@example.net" || rt == nil {
-		t.Fatalf("reclaim mail to %q without token", m.to)
+	m := mb.Next(t)
+	rt := tokenRE.FindStringSubmatch(m.Data)
+	if strings.Join(m.To, ",") != "owner@example.net" || rt == nil {
+		t.Fatalf("reclaim mail to %q without token", m.To)
 	}
 	start = time.Now()
 	newToken := subscribe(url.Values{"name": {"renew"}, "reclamationToken": {rt[1]}})
