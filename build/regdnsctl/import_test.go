@@ -312,6 +312,11 @@ func TestImportSourceErrors(t *testing.T) {
 		{"postgres://bob:secretpw@" + closed + "/db", "failed to connect"},
 		{"mysql://bob:secretpw@" + closed + "/db", "connection refused"},
 		{"ftp://bob:secretpw@example.org/db", "want sqlite:PATH, postgres://… or mysql://…"},
+		// URLs that do not parse: url's errors quote them, or the piece of the password that broke them.
+		{"ftp://bob:secretpw@example.org:x/db", "want sqlite:PATH, postgres://… or mysql://…"},
+		{"mysql://bob:secretpw@" + closed + "x/db", "is not a URL"},
+		{"mysql://bob:secretpw/x@" + closed + "/db", "is not a URL"},
+		{"mysql://bob:secretpw%zz@" + closed + "/db", "is not a URL"},
 		{"sqlite:" + filepath.Join(t.TempDir(), "missing.sqlite"), "no such file"},
 		{"sqlite:" + writeFile(t, "not a database"), "reading domains"},
 	} {

@@ -42,7 +42,9 @@ func openSource(source string) (*sql.DB, error) {
 func mysqlConfig(source string) (*mysql.Config, error) {
 	u, err := url.Parse(source)
 	if err != nil {
-		return nil, fmt.Errorf("source %s: %v", redactURL(source), err)
+		// Not err itself: url's errors quote the URL, or the piece of it that did not parse,
+		// which may be the password.
+		return nil, fmt.Errorf("source %s is not a URL like mysql://USER[:PASSWORD]@HOST[:PORT]/DB (percent-encode / ? # @ %% in the password)", redactURL(source))
 	}
 	cfg := mysql.NewConfig()
 	cfg.User = u.User.Username()
@@ -61,12 +63,26 @@ func mysqlConfig(source string) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-// redactURL hides the password of a database URL, for error messages.
+// redactURL hides the password of a database URL, for messages. In a URL that does not
+// parse (often because of a character of its password), everything between the first ':'
+// after the scheme and the last '@' is taken for the password.
 func redactURL(source string) string {
-	if u, err := url.Parse(source); err == nil && u.User != nil {
-		return u.Redacted()
+	if u, err := url.Parse(source); err == nil {
+		if u.User != nil {
+			return u.Redacted()
+		}
+		return source
 	}
-	return source
+	scheme, rest, ok := strings.Cut(source, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if !ok || at < 0 {
+		return source
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return source
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
 // row is one domain of the original database with its account, as read: NULLs are kept
