@@ -125,6 +125,15 @@ func parseOne(args []string, set func(string) error) error {
 	return set(args[0])
 }
 
+// parseCredentials reads `USERNAME PASSWORD`. A wrong count is said without caddy's argument
+// error, which quotes the last token: the password, or a piece of one that has a space.
+func parseCredentials(args []string) (username, password string, err error) {
+	if len(args) != 2 {
+		return "", "", fmt.Errorf("want USERNAME PASSWORD, got %d arguments", len(args))
+	}
+	return args[0], args[1], nil
+}
+
 // parsePrefixes reads addresses and CIDR prefixes; an address is the prefix of itself alone.
 func parsePrefixes(args []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix

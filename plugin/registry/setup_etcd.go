@@ -35,10 +35,9 @@ func parseEtcdProperty(cfg *Config, prop string, args []string) error {
 		}
 		cfg.Etcd.CertFile, cfg.Etcd.KeyFile, cfg.Etcd.CAFile = args[0], args[1], args[2]
 	case "etcd_auth":
-		if err := argCount(args, 2, 2); err != nil {
-			return err
-		}
-		cfg.Etcd.Username, cfg.Etcd.Password = args[0], args[1]
+		var err error
+		cfg.Etcd.Username, cfg.Etcd.Password, err = parseCredentials(args)
+		return err
 	case "etcd_prefix":
 		return parseOne(args, func(s string) error { cfg.Etcd.Prefix = s; return nil })
 	case "etcd_timeout":

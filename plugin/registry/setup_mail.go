@@ -16,10 +16,9 @@ func parseMailProperty(cfg *Config, prop string, args []string) error {
 	case "smtp":
 		return parseSMTP(&cfg.SMTP, args)
 	case "smtp_auth":
-		if err := argCount(args, 2, 2); err != nil {
-			return err
-		}
-		cfg.SMTP.Username, cfg.SMTP.Password = args[0], args[1]
+		var err error
+		cfg.SMTP.Username, cfg.SMTP.Password, err = parseCredentials(args)
+		return err
 	case "mail_from":
 		return parseOne(args, func(s string) error { cfg.SMTP.From = s; return nil })
 	case "verify_url":
@@ -51,7 +50,6 @@ func parseMailProperty(cfg *Config, prop string, args []string) error {
 	default:
 		return errOtherProperty
 	}
-	return nil
 }
 
 // parseSMTP reads `smtp HOST:PORT [starttls|tls|none]`.

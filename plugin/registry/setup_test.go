@@ -259,6 +259,29 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// A credentials line with a wrong count of arguments is reported without them: the error
+// goes to the log, and caddy's argument error would quote the password (or a piece of one).
+func TestParseCredentialsErrorsKeepPasswordsOut(t *testing.T) {
+	for _, line := range []string{
+		"etcd_auth s3cretpw",
+		"etcd_auth registry s3cret pw",
+		"smtp_auth s3cretpw",
+		"smtp_auth registry@example.org s3cret pw",
+	} {
+		c := caddy.NewTestController("dns", "registry {\netcd http://127.0.0.1:2379\nsmtp mx:25\n"+line+"\n}")
+		c.ServerBlockKeys = []string{"example.org."}
+		_, err := parse(c)
+		prop, _, _ := strings.Cut(line, " ")
+		if err == nil || !strings.Contains(err.Error(), prop+": want USERNAME PASSWORD") {
+			t.Errorf("%s: error %v, want one saying what %s takes", line, err, prop)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "pw") {
+			t.Errorf("%s: error %q quotes the password", line, err)
+		}
+	}
+}
+
 func rrlEqual(a, b RRL) bool {
 	return a.Rate == b.Rate && a.Window == b.Window && a.Slip == b.Slip && slices.Equal(a.Exempt, b.Exempt)
 }
