@@ -18,7 +18,13 @@ import (
 // the CoreDNS server around it: the benchmarks time the plugin's own work.
 func benchRegistry(b testing.TB, names int) (*Registry, *etcdstore.Record) {
 	b.Helper()
-	r := registryFor(b, `registry {
+	return benchRegistryIn(b, "example.org.", names)
+}
+
+// benchRegistryIn is benchRegistry for zone.
+func benchRegistryIn(b testing.TB, zone string, names int) (*Registry, *etcdstore.Record) {
+	b.Helper()
+	r := registryFor(b, `registry `+zone+` {
 		tunnel 192.0.2.1
 		record @ CAA 0 issue letsencrypt.org
 		rrl off
@@ -142,6 +148,9 @@ func BenchmarkServeDNS(b *testing.B) {
 	})
 }
 
+// longZone is a zone whose name is longer than the 32 bytes Go concatenates on the stack.
+const longZone = "gateways.registration.example-operator.org."
+
 // The A hit of a registered name allocates nothing in the plugin when the writer is done
 // with the reply at once, and only the reply when it may keep it.
 func TestAHitAllocations(t *testing.T) {
@@ -153,6 +162,7 @@ func TestAHitAllocations(t *testing.T) {
 		want        int64
 	}{
 		{"writer done at once", "gw3.example.org.", done, 0},
+		{"zone name over 32 bytes, writer done at once", "gw3." + longZone, done, 0},
 		{"mixed case, writer done at once", "gW3.EXAMPLE.org.", done, 0},
 		{"writer keeps the reply", "gw3.example.org.", keeps, 1},
 		{"response rate limiting, under the rate", "gw3.example.org.", func() dns.ResponseWriter { return newUDPWriter("192.0.2.7") }, 0},
@@ -160,7 +170,11 @@ func TestAHitAllocations(t *testing.T) {
 		{"mixed case, writer keeps the reply", "gW3.EXAMPLE.org.", keeps, 2},
 	} {
 		res := testing.Benchmark(func(b *testing.B) {
-			r, _ := benchRegistry(b, 10)
+			zone := "example.org."
+			if strings.HasSuffix(tc.qname, longZone) {
+				zone = longZone
+			}
+			r, _ := benchRegistryIn(b, zone, 10)
 			if _, ok := tc.writer().(*udpWriter); ok {
 				r.rrl = newResponseLimiter(RRL{Rate: 1e9, Window: time.Second, Slip: 2})
 			}

@@ -86,7 +86,7 @@ func (r *Registry) lookupName(q *query) (rrs []dns.RR, cname dns.RR, exists bool
 	if r.zone.ENTs[q.qname] {
 		return nil, nil, true
 	}
-	rel := strings.TrimSuffix(q.qname, "."+q.zone)
+	rel := belowZone(q.qname, q.zone)
 	if rel == apiLabel && len(r.cfg.APIHosts) > 0 {
 		return addressRRs(q.owner, q.qtype, r.apiAddresses(q.state), r.cfg.AddressTTL), nil, true
 	}

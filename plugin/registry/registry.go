@@ -136,6 +136,16 @@ func inZone(qname, zone string) bool {
 	return n > 0 && qname[n-1] == '.' && qname[n:] == zone
 }
 
+// belowZone is qname without "."+zone, as strings.TrimSuffix(qname, "."+zone), without
+// building that suffix: Go builds a concatenation of over 32 bytes on the heap, so a long zone
+// would cost an allocation per query.
+func belowZone(qname, zone string) string {
+	if n := len(qname) - len(zone) - 1; n >= 0 && qname[n] == '.' && qname[n+1:] == zone {
+		return qname[:n]
+	}
+	return qname
+}
+
 // refuse answers with rcode and no records, counting it.
 func (r *Registry) refuse(w dns.ResponseWriter, req *dns.Msg, zone string, rcode int) (int, error) {
 	m := new(dns.Msg)
