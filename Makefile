@@ -124,7 +124,4 @@ image: build/zplugins.go
 	podman build -f build/package/container/Containerfile -t $(IMAGE) dist/image
 
 clean:
-# unbound and tunnel through pagekite; the importer's tests read real PostgreSQL and MariaDB
-# servers; the packaging tests run promtool (prometheus), systemd-analyze (systemd) and the
-# container image (podman, runc): Debian packages, installed here when missing.
-TEST_PACKAGES := chromium unbound pagekite nsd iproute2 postgresql mariadb-server prometheus systemd podman runc
+	rm -f $(BINARY) $(CTL)
