@@ -16,7 +16,7 @@ var responses = promauto.NewCounterVec(prometheus.CounterOpts{
 	Namespace: "coredns",
 	Subsystem: "registry",
 	Name:      "responses_total",
-	Help:      "Counter of DNS responses by zone and result (answer, nodata, nxdomain, refused, notimp, servfail).",
+	Help:      "Counter of DNS responses by zone and result (answer, nodata, nxdomain, refused, notimp, formerr, servfail).",
 }, []string{"zone", "result"})
 
 var rrlResponses = promauto.NewCounterVec(prometheus.CounterOpts{
