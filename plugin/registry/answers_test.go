@@ -21,7 +21,7 @@ import (
 	"github.com/regdns/regdns/etcdstore"
 )
 
-// The zone of the answer tables: the conformance suite's (build/conformance_test.go), served
+// The zone of the answer tables: the conformance suite's (build/e2e/conformance_test.go), served
 // from records in memory instead of etcd.
 const answersCorefile = `registry {
 	ns ns1.example.org 192.0.2.53 2001:db8::53
