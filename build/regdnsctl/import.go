@@ -146,7 +146,7 @@ func (s importSummary) print(w io.Writer, dryRun bool, took time.Duration) {
 
 // describe is what a dry run shows of a record: every field but its secrets.
 func describe(d *etcdstore.Record) string {
-	parts := []string{"mode=" + map[etcdstore.Mode]string{etcdstore.ModeTunnel: "tunnel", etcdstore.ModeDynamic: "dynamic"}[d.Mode]}
+	parts := []string{"mode=" + modeName(d.Mode)}
 	add := func(ok bool, s string) {
 		if ok {
 			parts = append(parts, s)
