@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regdns/regdns/plugin/dnstest"
+	"github.com/regdns/regdns/plugin/registry/kitetest"
 )
 
 // TestAdminWhileServing runs regdnsctl's admin commands against a running ./coredns with the
@@ -61,7 +60,7 @@ func TestAdminWhileServing(t *testing.T) {
 	rcode := func(net, qname string) int { return p.query(net, qname, dns.TypeA).Rcode }
 	kite := func(secret string) string {
 		t.Helper()
-		r := p.query("udp", signedKite(secret, "gw"), dns.TypeA)
+		r := p.query("udp", kitetest.Signed(secret, "gw", "example.org."), dns.TypeA)
 		if len(r.Answer) != 1 {
 			t.Fatalf("kite query: %v", r)
 		}
@@ -166,12 +165,4 @@ func jsonPart(out string) string {
 		return out[i:]
 	}
 	return out
-}
-
-// signedKite is the PageKite authentication query of name's kite signed with secret, as a
-// backend sends it to a frontend started with --authdomain=example.org.
-func signedKite(secret, name string) string {
-	const srand, token, salt = "5f3a9c01", "c0ffee42", "0a1b2c3d"
-	sum := sha1.Sum([]byte(secret + "http:" + name + ".example.org:" + srand + ":" + token + salt))
-	return strings.Join([]string{srand, token, salt + hex.EncodeToString(sum[:])[:28], "http", name, "example.org.example.org."}, ".")
 }

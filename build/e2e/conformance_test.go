@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/regdns/regdns/api/geoip/geoiptest"
 	"github.com/regdns/regdns/plugin/dnstest"
+	"github.com/regdns/regdns/plugin/registry/kitetest"
 )
 
 // The conformance suite asks the running ./coredns over the wire, UDP and TCP, what an
@@ -729,15 +728,10 @@ func TestConformance(t *testing.T) {
 		kite := subscribe(t, p, "kite", "0", "")
 		other := subscribe(t, p, "kite-other", "0", "")
 		sign := func(secret, proto, kitename, srand, token, salt string) string {
-			data := secret + proto + ":" + kitename + ":" + srand + ":" + token
-			if salt[0] == 't' {
-				data += strconv.FormatInt(time.Now().Unix()/600, 16)
-			}
-			sum := sha1.Sum([]byte(data + salt))
-			return salt + hex.EncodeToString(sum[:])[:28]
+			return kitetest.Sign(secret, proto, kitename, srand, token, salt, time.Now())
 		}
 		query := func(srand, token, sig, proto, label string) string {
-			return strings.Join([]string{srand, token, sig, proto, label, "example.org.example.org."}, ".")
+			return kitetest.Query(srand, token, sig, proto, label+".example.org", "example.org.")
 		}
 		const srand, tok = "5f3a9c01", "c0ffee42"
 		valid := sign(kite, "http", "kite.example.org", srand, tok, "0a1b2c3d")

@@ -2,11 +2,8 @@ package registry
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/regdns/regdns/api/geoip"
 	"github.com/regdns/regdns/api/geoip/geoiptest"
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/registry/kitetest"
 )
 
 // The zone of the answer tables: the conformance suite's (build/e2e/conformance_test.go), served
@@ -299,15 +297,10 @@ func TestAnswerAPIByContinent(t *testing.T) {
 func TestAnswerPageKite(t *testing.T) {
 	r := answersRegistry(t, answersRecords()...)
 	sign := func(secret, proto, kitename, srand, token, salt string) string {
-		data := secret + proto + ":" + kitename + ":" + srand + ":" + token
-		if salt[0] == 't' {
-			data += strconv.FormatInt(time.Now().Unix()/600, 16)
-		}
-		sum := sha1.Sum([]byte(data + salt))
-		return salt + hex.EncodeToString(sum[:])[:28]
+		return kitetest.Sign(secret, proto, kitename, srand, token, salt, time.Now())
 	}
 	query := func(srand, token, sig, proto, label string) string {
-		return strings.Join([]string{srand, token, sig, proto, label, "example.org.example.org."}, ".")
+		return kitetest.Query(srand, token, sig, proto, label+".example.org", "example.org.")
 	}
 	const srand, tok, kite, other, banned = "5f3a9c01", "c0ffee42", "token-kite", "token-other", "token-banned"
 	valid := sign(kite, "http", "kite.example.org", srand, tok, "0a1b2c3d")

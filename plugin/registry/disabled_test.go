@@ -1,8 +1,6 @@
 package registry
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/regdns/regdns/etcdstore"
+	"github.com/regdns/regdns/plugin/registry/kitetest"
 )
 
 // A disabled name answers NXDOMAIN (its challenge name too), its PageKite signatures are
@@ -21,7 +20,7 @@ func TestDisabledNameHidden(t *testing.T) {
 	s := startServerWith(t, "transfer {\n to *\n }", "expire 1s 1s")
 	tok := s.subscribe("banned", nil)
 	s.subscribe("idle", nil)
-	kite := signedKite(tok, "banned")
+	kite := kitetest.Signed(tok, "banned", "example.org.")
 	if r := s.query("udp", kite, dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != kiteAccepted {
 		t.Fatalf("kite signed with the token before disabling: %v", r)
 	}
@@ -109,13 +108,4 @@ func setDisabled(s *server, ks *etcdstore.Keyspace, name string, disabled bool) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// signedKite is the PageKite authentication query of name's kite, signed with secret as a
-// backend does (pagekite's signToken, untimestamped salt), under the zone as --authdomain.
-func signedKite(secret, name string) string {
-	srand, token, salt := "abcd1234", "fedcba98", "12345678"
-	payload := "http:" + name + ".example.org:" + srand + ":" + token
-	sum := sha1.Sum([]byte(secret + payload + salt))
-	return srand + "." + token + "." + salt + hex.EncodeToString(sum[:])[:signLen-8] + ".http." + name + ".example.org.example.org."
 }
