@@ -1,6 +1,6 @@
 // Command regdnsctl is the registry operator's tool: it reads the registry block of the
 // server's Corefile to reach the same etcd, and imports, checks, manages, backs up and restores
-// the registry's data. Commands that print take --json.
+// the registry's data. The commands on names and etcd take --json for output a script reads.
 package main
 
 import (
@@ -37,9 +37,9 @@ type globals struct {
 }
 
 var commands = map[string]command{
-	"import":   {"import SOURCE: copy the original server's database into etcd", runImport},
+	"import":   {"import [--dry-run] SOURCE: copy the original server's database into etcd", runImport},
 	"check":    {"check [--fix]: report (and repair) inconsistencies between records and their indexes", runCheck},
-	"corefile": {"corefile --from config.toml: print a Corefile for the original server's configuration", runCorefile},
+	"corefile": {"corefile --from config.toml [-templates DIR]: print a Corefile for the original server's configuration", runCorefile},
 	"names":    {"names list|show|delete|disable|enable …: inspect and manage registered names", runNames},
 	"token":    {"token rotate NAME: give a name a new API token", runToken},
 	"email":    {"email set NAME ADDRESS [--verified] | email clear NAME: set or remove a contact address", runEmail},
