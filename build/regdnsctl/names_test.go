@@ -187,6 +187,34 @@ func TestNamesListAndShow(t *testing.T) {
 	r.ctl(exitError, "names", "frobnicate")
 }
 
+// No command shows a name's API token unless asked for it (names show --show-secrets; token
+// rotate's new token), in text or in JSON, in any field.
+func TestOutputsKeepTokenOut(t *testing.T) {
+	r := startRegistry(t)
+	token := r.subscribe("alpha")
+	if token == "" {
+		t.Fatal("subscribe gave no token")
+	}
+	for _, args := range [][]string{
+		{"names", "list"}, {"names", "list", "--json"},
+		{"names", "show", "alpha"}, {"names", "show", "alpha", "--json"},
+		{"names", "disable", "alpha", "--reason", "abuse"}, {"names", "enable", "alpha", "--json"},
+		{"names", "disable", "alpha", "--reason", "abuse", "--json"}, {"names", "enable", "alpha"},
+		{"email", "set", "alpha", "owner@example.org"}, {"email", "set", "alpha", "other@example.org", "--json"},
+		{"email", "clear", "alpha"}, {"email", "clear", "alpha", "--json"},
+		{"check"}, {"check", "--json"}, {"stats"}, {"stats", "--json"}, {"serial", "--json"},
+		{"names", "delete", "alpha", "--json"},
+	} {
+		code, stdout, stderr := regdnsctl(append([]string{"-conf", r.conf}, args...)...)
+		if code != exitOK {
+			t.Errorf("regdnsctl %v: exit %d\n%s", args, code, stderr)
+		}
+		if strings.Contains(stdout+stderr, token) {
+			t.Errorf("regdnsctl %v shows the API token:\n%s%s", args, stdout, stderr)
+		}
+	}
+}
+
 func isHex64(s string) bool {
 	return len(s) == 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
