@@ -56,3 +56,19 @@ dns://example.net {
 		}
 	}
 }
+
+// Corefile.example, which `make run` serves and the README's quick start uses, parses, with the
+// addresses its header and the quick start give.
+func TestCorefileExampleParses(t *testing.T) {
+	cfgs, err := ReadCorefile(filepath.Join("..", "..", "Corefile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfgs[0]
+	if len(cfgs) != 1 || strings.Join(c.Zones, " ") != "mydomain.org." || c.APIAddr != "127.0.0.1:8081" || c.DataDir != "data" || len(c.Etcd.Endpoints) != 0 {
+		t.Errorf("%d blocks; zones %v, api %s, data %s, etcd %v", len(cfgs), c.Zones, c.APIAddr, c.DataDir, c.Etcd.Endpoints)
+	}
+	if _, err := NewZone(c); err != nil {
+		t.Errorf("its records: %v", err)
+	}
+}
