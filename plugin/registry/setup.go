@@ -100,7 +100,8 @@ func parseProperty(c *caddy.Controller, cfg *Config) error {
 		case err == errOtherProperty:
 			continue
 		case err == errArgCount:
-			return c.Errf("%s: %v", prop, c.ArgErr())
+			// c.ArgErr's own message, without the file and line it would repeat after Errf's.
+			return c.Errf("%s: Wrong argument count or unexpected line ending after '%s'", prop, c.Val())
 		case err != nil:
 			return c.Errf("%s: %v", prop, err)
 		}

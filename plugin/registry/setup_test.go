@@ -183,6 +183,7 @@ func TestParse(t *testing.T) {
 		{name: "bad rate", input: "registry {\nclient_limit 3/d 1\n}", wantErr: "rate"},
 		{name: "bad burst", input: "registry {\nmail_limit 1/h 0\n}", wantErr: "burst"},
 		{name: "expire without grace", input: "registry {\nexpire 24h\n}", wantErr: "Wrong argument count"},
+		{name: "argument count error gives the line once", input: "registry {\nexpire 24h\n}", wantErr: "Testfile:2 - Error during parsing: expire: Wrong argument count or unexpected line ending after '24h'"},
 		{name: "ping granularity", input: "registry {\nping_granularity 10m\n}", check: func(t *testing.T, c Config) {
 			if c.API.PingGranularity != 10*time.Minute {
 				t.Errorf("ping_granularity %s", c.API.PingGranularity)
