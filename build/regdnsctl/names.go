@@ -309,7 +309,7 @@ func runNamesDelete(g globals, args []string) int {
 	defer s.done()
 	d, err := s.ks.Delete(context.Background(), etcdstore.ByName(name), nil)
 	if errors.Is(err, etcdstore.ErrDamaged) {
-		return s.deleteDamaged(name, asJSON)
+		return s.deleteDamaged(name, *asJSON)
 	}
 	if err != nil {
 		return s.result(name, err)
@@ -324,11 +324,11 @@ func runNamesDelete(g globals, args []string) int {
 
 // deleteDamaged deletes a record that does not parse, whose index keys cannot be known from
 // it: check --fix removes them afterwards.
-func (s *session) deleteDamaged(name string, asJSON *bool) int {
+func (s *session) deleteDamaged(name string, asJSON bool) int {
 	if err := s.ks.DeleteDamaged(context.Background(), name); err != nil {
 		return s.result(name, err)
 	}
-	if *asJSON {
+	if asJSON {
 		s.writeJSON(map[string]any{"name": name, "damaged": true})
 	} else {
 		fmt.Fprintf(s.stdout, "deleted the damaged record of %s: the name is free; run check --fix to remove index keys that pointed at it\n", name)
