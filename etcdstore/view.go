@@ -42,6 +42,9 @@ type View struct {
 	// 0 once it reached behindTarget, the newest revision etcd reported: see Lag.
 	behindSince  atomic.Int64
 	behindTarget atomic.Int64
+	// wentBack tells the watch, when the probe found etcd's history behind the view (etcd
+	// restored from a snapshot), to stop for a full load.
+	wentBack chan struct{}
 
 	// local, when set, reads the zone for a full load from the embedded member this process
 	// runs, instead of through the client.
@@ -55,6 +58,7 @@ func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
 		byToken:  map[string]*Record{},
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
+		wentBack: make(chan struct{}, 1),
 	}
 }
 
@@ -218,6 +222,11 @@ func (v *View) load(ctx context.Context) (int64, error) {
 			byToken[d.Token] = d
 		}
 	}
+	// A load reads etcd's history as it is now: what was found gone back before is taken in.
+	select {
+	case <-v.wentBack:
+	default:
+	}
 	var rev int64
 	var err error
 	if v.local != nil {
@@ -328,14 +337,12 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 }
 
 // follow applies watch events after rev, of the names and of the serial offset, until either
-// watch breaks.
+// watch breaks or etcd's history goes back under the view (see noteRevision).
 func (v *View) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	names := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 	serial := v.cli.Watch(wctx, v.keys.serial(), clientv3.WithRev(rev+1))
-	check := time.NewTicker(historyCheckInterval)
-	defer check.Stop()
 	for {
 		var ok bool
 		select {
@@ -343,28 +350,13 @@ func (v *View) follow(ctx context.Context, rev int64) {
 			ok = open && v.applyNames(resp)
 		case resp, open := <-serial:
 			ok = open && v.applyOffset(resp)
-		case <-check.C:
-			ok = v.sameHistory(ctx)
+		case <-v.wentBack:
+			// ok stays false: the history the watch follows is gone.
 		}
 		if !ok {
 			return
 		}
 	}
-}
-
-// historyCheckInterval is how often a following view checks that etcd's history did not go
-// back under it.
-const historyCheckInterval = 5 * time.Second
-
-// sameHistory reports whether etcd's revision is still at least the view's, or cannot be
-// read. An etcd restored from a snapshot is back at the snapshot's revision: a watch resumed
-// there waits for revisions the view has already seen, so it would never show the restored
-// data or the changes after it; a full load must follow instead.
-func (v *View) sameHistory(ctx context.Context) bool {
-	cctx, cancel := context.WithTimeout(ctx, v.timeout)
-	defer cancel()
-	resp, err := v.cli.Get(cctx, v.keys.serial(), clientv3.WithCountOnly())
-	return err != nil || resp.Header.Revision >= v.Revision()
 }
 
 // broken reports whether a watch response ends the watch, counting it.
@@ -422,14 +414,25 @@ func (v *View) applyNames(resp clientv3.WatchResponse) bool {
 }
 
 // noteRevision takes etcd's current revision, read at now by the store's reachability probe
-// (every second), or the error of that read, which counts as behind. When the view is behind
-// that revision, it marks since when and asks the watch for its progress: etcd's answer comes
-// once the watch has delivered every change to that revision, and brings the view to it even
-// when the changes were to keys outside the watched prefix.
-func (v *View) noteRevision(ctx context.Context, now time.Time, rev int64, err error) {
+// (every second), or the error of that read, which counts as behind; applied is the view's
+// revision when the read was sent. When the view is behind that revision, it marks since when
+// and asks the watch for its progress: etcd's answer comes once the watch has delivered every
+// change to that revision, and brings the view to it even when the changes were to keys
+// outside the watched prefix. When etcd answers with a revision below applied, its history
+// went back (restored from a snapshot): a watch resumed there would wait for revisions the
+// view has already seen and never show the restored data, so the view loads it in full.
+// (A revision below the view's current one alone proves nothing: the watch may have applied
+// newer changes while the read was on its way.)
+func (v *View) noteRevision(ctx context.Context, now time.Time, applied, rev int64, err error) {
 	if err != nil {
 		v.behindSince.CompareAndSwap(0, now.UnixNano())
 		return
+	}
+	if rev < applied {
+		select {
+		case v.wentBack <- struct{}{}:
+		default:
+		}
 	}
 	v.mu.Lock()
 	behind := v.rev < rev

@@ -305,3 +305,25 @@ func TestStaticView(t *testing.T) {
 		t.Error("Lookup(other) found a record")
 	}
 }
+
+// TestNoteRevisionSeesHistoryGoBack: the probe's revision below the one the view had applied
+// when the probe was sent means etcd's history went back (a restore), and sends the watch to
+// a full load; below the view's current revision alone it does not, since the watch may have
+// applied newer changes while the probe was on its way (that would reload the whole zone
+// under a steady write load).
+func TestNoteRevisionSeesHistoryGoBack(t *testing.T) {
+	v := StaticView(1)
+	v.rev = 10
+	v.noteRevision(t.Context(), time.Now(), 8, 9, nil)
+	select {
+	case <-v.wentBack:
+		t.Error("revision 9, read after the view had applied 8, taken for a restore")
+	default:
+	}
+	v.noteRevision(t.Context(), time.Now(), 10, 4, nil)
+	select {
+	case <-v.wentBack:
+	default:
+		t.Error("revision 4, read after the view had applied 10, not taken for a restore")
+	}
+}
