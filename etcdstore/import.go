@@ -155,10 +155,8 @@ func (ks *Keyspace) importEntry(i int, d *Record) (importEntry, error) {
 	}
 	e := importEntry{index: i, name: d.Name, value: val, keys: []string{ks.keys.name(d.Name)}}
 	for _, ix := range indexesOf(d) {
-		if ix.hash != "" {
-			e.keys = append(e.keys, ks.keys.hashedKey(ix.dir, ix.hash))
-			e.secrets = append(e.secrets, secretOf(ix.dir))
-		}
+		e.keys = append(e.keys, ks.keys.hashedKey(ix.dir, ix.hash))
+		e.secrets = append(e.secrets, secretOf(ix.dir))
 	}
 	return e, nil
 }

@@ -59,22 +59,14 @@ func hashSecret(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// tokenHash is the index form of an API token; a record without a token has none.
-func tokenHash(tok string) string {
-	if tok == "" {
-		return ""
-	}
-	return hashSecret(tok)
-}
-
 // index is one index entry a record needs: the hash of one of its secrets under dir.
 type index struct{ dir, hash string }
 
 // indexesOf lists the index entries d needs, one per secret it holds, each once.
 func indexesOf(d *Record) []index {
 	var out []index
-	if h := tokenHash(d.Token); h != "" {
-		out = append(out, index{tokensDir, h})
+	if d.Token != "" {
+		out = append(out, index{tokensDir, hashSecret(d.Token)})
 	}
 	for _, r := range d.ReclamationTokens() {
 		if ix := (index{reclaimDir, r.Hash}); r.Hash != "" && !slices.Contains(out, ix) {
