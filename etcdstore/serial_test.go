@@ -80,7 +80,7 @@ func TestSerialAcrossCompactionReload(t *testing.T) {
 	if _, err := s.RaiseSerial(t.Context(), 50000); err != nil {
 		t.Fatal(err)
 	}
-	v := newView(s.Client(), s.keys, time.Second)
+	v := newView(&Keyspace{cli: s.Client(), keys: s.keys, timeout: time.Second})
 	rev, err := v.load(t.Context())
 	if err != nil {
 		t.Fatal(err)

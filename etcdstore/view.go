@@ -20,9 +20,9 @@ const pageSize = 1000
 // current by a watch from the load's revision. Records handed out are never modified.
 // After the watch stops (etcd gone, store closed) the View keeps its last state.
 type View struct {
-	cli     *clientv3.Client
-	keys    keys
-	timeout time.Duration
+	// ks reads and watches the zone: the Store's Keyspace, whose client (or embedded member)
+	// and timeout the view uses.
+	ks *Keyspace
 
 	mu       sync.RWMutex
 	byName   map[string]*Record
@@ -45,15 +45,11 @@ type View struct {
 	// wentBack tells the watch, when the probe found etcd's history behind the view (etcd
 	// restored from a snapshot), to stop for a full load.
 	wentBack chan struct{}
-
-	// local, when set, reads the zone for a full load from the embedded member this process
-	// runs, instead of through the client.
-	local *Embedded
 }
 
-func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
+func newView(ks *Keyspace) *View {
 	return &View{
-		cli: cli, keys: k, timeout: timeout,
+		ks:       ks,
 		byName:   map[string]*Record{},
 		byToken:  map[string]*Record{},
 		advanced: make(chan struct{}),
@@ -65,7 +61,7 @@ func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
 // StaticView is a loaded view of records with serial, fed by no etcd: it answers as a
 // view of a store does, for tests and tools that hold the records themselves.
 func StaticView(serial uint32, records ...*Record) *View {
-	v := newView(nil, keys{}, 0)
+	v := newView(&Keyspace{})
 	for _, d := range records {
 		v.byName[d.Name] = d
 		v.byToken[d.Token] = d
@@ -215,7 +211,7 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	fresh := make(map[string]*Record, size)
 	byToken := make(map[string]*Record, size)
 	var l loader
-	prefix := len(v.keys.names())
+	prefix := len(v.ks.keys.names())
 	add := func(kv *mvccpb.KeyValue) {
 		if name, d := l.decode(kv, kv.Key[prefix:]); d != nil {
 			fresh[name] = d
@@ -227,17 +223,11 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	case <-v.wentBack:
 	default:
 	}
-	var rev int64
-	var err error
-	if v.local != nil {
-		rev, err = v.local.scan(ctx, v.keys.names(), add)
-	} else {
-		rev, err = scan(ctx, v.cli, v.timeout, v.keys.names(), add)
-	}
+	rev, err := v.ks.scan(ctx, v.ks.keys.names(), add)
 	if err != nil {
 		return 0, err
 	}
-	offset, _, _, err := readOffset(ctx, v.cli, v.timeout, v.keys.serial(), rev)
+	offset, _, _, err := readOffset(ctx, v.ks.cli, v.ks.timeout, v.ks.keys.serial(), rev)
 	if err != nil {
 		return 0, err
 	}
@@ -257,9 +247,9 @@ func (v *View) load(ctx context.Context) (int64, error) {
 // count is how many records etcd holds, to size the maps of a first load; 0 if etcd cannot
 // say (the load then reports why).
 func (v *View) count(ctx context.Context) int {
-	cctx, cancel := context.WithTimeout(ctx, v.timeout)
+	cctx, cancel := v.ks.ctx(ctx)
 	defer cancel()
-	resp, err := v.cli.Get(cctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := v.ks.cli.Get(cctx, v.ks.keys.names(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return 0
 	}
@@ -341,8 +331,8 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 func (v *View) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	names := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	serial := v.cli.Watch(wctx, v.keys.serial(), clientv3.WithRev(rev+1))
+	names := v.ks.cli.Watch(wctx, v.ks.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	serial := v.ks.cli.Watch(wctx, v.ks.keys.serial(), clientv3.WithRev(rev+1))
 	for {
 		var ok bool
 		select {
@@ -394,7 +384,7 @@ func (v *View) applyNames(resp clientv3.WatchResponse) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, ev := range resp.Events {
-		name := v.keys.nameOf(string(ev.Kv.Key))
+		name := v.ks.keys.nameOf(string(ev.Kv.Key))
 		if old, ok := v.byName[name]; ok {
 			delete(v.byToken, old.Token)
 			delete(v.byName, name)
@@ -445,7 +435,7 @@ func (v *View) noteRevision(ctx context.Context, now time.Time, applied, rev int
 	v.mu.Unlock()
 	if behind {
 		// The watch's stream is found by the metadata WithRequireLeader puts on the context.
-		v.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
+		v.ks.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
 	}
 }
 

@@ -99,7 +99,7 @@ func TestFollowStopsAtCompactedRevision(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	s := openStore(t, e, "")
-	v := newView(s.Client(), s.keys, time.Second)
+	v := newView(&Keyspace{cli: s.Client(), keys: s.keys, timeout: time.Second})
 	rev, err := v.load(t.Context())
 	if err != nil {
 		t.Fatal(err)
