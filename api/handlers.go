@@ -288,8 +288,8 @@ func (s *Server) dnsconfig(_ http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// domainInfo is what /info shows of a record; hashes of secrets stay out.
-type domainInfo struct {
+// recordInfo is what /info shows of a record; hashes of secrets stay out.
+type recordInfo struct {
 	Name          string   `json:"name"`
 	Token         string   `json:"token"`
 	Description   string   `json:"description"`
@@ -312,7 +312,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := domainInfo{
+	out := recordInfo{
 		Name:          d.Name,
 		Token:         d.Token,
 		Description:   d.Description,
