@@ -13,11 +13,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// pageSize is how many records one range read of the initial load returns.
+// pageSize is how many records one range read of scanPages returns, for servers without
+// RangeStream.
 const pageSize = 1000
 
-// View is the in-memory copy of every registered name, loaded by paged range reads and kept
-// current by a watch from the load's revision. Records handed out are never modified.
+// View is the in-memory copy of every registered name, loaded by a scan of the names at one
+// revision (Keyspace.scan) and kept current by a watch from the load's revision. Records handed out are never modified.
 // After the watch stops (etcd gone, store closed) the View keeps its last state.
 type View struct {
 	// ks reads and watches the zone: the Store's Keyspace, whose client (or embedded member)
