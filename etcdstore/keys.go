@@ -9,7 +9,7 @@ import (
 
 // Key layout, relative to the configured prefix (default DefaultPrefix):
 //
-//	names/<name>          the record, JSON; the only keys the View watches
+//	names/<name>          the record, JSON; the View watches these and serial
 //	tokens/<sha256(tok)>  index: the name whose API token hashes to this
 //	reclaim/<sha256(rt)>  index: the name one of whose reclamation tokens hashes to this
 //	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this

@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,25 +328,23 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 	}
 }
 
-// follow applies watch events after rev, of the names and of the serial offset, until either
-// watch breaks or etcd's history goes back under the view (see noteRevision).
+// follow applies watch events after rev until the watch breaks or etcd's history goes back
+// under the view (see noteRevision). One watch over the names and the serial offset (and the
+// reclamation index keys between them, which it skips) brings their changes in revision
+// order, so that each offset counts from the revision it was set at, on every replica alike.
 func (v *View) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	names := v.ks.cli.Watch(wctx, v.ks.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	serial := v.ks.cli.Watch(wctx, v.ks.keys.serial(), clientv3.WithRev(rev+1))
+	k := v.ks.keys
+	changes := v.ks.cli.Watch(wctx, k.names(), clientv3.WithRange(k.serial()+"\x00"), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 	for {
-		var ok bool
 		select {
-		case resp, open := <-names:
-			ok = open && v.applyNames(resp)
-		case resp, open := <-serial:
-			ok = open && v.applyOffset(resp)
+		case resp, open := <-changes:
+			if !open || !v.apply(resp) {
+				return
+			}
 		case <-v.wentBack:
-			// ok stays false: the history the watch follows is gone.
-		}
-		if !ok {
-			return
+			return // the history the watch follows is gone
 		}
 	}
 }
@@ -359,42 +358,19 @@ func broken(resp clientv3.WatchResponse) bool {
 	return false
 }
 
-// applyOffset applies a change of the serial offset; false when the watch broke.
-func (v *View) applyOffset(resp clientv3.WatchResponse) bool {
+// apply applies the changes of records and of the serial offset; false when the watch broke.
+func (v *View) apply(resp clientv3.WatchResponse) bool {
 	if broken(resp) {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, ev := range resp.Events {
-		v.offset = 0
-		if ev.Type == clientv3.EventTypePut {
-			// A value that does not parse counts as 0; the consistency check reports it.
-			v.offset, _ = parseOffset(ev.Kv.Value)
-		}
-		v.advance(ev.Kv.ModRevision)
-	}
-	return true
-}
-
-// applyNames applies the changes of records; false when the watch broke.
-func (v *View) applyNames(resp clientv3.WatchResponse) bool {
-	if broken(resp) {
-		return false
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, ev := range resp.Events {
-		name := v.ks.keys.nameOf(string(ev.Kv.Key))
-		if old, ok := v.byName[name]; ok {
-			delete(v.byToken, old.Token)
-			delete(v.byName, name)
-		}
-		if ev.Type == clientv3.EventTypePut {
-			if d := decode(name, ev.Kv); d != nil {
-				v.byName[name] = d
-				v.byToken[d.Token] = d
-			}
+		switch key := string(ev.Kv.Key); {
+		case key == v.ks.keys.serial():
+			v.applyOffset(ev)
+		case strings.HasPrefix(key, v.ks.keys.names()):
+			v.applyName(v.ks.keys.nameOf(key), ev)
 		}
 		v.advance(ev.Kv.ModRevision)
 	}
@@ -402,6 +378,29 @@ func (v *View) applyNames(resp clientv3.WatchResponse) bool {
 		v.advance(resp.Header.Revision)
 	}
 	return true
+}
+
+// applyOffset applies a change of the serial offset; v.mu must be held.
+func (v *View) applyOffset(ev *clientv3.Event) {
+	v.offset = 0
+	if ev.Type == clientv3.EventTypePut {
+		// A value that does not parse counts as 0; the consistency check reports it.
+		v.offset, _ = parseOffset(ev.Kv.Value)
+	}
+}
+
+// applyName applies a change of the record of name; v.mu must be held.
+func (v *View) applyName(name string, ev *clientv3.Event) {
+	if old, ok := v.byName[name]; ok {
+		delete(v.byToken, old.Token)
+		delete(v.byName, name)
+	}
+	if ev.Type == clientv3.EventTypePut {
+		if d := decode(name, ev.Kv); d != nil {
+			v.byName[name] = d
+			v.byToken[d.Token] = d
+		}
+	}
 }
 
 // noteRevision takes etcd's current revision, read at now by the store's reachability probe
