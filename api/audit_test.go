@@ -8,9 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 var auditLine = regexp.MustCompile(`audit endpoint=\S+ name=\S+ caller=\S+ code=\d+`)
@@ -88,14 +85,4 @@ func TestAuditOff(t *testing.T) {
 	if !strings.Contains(logs, `GET "/subscribe" 200`) {
 		t.Errorf("the calls were not made (no access log line):\n%s", logs)
 	}
-}
-
-// counterValue is the current value of a counter.
-func counterValue(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
 }

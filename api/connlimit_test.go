@@ -122,16 +122,6 @@ func (c *client) closedByServer() bool {
 	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
 }
 
-// waitFor polls cond for up to 10 s: the server changes state after the client reads.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // metricValue is the value of a counter or gauge.
 func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()
@@ -180,7 +170,7 @@ func TestConnLimiterPerClient(t *testing.T) {
 		}
 	}
 	held[0].conn.Close()
-	waitFor(t, "the closed connection's place", func() bool { open, _ := s.l.counts(); return open == 2 })
+	eventually(t, "the closed connection's place", func() bool { open, _ := s.l.counts(); return open == 2 })
 	if code, _, _ := s.dial(t, "127.0.0.1").get("/"); code != 200 {
 		t.Errorf("after one closed: %d, want 200", code)
 	}
@@ -199,9 +189,9 @@ func shedsIdle(t *testing.T, s *limitedServer) {
 	shed := metricValue(t, connectionsShed)
 	oldest, newer := s.dial(t, "127.0.0.1"), s.dial(t, "127.0.0.2")
 	oldest.get("/")
-	waitFor(t, "the first connection idle", func() bool { _, idle := s.l.counts(); return idle == 1 })
+	eventually(t, "the first connection idle", func() bool { _, idle := s.l.counts(); return idle == 1 })
 	newer.get("/")
-	waitFor(t, "both connections idle", func() bool { _, idle := s.l.counts(); return idle == 2 })
+	eventually(t, "both connections idle", func() bool { _, idle := s.l.counts(); return idle == 2 })
 
 	if code, _, _ := s.dial(t, "127.0.0.3").get("/"); code != 200 {
 		t.Fatalf("connection at the total cap with idle ones open: %d, want 200", code)
@@ -227,7 +217,7 @@ func TestConnLimiterTotalWhenBusy(t *testing.T) {
 		c.send("/hold")
 		busy = append(busy, c)
 	}
-	waitFor(t, "two requests in progress", func() bool { open, idle := s.l.counts(); return open == 2 && idle == 0 })
+	eventually(t, "two requests in progress", func() bool { open, idle := s.l.counts(); return open == 2 && idle == 0 })
 	if got := metricValue(t, connectionsOpen) - opened; got != 2 {
 		t.Errorf("open connections gauge rose by %v, want 2", got)
 	}
@@ -246,7 +236,7 @@ func TestConnLimiterTotalWhenBusy(t *testing.T) {
 		}
 		c.conn.Close()
 	}
-	waitFor(t, "the gauge back down", func() bool { return metricValue(t, connectionsOpen) == opened })
+	eventually(t, "the gauge back down", func() bool { return metricValue(t, connectionsOpen) == opened })
 }
 
 func TestConnLimiterExemptsTrustedProxies(t *testing.T) {
@@ -351,14 +341,14 @@ func TestConnLimiterBoundsRefusalsAnswering(t *testing.T) {
 	for range MaxRefusalsAnswering {
 		s.dial(t, "127.0.0.1")
 	}
-	waitFor(t, "every answering place taken", func() bool { return len(s.l.answering) == MaxRefusalsAnswering })
+	eventually(t, "every answering place taken", func() bool { return len(s.l.answering) == MaxRefusalsAnswering })
 	start := time.Now()
 	over := s.dial(t, "127.0.0.1")
 	over.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if b, err := io.ReadAll(over.conn); len(b) != 0 || err != nil || time.Since(start) > refusalTimeout/2 {
 		t.Errorf("refused connection beyond the answering bound: read %q, %v after %s; want closed at once", b, err, time.Since(start))
 	}
-	waitFor(t, "silent refused connections released after the timeout", func() bool { return len(s.l.answering) == 0 })
+	eventually(t, "silent refused connections released after the timeout", func() bool { return len(s.l.answering) == 0 })
 	if code, _, _ := s.dial(t, "127.0.0.1").get("/"); code != http.StatusTooManyRequests {
 		t.Errorf("refusal after the bound freed: %d, want 429", code)
 	}

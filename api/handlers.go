@@ -288,8 +288,8 @@ func (s *Server) dnsconfig(_ http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// domainInfo is what /info shows of a record; hashes of secrets stay out.
-type domainInfo struct {
+// recordInfo is what /info shows of a record; hashes of secrets stay out.
+type recordInfo struct {
 	Name          string   `json:"name"`
 	Token         string   `json:"token"`
 	Description   string   `json:"description"`
@@ -308,21 +308,11 @@ type domainInfo struct {
 
 // info shows the record of a token.
 func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
-	token, err := requiredSecret(r.URL.Query(), "token")
+	d, err := s.tokenRecord(r)
 	if err != nil {
 		return err
 	}
-	d, err := s.store.Get(r.Context(), etcdstore.ByToken(token))
-	if errors.Is(err, etcdstore.ErrNotFound) {
-		return invalidToken()
-	}
-	if err != nil {
-		return err
-	}
-	if err := refuseDisabled(&d); err != nil {
-		return err
-	}
-	out := domainInfo{
+	out := recordInfo{
 		Name:          d.Name,
 		Token:         d.Token,
 		Description:   d.Description,
@@ -398,18 +388,7 @@ func (s *Server) setEmail(_ http.ResponseWriter, r *http.Request) error {
 // The token is checked first, so that a bad one is a 400 and only its holder has the mailer
 // ask the SMTP server.
 func (s *Server) reachable(r *http.Request, addr string) error {
-	token, err := requiredSecret(r.URL.Query(), "token")
-	if err != nil {
-		return err
-	}
-	d, err := s.store.Get(r.Context(), etcdstore.ByToken(token))
-	if errors.Is(err, etcdstore.ErrNotFound) {
-		return invalidToken()
-	}
-	if err != nil {
-		return err
-	}
-	if err := refuseDisabled(&d); err != nil {
+	if _, err := s.tokenRecord(r); err != nil {
 		return err
 	}
 	if err := s.mailer.Reaches(r.Context(), addr); err != nil {
@@ -470,6 +449,23 @@ func connectivityCheck(w http.ResponseWriter, _ *http.Request) error {
 
 func invalidToken() error {
 	return badRequest("InvalidToken", "No name has this token.")
+}
+
+// tokenRecord reads the record of the request's token from etcd, refusing an unknown token
+// and a disabled name as update does.
+func (s *Server) tokenRecord(r *http.Request) (etcdstore.Record, error) {
+	token, err := requiredSecret(r.URL.Query(), "token")
+	if err != nil {
+		return etcdstore.Record{}, err
+	}
+	d, err := s.store.Get(r.Context(), etcdstore.ByToken(token))
+	if errors.Is(err, etcdstore.ErrNotFound) {
+		return d, invalidToken()
+	}
+	if err != nil {
+		return d, err
+	}
+	return d, refuseDisabled(&d)
 }
 
 // refuseDisabled refuses every request about a name an operator disabled (regdnsctl names

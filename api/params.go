@@ -42,7 +42,7 @@ func (s *Server) name(q url.Values) (string, error) {
 	return name, nil
 }
 
-// builtinReserved are the labels no gateway gets, besides ns<digits>: the API's own and the
+// builtinReserved are the labels no gateway gets, besides ns and ns<digits>: the API's own and the
 // zone's web site, and labels that clients and mail systems look up by themselves in the
 // domains they are in (proxy and IPv6 tunnel autodiscovery, mail client setup, MTA-STS, the
 // host itself) or that read as the zone operator's roles (the RFC 2142 mailboxes), so that a

@@ -34,7 +34,7 @@ type Store interface {
 // Config holds the settings of a Server.
 type Config struct {
 	Zone           string         // e.g. "mydomain.org" (no trailing dot); names are <name>.<Zone>
-	Reserved       []string       // operator's extra reserved names (besides builtinReserved and ns<digits>)
+	Reserved       []string       // operator's extra reserved names (besides builtinReserved, ns and ns<digits>)
 	TrustedProxies []netip.Prefix // peers whose X-Real-IP / X-Forwarded-For are believed
 	Locator        Locator        // nil: no GeoIP, continent left empty
 	Mailer         Mailer         // required

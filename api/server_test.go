@@ -167,15 +167,15 @@ func TestMailFailure(t *testing.T) {
 		{reclaimMail, []string{"/reclaim", "name", "demo"}},
 	} {
 		failed, sent := mails.WithLabelValues(string(tt.kind), "failed"), mails.WithLabelValues(string(tt.kind), "sent")
-		failedBefore, sentBefore := counterValue(t, failed), counterValue(t, sent)
+		failedBefore, sentBefore := metricValue(t, failed), metricValue(t, sent)
 		r := e.get(t, tt.call[0], tt.call[1:]...)
 		if r.status != http.StatusNotImplemented || r.code() != "InternalError" || strings.Contains(r.body, dead) {
 			t.Errorf("%s: %d %s", tt.call[0], r.status, r.body)
 		}
-		if got := counterValue(t, failed) - failedBefore; got != 1 {
+		if got := metricValue(t, failed) - failedBefore; got != 1 {
 			t.Errorf("%s: mails_total{kind=%q,result=\"failed\"} grew by %v, want 1", tt.call[0], tt.kind, got)
 		}
-		if got := counterValue(t, sent) - sentBefore; got != 0 {
+		if got := metricValue(t, sent) - sentBefore; got != 0 {
 			t.Errorf("%s: mails_total{kind=%q,result=\"sent\"} grew by %v, want 0", tt.call[0], tt.kind, got)
 		}
 	}
@@ -193,9 +193,9 @@ func TestMailsSentCounted(t *testing.T) {
 		{reclaimMail, func() { e.reclamationToken(t, "demo") }},
 	} {
 		sent := mails.WithLabelValues(string(tt.kind), "sent")
-		before := counterValue(t, sent)
+		before := metricValue(t, sent)
 		tt.call()
-		if got := counterValue(t, sent) - before; got != 1 {
+		if got := metricValue(t, sent) - before; got != 1 {
 			t.Errorf("mails_total{kind=%q,result=\"sent\"} grew by %v, want 1", tt.kind, got)
 		}
 	}

@@ -45,7 +45,7 @@ type health struct {
 	endpoints []string // external cluster members; nil with the embedded etcd
 	timeout   time.Duration
 	log       Logger
-	view      *View // told etcd's revision at each probe, to measure its lag
+	view      *View // told etcd's revision at each probe, to measure its lag and see a restore
 
 	lostAt time.Time // zero while etcd answers
 }
@@ -70,6 +70,7 @@ func (h *health) run(ctx context.Context) {
 
 // probe makes one linearizable read of a single key: it succeeds only when a quorum answers.
 func (h *health) probe(ctx context.Context) {
+	applied := h.view.Revision()
 	pctx, cancel := context.WithTimeout(ctx, h.timeout)
 	resp, err := h.cli.Get(pctx, h.probeKey, clientv3.WithCountOnly())
 	cancel()
@@ -80,7 +81,7 @@ func (h *health) probe(ctx context.Context) {
 	if err == nil {
 		rev = resp.Header.Revision
 	}
-	h.view.noteRevision(ctx, time.Now(), rev, err)
+	h.view.noteRevision(ctx, time.Now(), applied, rev, err)
 	switch {
 	case err != nil && h.lostAt.IsZero():
 		h.lostAt = time.Now()

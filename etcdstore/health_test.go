@@ -37,17 +37,6 @@ func (l *lines) count(s string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 20s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestReachabilityLoggedOnce stops and restarts the etcd a store reaches over the network:
 // "etcd unreachable" is logged once however many calls fail meanwhile, "etcd reachable
 // again" once when it is back, and the reachability gauge follows. While it runs, the
@@ -66,7 +55,7 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 	if err := s.Create(t.Context(), newRecord("alpha")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "database size metric", func() bool { return counted(t, etcdDBSize.WithLabelValues(clientURL)) > 0 })
+	eventually(t, 20*time.Second, "no database size metric", func() bool { return counted(t, etcdDBSize.WithLabelValues(clientURL)) > 0 })
 	if got := counted(t, etcdQuota.WithLabelValues(clientURL)); got != quota {
 		t.Errorf("quota metric %v, want %d", got, quota)
 	}
@@ -78,7 +67,7 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 	for range 5 {
 		s.Create(t.Context(), newRecord("beta"))
 	}
-	waitFor(t, `"etcd unreachable"`, func() bool { return log.count("etcd unreachable") > 0 })
+	eventually(t, 20*time.Second, `no "etcd unreachable"`, func() bool { return log.count("etcd unreachable") > 0 })
 	if counted(t, etcdReachable) != 0 {
 		t.Error("reachable gauge is not 0 while etcd is down")
 	}
@@ -89,7 +78,7 @@ func TestReachabilityLoggedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(restarted.Close)
-	waitFor(t, `"etcd reachable again"`, func() bool { return log.count("etcd reachable again") > 0 })
+	eventually(t, 20*time.Second, `no "etcd reachable again"`, func() bool { return log.count("etcd reachable again") > 0 })
 	time.Sleep(3 * probeEvery)
 	if n := log.count("etcd unreachable"); n != 1 {
 		t.Errorf(`"etcd unreachable" logged %d times, want once`, n)

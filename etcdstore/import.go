@@ -155,10 +155,8 @@ func (ks *Keyspace) importEntry(i int, d *Record) (importEntry, error) {
 	}
 	e := importEntry{index: i, name: d.Name, value: val, keys: []string{ks.keys.name(d.Name)}}
 	for _, ix := range indexesOf(d) {
-		if ix.hash != "" {
-			e.keys = append(e.keys, ks.keys.hashedKey(ix.dir, ix.hash))
-			e.secrets = append(e.secrets, secretOf(ix.dir))
-		}
+		e.keys = append(e.keys, ks.keys.hashedKey(ix.dir, ix.hash))
+		e.secrets = append(e.secrets, secretOf(ix.dir))
 	}
 	return e, nil
 }
@@ -318,10 +316,18 @@ func classify(e importEntry, stored map[string][]byte, same func(stored, record 
 	return r
 }
 
-// sameRecord decodes two encoded records and asks same whether they count as the same.
+// sameRecord decodes two encoded records as stored records are read (parseRecord: a record of
+// an earlier version in this version's fields) and asks same whether they count as the same.
 func sameRecord(have, want []byte, same func(stored, record *Record) bool) bool {
-	var h, w Record
-	return same != nil && json.Unmarshal(have, &h) == nil && json.Unmarshal(want, &w) == nil && same(&h, &w)
+	if same == nil {
+		return false
+	}
+	h, err := parseRecord(have)
+	if err != nil {
+		return false
+	}
+	w, err := parseRecord(want)
+	return err == nil && same(h, w)
 }
 
 // recordDiff names the fields in which a stored record differs from the one to import.

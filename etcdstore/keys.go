@@ -9,7 +9,7 @@ import (
 
 // Key layout, relative to the configured prefix (default DefaultPrefix):
 //
-//	names/<name>          the record, JSON; the only keys the View watches
+//	names/<name>          the record, JSON; the View watches these and serial
 //	tokens/<sha256(tok)>  index: the name whose API token hashes to this
 //	reclaim/<sha256(rt)>  index: the name one of whose reclamation tokens hashes to this
 //	verify/<sha256(id)>   index: the name whose pending email verification id hashes to this
@@ -59,22 +59,14 @@ func hashSecret(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// tokenHash is the index form of an API token; a record without a token has none.
-func tokenHash(tok string) string {
-	if tok == "" {
-		return ""
-	}
-	return hashSecret(tok)
-}
-
 // index is one index entry a record needs: the hash of one of its secrets under dir.
 type index struct{ dir, hash string }
 
 // indexesOf lists the index entries d needs, one per secret it holds, each once.
 func indexesOf(d *Record) []index {
 	var out []index
-	if h := tokenHash(d.Token); h != "" {
-		out = append(out, index{tokensDir, h})
+	if d.Token != "" {
+		out = append(out, index{tokensDir, hashSecret(d.Token)})
 	}
 	for _, r := range d.ReclamationTokens() {
 		if ix := (index{reclaimDir, r.Hash}); r.Hash != "" && !slices.Contains(out, ix) {

@@ -113,8 +113,7 @@ func BenchmarkViewLoad(b *testing.B) {
 		local *Embedded
 	}{{"client", nil}, {"local", e}} {
 		b.Run(bc.name, func(b *testing.B) {
-			v := newView(cli, k, DefaultTimeout)
-			v.local = bc.local
+			v := newView(&Keyspace{cli: cli, keys: k, timeout: DefaultTimeout, local: bc.local})
 			for b.Loop() {
 				if _, err := v.load(b.Context()); err != nil {
 					b.Fatal(err)

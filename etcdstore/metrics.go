@@ -114,7 +114,7 @@ var (
 		Namespace: "coredns",
 		Subsystem: "registry",
 		Name:      "view_reloads_total",
-		Help:      "Counter of full reloads of the view from etcd (start, compaction, broken watch).",
+		Help:      "Counter of full reloads of the view from etcd (start, compaction, broken watch, etcd restored from a snapshot).",
 	})
 )
 

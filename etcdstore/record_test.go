@@ -358,7 +358,7 @@ func TestDecodeEarlierRecords(t *testing.T) {
 
 // The view holds one record per registered name: what few records carry stays behind the
 // Pending pointer, so that a million names stay within the memory the README states.
-func TestDomainSize(t *testing.T) {
+func TestRecordSize(t *testing.T) {
 	if size := unsafe.Sizeof(Record{}); unsafe.Sizeof(uintptr(0)) == 8 && size > 224 {
 		t.Errorf("a record takes %d bytes in the view, more than 224", size)
 	}

@@ -80,7 +80,7 @@ func TestSerialAcrossCompactionReload(t *testing.T) {
 	if _, err := s.RaiseSerial(t.Context(), 50000); err != nil {
 		t.Fatal(err)
 	}
-	v := newView(s.Client(), s.keys, time.Second)
+	v := newView(&Keyspace{cli: s.Client(), keys: s.keys, timeout: time.Second})
 	rev, err := v.load(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +110,31 @@ func TestSerialAcrossCompactionReload(t *testing.T) {
 	}
 	if got := v.Serial(); got != want || !newerSerial(got, loaded) {
 		t.Errorf("serial %d after the reload, want %d (etcd's), newer than %d", got, want, loaded)
+	}
+}
+
+// A raised offset and the change right after it reach the view in revision order (one watch
+// brings both), so the view's serial is etcd's as soon as the change is acknowledged. With
+// two watches, the change could come first and the raise then count for nothing until the
+// next change.
+func TestSerialRaiseThenChange(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, startEtcd(t), "")
+	for i := range 20 {
+		above := s.View().Serial() + 100
+		if _, err := s.RaiseSerial(t.Context(), above); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Create(t.Context(), newRecord(fmt.Sprint("n", i))); err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.Serial(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.View().Serial(); got != want {
+			t.Fatalf("round %d: view serial %d after RaiseSerial(%d) and a change, etcd's %d", i, got, above, want)
+		}
 	}
 }
 

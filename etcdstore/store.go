@@ -115,8 +115,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{Keyspace: *ks}
-	s.view = newView(s.cli, s.keys, s.timeout)
-	s.view.local = s.local
+	s.view = newView(&s.Keyspace)
 	if err := s.view.start(ctx); err != nil {
 		s.cli.Close()
 		return nil, err

@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,16 +14,17 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// pageSize is how many records one range read of the initial load returns.
+// pageSize is how many records one range read of scanPages returns, for servers without
+// RangeStream.
 const pageSize = 1000
 
-// View is the in-memory copy of every registered name, loaded by paged range reads and kept
-// current by a watch from the load's revision. Records handed out are never modified.
+// View is the in-memory copy of every registered name, loaded by a scan of the names at one
+// revision (Keyspace.scan) and kept current by a watch from the load's revision. Records handed out are never modified.
 // After the watch stops (etcd gone, store closed) the View keeps its last state.
 type View struct {
-	cli     *clientv3.Client
-	keys    keys
-	timeout time.Duration
+	// ks reads and watches the zone: the Store's Keyspace, whose client (or embedded member)
+	// and timeout the view uses.
+	ks *Keyspace
 
 	mu       sync.RWMutex
 	byName   map[string]*Record
@@ -42,26 +44,26 @@ type View struct {
 	// 0 once it reached behindTarget, the newest revision etcd reported: see Lag.
 	behindSince  atomic.Int64
 	behindTarget atomic.Int64
-
-	// local, when set, reads the zone for a full load from the embedded member this process
-	// runs, instead of through the client.
-	local *Embedded
+	// wentBack tells the watch, when the probe found etcd's history behind the view (etcd
+	// restored from a snapshot), to stop for a full load.
+	wentBack chan struct{}
 }
 
-func newView(cli *clientv3.Client, k keys, timeout time.Duration) *View {
+func newView(ks *Keyspace) *View {
 	return &View{
-		cli: cli, keys: k, timeout: timeout,
+		ks:       ks,
 		byName:   map[string]*Record{},
 		byToken:  map[string]*Record{},
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
+		wentBack: make(chan struct{}, 1),
 	}
 }
 
 // StaticView is a loaded view of records with serial, fed by no etcd: it answers as a
 // view of a store does, for tests and tools that hold the records themselves.
 func StaticView(serial uint32, records ...*Record) *View {
-	v := newView(nil, keys{}, 0)
+	v := newView(&Keyspace{})
 	for _, d := range records {
 		v.byName[d.Name] = d
 		v.byToken[d.Token] = d
@@ -211,24 +213,23 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	fresh := make(map[string]*Record, size)
 	byToken := make(map[string]*Record, size)
 	var l loader
-	prefix := len(v.keys.names())
+	prefix := len(v.ks.keys.names())
 	add := func(kv *mvccpb.KeyValue) {
 		if name, d := l.decode(kv, kv.Key[prefix:]); d != nil {
 			fresh[name] = d
 			byToken[d.Token] = d
 		}
 	}
-	var rev int64
-	var err error
-	if v.local != nil {
-		rev, err = v.local.scan(ctx, v.keys.names(), add)
-	} else {
-		rev, err = scan(ctx, v.cli, v.timeout, v.keys.names(), add)
+	// A load reads etcd's history as it is now: what was found gone back before is taken in.
+	select {
+	case <-v.wentBack:
+	default:
 	}
+	rev, err := v.ks.scan(ctx, v.ks.keys.names(), add)
 	if err != nil {
 		return 0, err
 	}
-	offset, _, _, err := readOffset(ctx, v.cli, v.timeout, v.keys.serial(), rev)
+	offset, _, _, err := readOffset(ctx, v.ks.cli, v.ks.timeout, v.ks.keys.serial(), rev)
 	if err != nil {
 		return 0, err
 	}
@@ -248,9 +249,9 @@ func (v *View) load(ctx context.Context) (int64, error) {
 // count is how many records etcd holds, to size the maps of a first load; 0 if etcd cannot
 // say (the load then reports why).
 func (v *View) count(ctx context.Context) int {
-	cctx, cancel := context.WithTimeout(ctx, v.timeout)
+	cctx, cancel := v.ks.ctx(ctx)
 	defer cancel()
-	resp, err := v.cli.Get(cctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	resp, err := v.ks.cli.Get(cctx, v.ks.keys.names(), clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err != nil {
 		return 0
 	}
@@ -327,44 +328,25 @@ func scanPages(ctx context.Context, cli *clientv3.Client, timeout time.Duration,
 	}
 }
 
-// follow applies watch events after rev, of the names and of the serial offset, until either
-// watch breaks.
+// follow applies watch events after rev until the watch breaks or etcd's history goes back
+// under the view (see noteRevision). One watch over the names and the serial offset (and the
+// reclamation index keys between them, which it skips) brings their changes in revision
+// order, so that each offset counts from the revision it was set at, on every replica alike.
 func (v *View) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	names := v.cli.Watch(wctx, v.keys.names(), clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	serial := v.cli.Watch(wctx, v.keys.serial(), clientv3.WithRev(rev+1))
-	check := time.NewTicker(historyCheckInterval)
-	defer check.Stop()
+	k := v.ks.keys
+	changes := v.ks.cli.Watch(wctx, k.names(), clientv3.WithRange(k.serial()+"\x00"), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
 	for {
-		var ok bool
 		select {
-		case resp, open := <-names:
-			ok = open && v.applyNames(resp)
-		case resp, open := <-serial:
-			ok = open && v.applyOffset(resp)
-		case <-check.C:
-			ok = v.sameHistory(ctx)
-		}
-		if !ok {
-			return
+		case resp, open := <-changes:
+			if !open || !v.apply(resp) {
+				return
+			}
+		case <-v.wentBack:
+			return // the history the watch follows is gone
 		}
 	}
-}
-
-// historyCheckInterval is how often a following view checks that etcd's history did not go
-// back under it.
-const historyCheckInterval = 5 * time.Second
-
-// sameHistory reports whether etcd's revision is still at least the view's, or cannot be
-// read. An etcd restored from a snapshot is back at the snapshot's revision: a watch resumed
-// there waits for revisions the view has already seen, so it would never show the restored
-// data or the changes after it; a full load must follow instead.
-func (v *View) sameHistory(ctx context.Context) bool {
-	cctx, cancel := context.WithTimeout(ctx, v.timeout)
-	defer cancel()
-	resp, err := v.cli.Get(cctx, v.keys.serial(), clientv3.WithCountOnly())
-	return err != nil || resp.Header.Revision >= v.Revision()
 }
 
 // broken reports whether a watch response ends the watch, counting it.
@@ -376,42 +358,19 @@ func broken(resp clientv3.WatchResponse) bool {
 	return false
 }
 
-// applyOffset applies a change of the serial offset; false when the watch broke.
-func (v *View) applyOffset(resp clientv3.WatchResponse) bool {
+// apply applies the changes of records and of the serial offset; false when the watch broke.
+func (v *View) apply(resp clientv3.WatchResponse) bool {
 	if broken(resp) {
 		return false
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, ev := range resp.Events {
-		v.offset = 0
-		if ev.Type == clientv3.EventTypePut {
-			// A value that does not parse counts as 0; the consistency check reports it.
-			v.offset, _ = parseOffset(ev.Kv.Value)
-		}
-		v.advance(ev.Kv.ModRevision)
-	}
-	return true
-}
-
-// applyNames applies the changes of records; false when the watch broke.
-func (v *View) applyNames(resp clientv3.WatchResponse) bool {
-	if broken(resp) {
-		return false
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, ev := range resp.Events {
-		name := v.keys.nameOf(string(ev.Kv.Key))
-		if old, ok := v.byName[name]; ok {
-			delete(v.byToken, old.Token)
-			delete(v.byName, name)
-		}
-		if ev.Type == clientv3.EventTypePut {
-			if d := decode(name, ev.Kv); d != nil {
-				v.byName[name] = d
-				v.byToken[d.Token] = d
-			}
+		switch key := string(ev.Kv.Key); {
+		case key == v.ks.keys.serial():
+			v.applyOffset(ev)
+		case strings.HasPrefix(key, v.ks.keys.names()):
+			v.applyName(v.ks.keys.nameOf(key), ev)
 		}
 		v.advance(ev.Kv.ModRevision)
 	}
@@ -421,15 +380,49 @@ func (v *View) applyNames(resp clientv3.WatchResponse) bool {
 	return true
 }
 
+// applyOffset applies a change of the serial offset; v.mu must be held.
+func (v *View) applyOffset(ev *clientv3.Event) {
+	v.offset = 0
+	if ev.Type == clientv3.EventTypePut {
+		// A value that does not parse counts as 0; the consistency check reports it.
+		v.offset, _ = parseOffset(ev.Kv.Value)
+	}
+}
+
+// applyName applies a change of the record of name; v.mu must be held.
+func (v *View) applyName(name string, ev *clientv3.Event) {
+	if old, ok := v.byName[name]; ok {
+		delete(v.byToken, old.Token)
+		delete(v.byName, name)
+	}
+	if ev.Type == clientv3.EventTypePut {
+		if d := decode(name, ev.Kv); d != nil {
+			v.byName[name] = d
+			v.byToken[d.Token] = d
+		}
+	}
+}
+
 // noteRevision takes etcd's current revision, read at now by the store's reachability probe
-// (every second), or the error of that read, which counts as behind. When the view is behind
-// that revision, it marks since when and asks the watch for its progress: etcd's answer comes
-// once the watch has delivered every change to that revision, and brings the view to it even
-// when the changes were to keys outside the watched prefix.
-func (v *View) noteRevision(ctx context.Context, now time.Time, rev int64, err error) {
+// (every second), or the error of that read, which counts as behind; applied is the view's
+// revision when the read was sent. When the view is behind that revision, it marks since when
+// and asks the watch for its progress: etcd's answer comes once the watch has delivered every
+// change to that revision, and brings the view to it even when the changes were to keys
+// outside the watched prefix. When etcd answers with a revision below applied, its history
+// went back (restored from a snapshot): a watch resumed there would wait for revisions the
+// view has already seen and never show the restored data, so the view loads it in full.
+// (A revision below the view's current one alone proves nothing: the watch may have applied
+// newer changes while the read was on its way.)
+func (v *View) noteRevision(ctx context.Context, now time.Time, applied, rev int64, err error) {
 	if err != nil {
 		v.behindSince.CompareAndSwap(0, now.UnixNano())
 		return
+	}
+	if rev < applied {
+		select {
+		case v.wentBack <- struct{}{}:
+		default:
+		}
 	}
 	v.mu.Lock()
 	behind := v.rev < rev
@@ -442,7 +435,7 @@ func (v *View) noteRevision(ctx context.Context, now time.Time, rev int64, err e
 	v.mu.Unlock()
 	if behind {
 		// The watch's stream is found by the metadata WithRequireLeader puts on the context.
-		v.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
+		v.ks.cli.RequestProgress(clientv3.WithRequireLeader(ctx))
 	}
 }
 

@@ -99,7 +99,7 @@ func TestFollowStopsAtCompactedRevision(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
 	s := openStore(t, e, "")
-	v := newView(s.Client(), s.keys, time.Second)
+	v := newView(&Keyspace{cli: s.Client(), keys: s.keys, timeout: time.Second})
 	rev, err := v.load(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -303,5 +303,27 @@ func TestStaticView(t *testing.T) {
 	}
 	if _, ok := v.Lookup("other"); ok {
 		t.Error("Lookup(other) found a record")
+	}
+}
+
+// TestNoteRevisionSeesHistoryGoBack: the probe's revision below the one the view had applied
+// when the probe was sent means etcd's history went back (a restore), and sends the watch to
+// a full load; below the view's current revision alone it does not, since the watch may have
+// applied newer changes while the probe was on its way (that would reload the whole zone
+// under a steady write load).
+func TestNoteRevisionSeesHistoryGoBack(t *testing.T) {
+	v := StaticView(1)
+	v.rev = 10
+	v.noteRevision(t.Context(), time.Now(), 8, 9, nil)
+	select {
+	case <-v.wentBack:
+		t.Error("revision 9, read after the view had applied 8, taken for a restore")
+	default:
+	}
+	v.noteRevision(t.Context(), time.Now(), 10, 4, nil)
+	select {
+	case <-v.wentBack:
+	default:
+		t.Error("revision 4, read after the view had applied 10, not taken for a restore")
 	}
 }
