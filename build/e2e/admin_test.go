@@ -25,17 +25,9 @@ func TestAdminWhileServing(t *testing.T) {
 	addrs := dnstest.FreeAddrs(t, 2)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    registry {
-        api %s
+	corefile := zoneBlock(dnsPort, "", fmt.Sprintf(`        api %s
         data %s
-        ns ns1.example.org 127.0.0.1
-        tunnel 192.0.2.80
-    }
-}
-`, dnsPort, addrs[1], filepath.Join(dir, "data"))
+        tunnel 192.0.2.80`, addrs[1], filepath.Join(dir, "data")))
 	p := runCorefile(t, dir, corefile, addrs[0], addrs[1])
 	conf := filepath.Join(dir, "Corefile")
 	ctl := func(want int, args ...string) string {

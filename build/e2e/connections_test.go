@@ -36,20 +36,10 @@ func startFlooded(t *testing.T, extra string) (*product, string) {
 	addrs := dnstest.FreeAddrs(t, 5)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    prometheus %s
-    registry {
-        api %s
-        data %s
-        etcd_listen http://%s http://%s
-        ns ns1.example.org 127.0.0.1
-        allow_private_addresses
+	corefile := zoneBlock(dnsPort, "    prometheus "+addrs[4], fmt.Sprintf(`        api %s
         %s
-    }
-}
-`, dnsPort, addrs[4], addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], extra)
+        allow_private_addresses
+        %s`, addrs[1], embeddedEtcd(filepath.Join(dir, "data"), addrs[2], addrs[3]), extra))
 	p := runCorefile(t, dir, corefile, addrs[0], addrs[1], "prlimit", fmt.Sprintf("--nofile=%d:%d", floodNofile, floodNofile), "--")
 	return p, addrs[4]
 }

@@ -77,25 +77,34 @@ func startProduct(t *testing.T, smtpAddr string) *product {
 	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    log
-    registry {
-        api %s
-        data %s
-        etcd_listen http://%s http://%s
-        ns ns1.example.org 127.0.0.1
+	corefile := zoneBlock(dnsPort, "    log", fmt.Sprintf(`        api %s
+        %s
         tunnel 192.0.2.80
         trusted_proxy 127.0.0.1
         smtp %s none
         mail_from registry@example.org
         verify_url http://%s/verifyemail
-        reserved admin mail
+        reserved admin mail`, addrs[1], embeddedEtcd(filepath.Join(dir, "data"), addrs[2], addrs[3]), smtpAddr, addrs[1]))
+	return runCorefile(t, dir, corefile, addrs[0], addrs[1])
+}
+
+// zoneBlock is a Corefile serving example.org on dnsPort with the registry.
+func zoneBlock(dnsPort, serverLines, registryLines string) string {
+	return fmt.Sprintf(`example.org:%s {
+    bind 127.0.0.1
+    errors
+%s
+    registry {
+        ns ns1.example.org 127.0.0.1
+%s
     }
 }
-`, dnsPort, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3], smtpAddr, addrs[1])
-	return runCorefile(t, dir, corefile, addrs[0], addrs[1])
+`, dnsPort, serverLines, registryLines)
+}
+
+// embeddedEtcd is the registry lines of an embedded etcd in data listening on client and peer.
+func embeddedEtcd(data, client, peer string) string {
+	return fmt.Sprintf("data %s\n        etcd_listen http://%s http://%s", data, client, peer)
 }
 
 // runCorefile starts ./coredns in dir with corefile, whose DNS listens on dnsAddr and API on

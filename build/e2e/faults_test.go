@@ -121,25 +121,6 @@ func dataDirProblems(t *testing.T, dir, clientURL, peerURL string) []string {
 	return storeProblems(t, e.Endpoints()...)
 }
 
-// zoneBlock is a Corefile serving example.org on dnsPort with the registry.
-func zoneBlock(dnsPort, serverLines, registryLines string) string {
-	return fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-%s
-    registry {
-        ns ns1.example.org 127.0.0.1
-%s
-    }
-}
-`, dnsPort, serverLines, registryLines)
-}
-
-// embeddedEtcd is the registry lines of an embedded etcd in data listening on client and peer.
-func embeddedEtcd(data, client, peer string) string {
-	return fmt.Sprintf("data %s\n        etcd_listen http://%s http://%s", data, client, peer)
-}
-
 // killedName is a name the kill test wrote, with what its acknowledged calls changed. Each
 // name is written by one goroutine in order, which stops at its first failure: so at most its
 // last call (pending) was in flight when the process died, and its outcome is unknown.

@@ -60,19 +60,10 @@ func TestImportedGateways(t *testing.T) {
 	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
 	_, dnsPort, _ := net.SplitHostPort(addrs[0])
-	corefile := fmt.Sprintf(`example.org:%s {
-    bind 127.0.0.1
-    errors
-    registry {
-        api %s
-        data %s
-        etcd_listen http://%s http://%s
-        ns ns1.example.org 127.0.0.1
+	corefile := zoneBlock(dnsPort, "", fmt.Sprintf(`        api %s
+        %s
         tunnel 192.0.2.80
-        trusted_proxy 127.0.0.1
-    }
-}
-`, dnsPort, addrs[1], filepath.Join(dir, "data"), addrs[2], addrs[3])
+        trusted_proxy 127.0.0.1`, addrs[1], embeddedEtcd(filepath.Join(dir, "data"), addrs[2], addrs[3])))
 	conf := filepath.Join(dir, "Corefile")
 	if err := os.WriteFile(conf, []byte(corefile), 0o600); err != nil {
 		t.Fatal(err)
