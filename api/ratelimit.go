@@ -155,7 +155,9 @@ func mailbox(addr string) string {
 		domain = "gmail.com"
 	}
 	if domain == "gmail.com" {
-		local = strings.ReplaceAll(local, ".", "")
+		// Without its dots the local part may start with a space the first trim did not
+		// reach (". x@gmail.com"): trim again, so that a mailbox is its own mailbox.
+		local = strings.TrimSpace(strings.ReplaceAll(local, ".", ""))
 	}
 	return local + "@" + domain
 }
