@@ -151,6 +151,12 @@ func otherClient(p *product) *http.Client {
 // write), and that DNS answers it over UDP and TCP.
 func (p *product) serves(client *http.Client, name string) {
 	p.t.Helper()
+	p.servesOver(client, name, "udp", "tcp")
+}
+
+// servesOver is serves with DNS checked over the given networks only (a flooded one left out).
+func (p *product) servesOver(client *http.Client, name string, networks ...string) {
+	p.t.Helper()
 	resp, err := client.Get(p.api + "/subscribe?" + url.Values{"name": {name}, "mode": {"1"}, "ip": {"192.0.2.7"}}.Encode())
 	if err != nil {
 		p.t.Fatalf("subscribe %s: %v", name, err)
@@ -160,7 +166,7 @@ func (p *product) serves(client *http.Client, name string) {
 	if resp.StatusCode != 200 {
 		p.t.Fatalf("subscribe %s: %d %s", name, resp.StatusCode, b)
 	}
-	for _, network := range []string{"udp", "tcp"} {
+	for _, network := range networks {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			r := p.query(network, name+".example.org.", dns.TypeA)
@@ -349,17 +355,7 @@ func TestIdleDNSTCPFlood(t *testing.T) {
 		t.Errorf("dns_tcp_connections_refused_total = %v, want the refused part of the flood", got)
 	}
 	other := otherClient(p)
-	resp, err := other.Get(p.api + "/subscribe?name=during&mode=1&ip=192.0.2.7")
-	if err != nil {
-		t.Fatalf("subscribe from 127.0.0.2 during the flood: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("subscribe from 127.0.0.2 during the flood: %d", resp.StatusCode)
-	}
-	if r := p.query("udp", "during.example.org.", dns.TypeA); len(r.Answer) != 1 {
-		t.Errorf("UDP during the flood: %v", r)
-	}
+	p.servesOver(other, "during", "udp") // DNS over TCP is what is flooded
 	p.survived()
 
 	f.close()
@@ -379,17 +375,7 @@ func TestIdleAPIAndDNSTCPFlood(t *testing.T) {
 	if fds > floodNofile-256 {
 		t.Errorf("coredns holds %d descriptors: the reserve of 256 for etcd is eaten", fds)
 	}
-	resp, err := otherClient(p).Get(p.api + "/subscribe?name=during&mode=1&ip=192.0.2.7")
-	if err != nil {
-		t.Fatalf("subscribe from 127.0.0.2 during the floods: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("subscribe from 127.0.0.2 during the floods: %d", resp.StatusCode)
-	}
-	if r := p.query("udp", "during.example.org.", dns.TypeA); len(r.Answer) != 1 {
-		t.Errorf("UDP during the floods: %v", r)
-	}
+	p.servesOver(otherClient(p), "during", "udp") // DNS over TCP is what is flooded
 	p.survived()
 
 	dnsF.close()
