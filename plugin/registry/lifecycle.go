@@ -177,7 +177,7 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 				return nil, nil, err
 			}
-			e, err := startEmbedded(ec)
+			e, err := startEmbedded(ec, r.cfg.EtcdInline)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -212,9 +212,10 @@ type embeddedEtcd interface {
 }
 
 // startEmbedded runs the embedded etcd in a child process when the binary allows it (the
-// server's does: build/main.go), so that its heap is not the DNS process's; else in this one.
-func startEmbedded(ec etcdstore.EmbeddedConfig) (embeddedEtcd, error) {
-	if etcdstore.EmbeddedProcessEnabled() {
+// server's does: build/main.go) and inline is false, so that its heap is not the DNS
+// process's; else in this one.
+func startEmbedded(ec etcdstore.EmbeddedConfig, inline bool) (embeddedEtcd, error) {
+	if etcdstore.EmbeddedProcessEnabled() && !inline {
 		p, err := etcdstore.StartEmbeddedProcess(ec)
 		if err != nil {
 			return nil, err
