@@ -198,6 +198,8 @@ func (p *EmbeddedProcess) spawn() (*child, processEvent, error) {
 		err = errors.New(ev.Error)
 	case <-time.After(processStartTimeout):
 		err = fmt.Errorf("embedded etcd in %s did not serve within %s", p.cfg.Dir, processStartTimeout)
+	case <-p.closing:
+		err = errors.New("embedded etcd process: closed while starting")
 	}
 	ch.stdin.Close()
 	cmd.Process.Kill()
