@@ -45,6 +45,7 @@ type options struct {
 	out          string
 	binary       string
 	save         bool
+	multicore    bool // the multi-core scenario instead of the others
 	args         []string
 }
 
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "", "keep zone, query, Corefile, log and dnsperf files in this directory (default: a temporary one, deleted)")
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")
 	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
+	fs.BoolVar(&o.multicore, "multicore", false, "only the multi-core scenario: servers and dnsperf on every CPU, multisocket and Knot's UDP workers (default -names "+multicoreNames+")")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -85,6 +87,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 				apply()
 			}
 		}
+	}
+	if o.multicore && !set["names"] && !*quick {
+		*names = multicoreNames
 	}
 	for s := range strings.SplitSeq(*names, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -167,8 +172,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r.header(pin)
 	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}}
 	defer l.stopAll()
-	results, err := benchmark(ctx, l, o, r)
-	r.results(results, pin)
+	if o.multicore {
+		err = multicore(ctx, l, o, r)
+	} else {
+		var results []sizeResult
+		results, err = benchmark(ctx, l, o, r)
+		r.results(results, pin)
+	}
 	if err != nil {
 		fmt.Fprintf(w, "\nFAILED: %v\n", err)
 	}
