@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ const multisocketSockets = 2
 // CoreDNS's multisocket plugin opens several UDP sockets and TCP listeners on the registry's
 // address (SO_REUSEPORT: the kernel spreads clients over them by their address and port), each
 // served by its own server sharing the block's registry: every one answers the registry's
-// names, one given through the API after start too.
+// names, one given through the API after start too, before and after a reload.
 func TestMultisocketRegistry(t *testing.T) {
 	addrs := dnstest.FreeAddrs(t, 4)
 	dir := t.TempDir()
@@ -41,6 +42,25 @@ func TestMultisocketRegistry(t *testing.T) {
 		}
 	}
 	p.serves(otherClient(p), "multi")
+	p.answersFromEverySocket()
+
+	// A reload (SIGUSR1) replaces the servers: the new ones serve as many sockets, and the
+	// old ones' are not left behind.
+	reloads := func() int { return strings.Count(p.log.String(), "Reloading complete") }
+	p.cmd.Process.Signal(syscall.SIGUSR1)
+	waitUntil(t, 20*time.Second, "the reload by SIGUSR1", func() bool { return reloads() == 1 })
+	for _, proto := range []string{"udp", "tcp"} {
+		waitUntil(t, 20*time.Second, fmt.Sprintf("%d %s sockets after the reload", multisocketSockets, proto), func() bool {
+			return p.listeningSockets(proto, port) == multisocketSockets
+		})
+	}
+	p.serves(otherClient(p), "reloaded")
+	p.answersFromEverySocket()
+}
+
+// answersFromEverySocket asks for multi.example.org from 64 fresh sockets over UDP and over TCP.
+func (p *product) answersFromEverySocket() {
+	p.t.Helper()
 	// Each query from its own socket, so from its own source port: with 64 of them, the
 	// chance that the kernel sends all of them to the same socket is 2^-63, and a socket
 	// nothing serves would leave its share unanswered.
@@ -58,7 +78,7 @@ func TestMultisocketRegistry(t *testing.T) {
 		wg.Wait()
 		close(failures)
 		for f := range failures {
-			t.Errorf("%s query from a fresh socket: %s", network, f)
+			p.t.Errorf("%s query from a fresh socket: %s", network, f)
 		}
 	}
 }
