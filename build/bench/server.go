@@ -127,9 +127,9 @@ func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args 
 		return nil, fmt.Errorf("%s: %w\n%s", label, err, s.logTail())
 	}
 	s.coldStart = time.Since(begin)
-	if n := udpSockets(s.port()); n != max(s.sockets, 1) {
+	if n, want := udpSockets(s.port()), max(s.sockets, 1); n != want {
 		s.stop()
-		return nil, fmt.Errorf("%s: %d UDP sockets on port %d: another process shares it (SO_REUSEPORT)", label, n, s.port())
+		return nil, fmt.Errorf("%s: %d UDP sockets on port %d, want %d: another process shares it (SO_REUSEPORT), or the server opened fewer", label, n, s.port(), want)
 	}
 	return s, nil
 }
