@@ -25,6 +25,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/metadata"
 	_ "github.com/coredns/coredns/plugin/metrics"
 	_ "github.com/coredns/coredns/plugin/minimal"
+	_ "github.com/coredns/coredns/plugin/multisocket"
 	_ "github.com/coredns/coredns/plugin/nsid"
 	_ "github.com/coredns/coredns/plugin/pprof"
 	_ "github.com/coredns/coredns/plugin/ready"
@@ -42,6 +43,7 @@ var directives = []string{
 	"geoip",
 	"cancel",
 	"timeouts",
+	"multisocket",
 	"reload",
 	"nsid",
 	"bufsize",

@@ -390,13 +390,8 @@ func TestPopulatedNamesAreWhatTheRegistryReads(t *testing.T) {
 	}
 }
 
-// TestSmoke runs the whole harness in -quick mode with very short runs against the real
-// ./coredns and dnsperf. It takes about a minute of both CPUs, so it runs only when asked:
-// REGDNS_BENCH_SMOKE=1 go test ./build/bench -run Smoke
-func TestSmoke(t *testing.T) {
-	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
-		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the harness against ./coredns and dnsperf")
-	}
+// smokeBinary is $COREDNS_BINARY, or ./coredns built into a temporary directory.
+func smokeBinary(t *testing.T) string {
 	bin := os.Getenv("COREDNS_BINARY")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "coredns")
@@ -404,6 +399,17 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("go build: %v\n%s", err, out)
 		}
 	}
+	return bin
+}
+
+// TestSmoke runs the whole harness in -quick mode with very short runs against the real
+// ./coredns and dnsperf. It takes about a minute of both CPUs, so it runs only when asked:
+// REGDNS_BENCH_SMOKE=1 go test ./build/bench -run Smoke
+func TestSmoke(t *testing.T) {
+	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
+		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the harness against ./coredns and dnsperf")
+	}
+	bin := smokeBinary(t)
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -416,7 +422,7 @@ func TestSmoke(t *testing.T) {
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^\s+10000\s+registry\s+\d+ `),
-		regexp.MustCompile(`(?m)^\s+10000\s+file\s+\d+ .*\s1\.00\s*$`),
+		regexp.MustCompile(`(?m)^\s+10000\s+file\s+\d+ .*\s1\.00\s+[\d.]+ [KMG]iB\s*$`), // vs file, then RSS after
 		regexp.MustCompile(`(?m)^\s+10000\s+registry\s+\d+%\s+\d+%\s+\d+%\s+\d+\s+[\d.]+\s+\d+\s*$`),
 		regexp.MustCompile(`(?m)^\s+10000\s+registry replica, view only\s+[\d.]+ s `),
 		regexp.MustCompile(`layout verified by etcdstore\.Check`),

@@ -337,25 +337,35 @@ func addScale(res *sizeResult, process string, s *server, emptyRSS int64) error 
 	return nil
 }
 
+// queriesFile writes the dnsperf queries file of the mix for a zone of n names.
+func (l *lab) queriesFile(n, lines int) (string, error) {
+	qf := filepath.Join(l.dir, fmt.Sprintf("queries-%d.txt", n))
+	f, err := os.Create(qf)
+	if err != nil {
+		return "", err
+	}
+	if err := writeQueries(f, queryMix(n, lines)); err != nil {
+		f.Close()
+		return "", err
+	}
+	return qf, f.Close()
+}
+
+// warmUp is the length of the dnsperf run that warms a server up before runs of d.
+func warmUp(d time.Duration) time.Duration {
+	return max(min(d/3, 3*time.Second).Round(time.Second), time.Second)
+}
+
 // dnsRuns writes the queries file, warms every server up, then runs dnsperf against the
 // servers in turn (A, B, A, B...), so a change in the machine's load hits all of them alike.
 func dnsRuns(ctx context.Context, l *lab, o options, r *reporter, res *sizeResult, servers []*server) error {
-	qf := filepath.Join(l.dir, fmt.Sprintf("queries-%d.txt", res.N))
-	f, err := os.Create(qf)
+	qf, err := l.queriesFile(res.N, o.queries)
 	if err != nil {
 		return err
 	}
-	if err := writeQueries(f, queryMix(res.N, o.queries)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	warm := min(o.duration/3, 3*time.Second).Round(time.Second)
 	for _, s := range servers {
 		res.DNS = append(res.DNS, dnsRow{Server: s.label})
-		if _, err := l.runDnsperf(ctx, s, qf, max(warm, time.Second), filepath.Join(l.dir, "dnsperf-"+s.label+"-warmup.txt")); err != nil {
+		if _, err := l.runDnsperf(ctx, s, qf, warmUp(o.duration), filepath.Join(l.dir, "dnsperf-"+s.label+"-warmup.txt")); err != nil {
 			return err
 		}
 	}

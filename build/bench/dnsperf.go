@@ -36,26 +36,32 @@ type perfResult struct {
 	// ServerCPU is the share of one CPU the server used during the run, and PerCPU the
 	// queries it answered per CPU second: other load on the machine lowers the first and
 	// barely moves the second. OthersCPU is the share of the server's CPU that went to
-	// other work, other processes and interrupts (-1 if unknown). LoadCPU is the share of
+	// other work, other processes and interrupts (-1 if unknown); for a server on every CPU,
+	// the CPU time of the whole machine less the server's and dnsperf's, over the run's time. LoadCPU is the share of
 	// a CPU dnsperf itself used: near 100% means dnsperf, not the server, set the pace.
 	ServerCPU, PerCPU, OthersCPU, LoadCPU float64
 }
 
-// dnsperfArgs is the command line of one run against addr.
-func dnsperfArgs(addr, queries string, d time.Duration) []string {
+// dnsperfArgs is the command line of one run against addr from clients sockets in threads
+// pairs of send and receive threads.
+func dnsperfArgs(addr, queries string, d time.Duration, clients, threads int) []string {
 	host, port, _ := net.SplitHostPort(addr)
 	return []string{"dnsperf", "-s", host, "-p", port, "-d", queries,
 		"-l", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
-		"-c", strconv.Itoa(perfClients), "-q", strconv.Itoa(perfOutstanding),
+		"-c", strconv.Itoa(clients), "-T", strconv.Itoa(threads), "-q", strconv.Itoa(perfOutstanding),
 		"-t", strconv.Itoa(perfTimeout), "-v"}
 }
 
 // runDnsperf runs dnsperf against s on the load CPU, its output kept in outFile, and
 // parses that output once it is done, so the parsing takes no CPU from the run.
 func (l *lab) runDnsperf(ctx context.Context, s *server, queries string, d time.Duration, outFile string) (perfResult, error) {
-	args := dnsperfArgs(s.dns, queries, d)
+	clients, threads, cpu := perfClients, 1, loadCPU
+	if s.cpu == allCPUs {
+		clients, threads, cpu = sharedPerfClients, sharedPerfThreads, allCPUs
+	}
+	args := dnsperfArgs(s.dns, queries, d, clients, threads)
 	if l.pin {
-		args = append([]string{"taskset", "-c", strconv.Itoa(loadCPU)}, args...)
+		args = append([]string{"taskset", "-c", cpuList(cpu)}, args...)
 	}
 	out, err := os.Create(outFile)
 	if err != nil {
@@ -68,7 +74,7 @@ func (l *lab) runDnsperf(ctx context.Context, s *server, queries string, d time.
 	if err != nil {
 		return perfResult{}, err
 	}
-	busy0, busyErr := cpuBusy(serverCPU)
+	busy0, busyErr := cpuBusy(s.cpu)
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
 		return perfResult{}, fmt.Errorf("%s: %w (output in %s)", strings.Join(args, " "), err, outFile)
@@ -78,7 +84,7 @@ func (l *lab) runDnsperf(ctx context.Context, s *server, queries string, d time.
 	if err != nil {
 		return perfResult{}, err
 	}
-	busy1, busyErr1 := cpuBusy(serverCPU)
+	busy1, busyErr1 := cpuBusy(s.cpu)
 	if _, err := out.Seek(0, io.SeekStart); err != nil {
 		return perfResult{}, err
 	}
@@ -90,7 +96,11 @@ func (l *lab) runDnsperf(ctx context.Context, s *server, queries string, d time.
 	res.LoadCPU = float64(cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()) / float64(wall)
 	res.OthersCPU = -1
 	if l.pin && busyErr == nil && busyErr1 == nil {
-		res.OthersCPU = max(float64(busy1-busy0-(c1-c0)), 0) / float64(wall)
+		others := busy1 - busy0 - (c1 - c0)
+		if s.cpu == allCPUs {
+			others -= cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		}
+		res.OthersCPU = max(float64(others), 0) / float64(wall)
 	}
 	if c1 > c0 {
 		res.PerCPU = float64(res.Completed) / (c1 - c0).Seconds()

@@ -46,6 +46,7 @@ type options struct {
 	binary       string
 	save         bool
 	etcdProcess  string // etcd_process of the registry's embedded etcd
+	multicore    bool   // the multi-core scenario instead of the others
 	args         []string
 }
 
@@ -67,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")
 	fs.StringVar(&o.etcdProcess, "etcd-process", "child", "where the registry's embedded etcd runs: child (the default) or inline (in the server's process)")
 	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
+	fs.BoolVar(&o.multicore, "multicore", false, "only the multi-core scenario: servers and dnsperf on every CPU, multisocket and Knot's UDP workers (default -names "+multicoreNames+")")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -87,6 +89,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 				apply()
 			}
 		}
+	}
+	if o.multicore && !set["names"] && !*quick {
+		*names = multicoreNames
 	}
 	for s := range strings.SplitSeq(*names, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -171,8 +176,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r.header(pin)
 	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}, etcdProcess: o.etcdProcess}
 	defer l.stopAll()
-	results, err := benchmark(ctx, l, o, r)
-	r.results(results, pin)
+	if o.multicore {
+		err = multicore(ctx, l, o, r)
+	} else {
+		var results []sizeResult
+		results, err = benchmark(ctx, l, o, r)
+		r.results(results, pin)
+	}
 	if err != nil {
 		fmt.Fprintf(w, "\nFAILED: %v\n", err)
 	}

@@ -41,9 +41,13 @@ func (r *reporter) header(pin bool) {
 		fmt.Fprintf(r.w, "WARNING:  load average %s before the run: other processes compete for the CPUs, so compare\n"+
 			"          servers only within this run (they alternate), and read the conditions table\n", load)
 	}
-	if pin {
+	switch {
+	case r.o.multicore:
+		fmt.Fprintf(r.w, "pinning:  *-1core servers on CPU %d; the others with GOMAXPROCS=%d and dnsperf share all %d CPUs (taskset -c %s):\n"+
+			"          the client takes CPU from the server, so their rates are the machine answering itself\n", serverCPU, runtime.NumCPU(), runtime.NumCPU(), cpuList(allCPUs))
+	case pin:
 		fmt.Fprintf(r.w, "pinning:  server under test on CPU %d, dnsperf and this load generator on CPU %d (taskset)\n", serverCPU, loadCPU)
-	} else {
+	default:
 		fmt.Fprintf(r.w, "pinning:  none: fewer than 2 CPUs, so server and load share them\n")
 	}
 	etcdWhere := "in a child process of the server (etcd_process child): CPU and memory figures are the two processes' sums"

@@ -35,6 +35,8 @@ type server struct {
 	ready   string   // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
 	api     string   // base URL of the registration API, "" if none
 	env     []string // added to the environment of the process
+	sockets int      // UDP sockets it opens on its port (multisocket, Knot's UDP workers); 0 is one
+	cpu     int      // the CPU it runs on, or allCPUs
 	logPath string
 
 	cmd     *exec.Cmd
@@ -93,10 +95,10 @@ func (l *lab) freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-// start runs args (a program and its arguments) pinned to cpu, with its output in a log
-// file named after label, and waits until it serves.
+// start runs args (a program and its arguments) pinned to cpu (or every CPU: allCPUs), with
+// its output in a log file named after label, and waits until it serves.
 func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args ...string) (*server, error) {
-	s.label = label
+	s.label, s.cpu = label, cpu
 	s.logPath = filepath.Join(l.dir, "log-"+label+".txt")
 	logf, err := os.Create(s.logPath)
 	if err != nil {
@@ -104,7 +106,7 @@ func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args 
 	}
 	defer logf.Close()
 	if l.pin {
-		args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+		args = append([]string{"taskset", "-c", cpuList(cpu)}, args...)
 	}
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Dir = l.dir
@@ -127,9 +129,9 @@ func (l *lab) start(ctx context.Context, label string, cpu int, s *server, args 
 		return nil, fmt.Errorf("%s: %w\n%s", label, err, s.logTail())
 	}
 	s.coldStart = time.Since(begin)
-	if n := udpSockets(s.port()); n != 1 {
+	if n, want := udpSockets(s.port()), max(s.sockets, 1); n != want {
 		s.stop()
-		return nil, fmt.Errorf("%s: %d UDP sockets on port %d: another process shares it (SO_REUSEPORT)", label, n, s.port())
+		return nil, fmt.Errorf("%s: %d UDP sockets on port %d, want %d: another process shares it (SO_REUSEPORT), or the server opened fewer", label, n, s.port(), want)
 	}
 	return s, nil
 }
@@ -227,13 +229,17 @@ func processTree(pid int) []int {
 	return out
 }
 
-// cpuBusy is the time CPU cpu has spent on anything but idling, from /proc/stat.
+// cpuBusy is the time CPU cpu (every CPU: allCPUs) has spent on anything but idling, from
+// /proc/stat.
 func cpuBusy(cpu int) (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err
 	}
 	prefix := fmt.Sprintf("cpu%d ", cpu)
+	if cpu == allCPUs {
+		prefix = "cpu "
+	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if !strings.HasPrefix(line, prefix) {
 			continue
@@ -402,6 +408,8 @@ type registryOptions struct {
 	endpoint             string
 	prefix               string
 	env                  []string // added to the process's environment
+	etcdProcess          string   // etcd_process of an embedded etcd: child or inline ("": the lab's)
+	sockets              int      // multisocket's number of DNS sockets; 0 or 1: one, without the plugin
 }
 
 // startRegistry starts ./coredns serving the zone with the registry plugin.
@@ -417,9 +425,17 @@ func (l *lab) startRegistry(ctx context.Context, label string, cpu int, o regist
 // them, and must, since the embedded etcd's member keeps its URLs. The bench measures how many
 // changes etcd takes, so the per-name write limit, which would refuse most of them, is off.
 func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o registryOptions, ports []int) (*server, error) {
+	if o.etcdProcess == "" {
+		o.etcdProcess = l.etcdProcess
+	}
+	return l.startCorefile(ctx, label, cpu, registryCorefile(o, ports), ports, o.sockets, o.env...)
+}
+
+// registryCorefile is the Corefile of a registry process on its DNS, ready and API ports.
+func registryCorefile(o registryOptions, ports []int) string {
 	etcd := fmt.Sprintf("etcd_listen http://127.0.0.1:%d http://127.0.0.1:%d", o.etcdClient, o.etcdPeer)
-	if l.etcdProcess != "" {
-		etcd += "\n        etcd_process " + l.etcdProcess
+	if o.etcdProcess != "" {
+		etcd += "\n        etcd_process " + o.etcdProcess
 	}
 	if o.endpoint != "" {
 		etcd = "etcd " + o.endpoint
@@ -428,10 +444,10 @@ func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o regi
 	if o.prefix != "" {
 		prefix = "etcd_prefix " + o.prefix
 	}
-	corefile := fmt.Sprintf(`%s:%d {
+	return fmt.Sprintf(`%s:%d {
     bind 127.0.0.1
     ready 127.0.0.1:%d
-    registry {
+%s    registry {
         api 127.0.0.1:%d
         data %s
         %s
@@ -441,39 +457,50 @@ func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o regi
         write_limit off
     }
 }
-`, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr)
-	return l.startCorefile(ctx, label, cpu, corefile, ports, o.env...)
+`, zone, ports[0], ports[1], multisocketLine(o.sockets), ports[2], o.dataDir, etcd, prefix, tunnelAddr)
 }
 
 // startFile starts ./coredns serving zoneFile with the file plugin: the baseline.
 func (l *lab) startFile(ctx context.Context, label, zoneFile string) (*server, error) {
+	return l.startFileOn(ctx, label, zoneFile, serverCPU, 0)
+}
+
+// startFileOn starts the file plugin on cpu (or allCPUs) with multisocket's sockets (0 or
+// 1: without the plugin) and env added to its environment.
+func (l *lab) startFileOn(ctx context.Context, label, zoneFile string, cpu, sockets int, env ...string) (*server, error) {
 	ports, err := l.freePorts(2)
 	if err != nil {
 		return nil, err
 	}
+	return l.startCorefile(ctx, label, cpu, fileCorefile(zoneFile, sockets, ports), ports, sockets, env...)
+}
+
+// fileCorefile is the Corefile of the file plugin on its DNS and ready ports.
+func fileCorefile(zoneFile string, sockets int, ports []int) string {
 	// reload 0: the file plugin would otherwise re-read the file's SOA every minute.
-	corefile := fmt.Sprintf(`%s:%d {
+	return fmt.Sprintf(`%s:%d {
     bind 127.0.0.1
     ready 127.0.0.1:%d
-    file %s {
+%s    file %s {
         reload 0
     }
 }
-`, zone, ports[0], ports[1], zoneFile)
-	return l.startCorefile(ctx, label, serverCPU, corefile, ports)
+`, zone, ports[0], ports[1], multisocketLine(sockets), zoneFile)
 }
 
 // startCorefile writes corefile and starts ./coredns on it, with env added to its
-// environment; ports are its DNS, ready and (when there is one) API ports.
-func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile string, ports []int, env ...string) (*server, error) {
+// environment; ports are its DNS, ready and (when there is one) API ports, sockets the UDP
+// sockets multisocket opens (0: one).
+func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile string, ports []int, sockets int, env ...string) (*server, error) {
 	cf := filepath.Join(l.dir, "Corefile-"+label)
 	if err := os.WriteFile(cf, []byte(corefile), 0o644); err != nil {
 		return nil, err
 	}
 	s := &server{
-		dns:   fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		ready: fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
-		env:   env,
+		dns:     fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		ready:   fmt.Sprintf("http://127.0.0.1:%d/ready", ports[1]),
+		env:     env,
+		sockets: sockets,
 	}
 	if len(ports) > 2 {
 		s.api = fmt.Sprintf("http://127.0.0.1:%d", ports[2])
@@ -484,6 +511,12 @@ func (l *lab) startCorefile(ctx context.Context, label string, cpu int, corefile
 // startKnot starts Knot DNS on zoneFile with one UDP and one TCP worker, the same single
 // core as the others.
 func (l *lab) startKnot(ctx context.Context, label, zoneFile string) (*server, error) {
+	return l.startKnotOn(ctx, label, zoneFile, serverCPU, 1)
+}
+
+// startKnotOn starts Knot DNS on zoneFile on cpu (or allCPUs) with udpWorkers UDP workers,
+// each on its own socket (Knot binds them with SO_REUSEPORT), and one TCP worker.
+func (l *lab) startKnotOn(ctx context.Context, label, zoneFile string, cpu, udpWorkers int) (*server, error) {
 	port, err := l.freePort()
 	if err != nil {
 		return nil, err
@@ -492,10 +525,20 @@ func (l *lab) startKnot(ctx context.Context, label, zoneFile string) (*server, e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	conf := fmt.Sprintf(`server:
+	cf := filepath.Join(dir, "knot.conf")
+	if err := os.WriteFile(cf, []byte(knotConfig(dir, zoneFile, port, udpWorkers)), 0o644); err != nil {
+		return nil, err
+	}
+	s := &server{dns: fmt.Sprintf("127.0.0.1:%d", port), sockets: udpWorkers}
+	return l.start(ctx, label, cpu, s, "knotd", "-c", cf)
+}
+
+// knotConfig is the configuration of knotd serving zoneFile on port, its state in dir.
+func knotConfig(dir, zoneFile string, port, udpWorkers int) string {
+	return fmt.Sprintf(`server:
     rundir: "%[1]s"
     listen: 127.0.0.1@%[2]d
-    udp-workers: 1
+    udp-workers: %[5]d
     tcp-workers: 1
     background-workers: 1
 database:
@@ -504,11 +547,5 @@ zone:
   - domain: %[3]s
     storage: "%[1]s"
     file: "%[4]s"
-`, dir, port, zone, zoneFile)
-	cf := filepath.Join(dir, "knot.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	s := &server{dns: fmt.Sprintf("127.0.0.1:%d", port)}
-	return l.start(ctx, label, serverCPU, s, "knotd", "-c", cf)
+`, dir, port, zone, zoneFile, udpWorkers)
 }

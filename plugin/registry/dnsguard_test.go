@@ -86,3 +86,16 @@ func TestDNSTCPGuardNeedsBind(t *testing.T) {
 		}
 	}
 }
+
+// Several sockets accept at once, which the guard's descriptor check does not survive, so it
+// refuses multisocket with more than one socket (multisocket's setup runs before the
+// registry's: it comes first in plugin.cfg).
+func TestDNSTCPGuardRefusesMultisocket(t *testing.T) {
+	for sockets, wantErr := range map[int]bool{0: false, 1: false, 2: true} {
+		server := &dnsserver.Config{ListenHosts: []string{"127.0.0.1"}, Port: "53", NumSockets: sockets}
+		err := guardDNSTCP(server, 1000)
+		if gotErr := err != nil; gotErr != wantErr || gotErr == (server.ProxyProtoConnPolicy != nil) {
+			t.Errorf("multisocket %d: error %v, guard installed %v", sockets, err, server.ProxyProtoConnPolicy != nil)
+		}
+	}
+}
