@@ -46,6 +46,12 @@ type options struct {
 	binary       string
 	save         bool
 	args         []string
+
+	// The capacity scenario (capacity.go) instead of the side-by-side benchmark.
+	capacity            bool
+	quick               bool
+	capacityDuration    time.Duration // main run of the registry and the replica
+	capacityOutstanding int           // dnsperf -q of the capacity runs
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -65,6 +71,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "", "keep zone, query, Corefile, log and dnsperf files in this directory (default: a temporary one, deleted)")
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")
 	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
+	fs.BoolVar(&o.capacity, "capacity", false, "run the capacity scenario instead: N names under DNS and ping load (default N 1000000, -quick 100000)")
+	fs.DurationVar(&o.capacityDuration, "capacity-duration", 0, "capacity: the registry's and the replica's run (default 4m, -quick 60s)")
+	fs.IntVar(&o.capacityOutstanding, "capacity-outstanding", perfOutstanding, "capacity: dnsperf -q, queries outstanding")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -73,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.quick = *quick
 	if *quick {
 		quickDefaults := map[string]func(){
 			"names":                func() { *names = "10000" },
@@ -85,6 +95,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 				apply()
 			}
 		}
+	}
+	if o.capacity && !set["names"] {
+		*names = strconv.Itoa(capacityNames(o.quick))
 	}
 	for s := range strings.SplitSeq(*names, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -100,6 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-runs, -concurrency, -rate must be positive and -queries at least 100")
 	case o.apiDuration <= 0, o.propDuration <= 0:
 		return o, errors.New("-api-duration and -propagation-duration must be positive")
+	case o.capacity && (len(o.names) != 1 || o.capacityOutstanding < 1 || o.capacityDuration < 0):
+		return o, errors.New("-capacity takes one zone size in -names, a positive -capacity-outstanding and -capacity-duration")
 	}
 	return o, nil
 }
@@ -167,8 +182,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r.header(pin)
 	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}}
 	defer l.stopAll()
-	results, err := benchmark(ctx, l, o, r)
-	r.results(results, pin)
+	var plot []byte
+	if o.capacity {
+		plot, err = capacity(ctx, l, o, r)
+	} else {
+		var results []sizeResult
+		results, err = benchmark(ctx, l, o, r)
+		r.results(results, pin)
+	}
 	if err != nil {
 		fmt.Fprintf(w, "\nFAILED: %v\n", err)
 	}
@@ -179,6 +200,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stderr, "bench: report saved to %s\n", path)
+		if plot != nil {
+			md, werr := saveCapacityReport(r.start, report.Bytes(), plot)
+			if werr != nil {
+				fmt.Fprintf(stderr, "bench: saving the capacity report: %v\n", werr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "bench: capacity report and its plot saved to %s\n", md)
+		}
 	}
 	if err != nil {
 		return 1

@@ -30,12 +30,15 @@ const startTimeout = 5 * time.Minute
 
 // server is one running process under test: ./coredns or knotd.
 type server struct {
-	label   string
-	dns     string   // UDP and TCP address
-	ready   string   // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
-	api     string   // base URL of the registration API, "" if none
-	env     []string // added to the environment of the process
-	logPath string
+	label string
+	dns   string // UDP and TCP address
+	ready string // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
+	// refusing: a server block without any plugin answering, serving once ready and
+	// answering REFUSED, not SOA.
+	refusing bool
+	api      string   // base URL of the registration API, "" if none
+	env      []string // added to the environment of the process
+	logPath  string
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -164,6 +167,9 @@ func (s *server) waitServing(ctx context.Context) error {
 	}
 	return poll(func() bool {
 		r, err := exchange(s.dns, zone, dns.TypeSOA, 200*time.Millisecond)
+		if s.refusing {
+			return err == nil && r.Rcode == dns.RcodeRefused
+		}
 		return err == nil && r.Rcode == dns.RcodeSuccess && r.Authoritative && len(r.Answer) == 1
 	})
 }
@@ -252,9 +258,18 @@ func (s *server) fileBacked() (int64, error) {
 	return st["RssFile"], err
 }
 
-// status reads the named kB fields of /proc/PID/status, in bytes; each must be there.
+// status reads the named kB fields of the process's /proc/PID/status, in bytes.
 func (s *server) status(keys ...string) (map[string]int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.pid()))
+	st, err := procStatus(s.pid(), keys...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.label, err)
+	}
+	return st, nil
+}
+
+// procStatus reads the named kB fields of /proc/PID/status, in bytes; each must be there.
+func procStatus(pid int, keys ...string) (map[string]int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +290,7 @@ func (s *server) status(keys ...string) (map[string]int64, error) {
 	}
 	for _, k := range keys {
 		if _, ok := out[k]; !ok {
-			return nil, fmt.Errorf("%s: no %s in /proc/%d/status", s.label, k, s.pid())
+			return nil, fmt.Errorf("no %s in /proc/%d/status", k, pid)
 		}
 	}
 	return out, nil
@@ -355,6 +370,8 @@ type registryOptions struct {
 	endpoint             string
 	prefix               string
 	env                  []string // added to the process's environment
+	// production keeps the plugin's default write_limit, which the benchmark otherwise turns off.
+	production bool
 }
 
 // startRegistry starts ./coredns serving the zone with the registry plugin.
@@ -368,11 +385,16 @@ func (l *lab) startRegistry(ctx context.Context, label string, cpu int, o regist
 
 // startRegistryOn starts the registry on given DNS, ready and API ports; a restart reuses
 // them, and must, since the embedded etcd's member keeps its URLs. The bench measures how many
-// changes etcd takes, so the per-name write limit, which would refuse most of them, is off.
+// changes etcd takes, so the per-name write limit, which would refuse most of them, is off
+// unless the options ask for production settings.
 func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o registryOptions, ports []int) (*server, error) {
 	etcd := fmt.Sprintf("etcd_listen http://127.0.0.1:%d http://127.0.0.1:%d", o.etcdClient, o.etcdPeer)
 	if o.endpoint != "" {
 		etcd = "etcd " + o.endpoint
+	}
+	writeLimit := "write_limit off"
+	if o.production {
+		writeLimit = ""
 	}
 	prefix := ""
 	if o.prefix != "" {
@@ -388,10 +410,10 @@ func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o regi
         %s
         tunnel %s
         trusted_proxy 127.0.0.1
-        write_limit off
+        %s
     }
 }
-`, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr)
+`, zone, ports[0], ports[1], ports[2], o.dataDir, etcd, prefix, tunnelAddr, writeLimit)
 	return l.startCorefile(ctx, label, cpu, corefile, ports, o.env...)
 }
 
