@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,6 +53,7 @@ type goalLine struct {
 // panel is one chart of the plot.
 type panel struct {
 	id, title, unit string
+	log             bool // a logarithmic value axis, for latencies: a 5 ms goal and 500 ms spikes both show
 	series          []series
 	goals           []goalLine
 }
@@ -67,9 +70,9 @@ func plotCapacity(servers []*capacityServer, p capacityPlan) []byte {
 	}
 	panels := []panel{
 		{id: "qps", title: "DNS queries/s per 10-s window", unit: "q/s"},
-		{id: "p99", title: "DNS p99 per window", unit: "ms", goals: []goalLine{{"goal-p99", "goal 5 ms", msOf(goalP99)}}},
+		{id: "p99", title: "DNS p99 per window (log scale)", unit: "ms", log: true, goals: []goalLine{{"goal-p99", "goal 5 ms", msOf(goalP99)}}},
 		{id: "pings", title: "pings scheduled per second, per window", unit: "pings/s"},
-		{id: "ping-p99", title: "ping p99 per window (from scheduled time)", unit: "ms", goals: []goalLine{{"goal-ping-p99", "goal 50 ms", msOf(goalPingP99)}}},
+		{id: "ping-p99", title: "ping p99 per window, from the scheduled time (log scale)", unit: "ms", log: true, goals: []goalLine{{"goal-ping-p99", "goal 50 ms", msOf(goalPingP99)}}},
 		{id: "rss", title: "RSS of the server and its descendants, every 1 s", unit: "GiB", goals: []goalLine{
 			{"goal-rss-registry", "registry goal 1.5 GiB", gib(goalRegistryRSS)}, {"goal-rss-replica", "replica goal 1 GiB", gib(goalReplicaRSS)}}},
 	}
@@ -105,6 +108,14 @@ func drawPlot(panels []panel, span time.Duration, title string) []byte {
 		plotWidth, height, plotWidth, height)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", plotWidth, height)
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-weight="bold">%s</text>`+"\n", plotLeft, html.EscapeString(title))
+	// The last memory samples and windows may end a little after the planned span.
+	for _, p := range panels {
+		for _, s := range p.series {
+			for _, pt := range s.points {
+				span = max(span, pt.at)
+			}
+		}
+	}
 	x := linear(0, span.Seconds(), plotLeft, plotWidth-plotRight)
 	for i, p := range panels {
 		top := float64(plotTop + i*(panelHeight+panelGap))
@@ -117,28 +128,88 @@ func drawPlot(panels []panel, span time.Duration, title string) []byte {
 
 // drawPanel draws one panel: frame, ticks, goal lines and one polyline per series.
 func drawPanel(b *bytes.Buffer, p panel, x func(float64) float64, span time.Duration, top float64, last bool) {
-	bottom := top + panelHeight
+	y := valueAxis(p, top+panelHeight, top)
+	fmt.Fprintf(b, `<g id="panel-%s">`+"\n", p.id)
+	drawAxes(b, p, x, y, span, top, last)
 	right := float64(plotWidth - plotRight)
-	yMax := 0.0
+	for _, g := range p.goals {
+		fmt.Fprintf(b, `<line id="%s" class="goal" x1="%d" x2="%.1f" y1="%.2f" y2="%.2f" stroke="#000" stroke-dasharray="6,4"/>`+"\n", g.id, plotLeft, right, y.at(g.value), y.at(g.value))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end" font-size="10">%s</text>`+"\n", right-4, y.at(g.value)-3, html.EscapeString(g.label))
+	}
+	for _, s := range p.series {
+		drawSeries(b, p.id, s, x, y.at)
+	}
+	b.WriteString("</g>\n")
+}
+
+// yAxis is a panel's value scale: where a value is drawn, and the ticks to label.
+type yAxis struct {
+	at    func(float64) float64
+	ticks []float64
+	label func(float64) string
+}
+
+// valueAxis fits a panel's values and goals between bottom and top.
+func valueAxis(p panel, bottom, top float64) yAxis {
+	hi, lo := 0.0, math.Inf(1)
 	for _, s := range p.series {
 		for _, pt := range s.points {
-			yMax = max(yMax, pt.value)
+			hi = max(hi, pt.value)
+			if pt.value > 0 {
+				lo = min(lo, pt.value)
+			}
 		}
 	}
 	for _, g := range p.goals {
-		yMax = max(yMax, g.value)
+		hi, lo = max(hi, g.value), min(lo, g.value)
 	}
-	step := niceStep(yMax / 4)
-	yTop := step * math.Ceil(yMax*1.05/step)
-	y := linear(0, yTop, bottom, top)
-	fmt.Fprintf(b, `<g id="panel-%s">`+"\n", p.id)
-	fmt.Fprintf(b, `<text x="%d" y="%.1f" font-weight="bold">%s</text>`+"\n", plotLeft, top-6, html.EscapeString(p.title))
+	if p.log {
+		return logAxis(lo, hi, bottom, top)
+	}
+	step := niceStep(hi / 4)
+	yTop := step * math.Ceil(hi*1.05/step)
+	var ticks []float64
 	for v := 0.0; v <= yTop+step/2; v += step {
-		fmt.Fprintf(b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e0e0e0"/>`+"\n", plotLeft, right, y(v), y(v))
-		fmt.Fprintf(b, `<text class="tick-y" x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", plotLeft-5, y(v)+4, tickLabel(v, step))
+		ticks = append(ticks, v)
+	}
+	return yAxis{at: linear(0, yTop, bottom, top), ticks: ticks, label: func(v float64) string { return tickLabel(v, step) }}
+}
+
+// logAxis spans whole decades around [lo, hi]; values at or under its bottom are drawn there.
+func logAxis(lo, hi, bottom, top float64) yAxis {
+	if math.IsInf(lo, 1) || hi <= 0 {
+		lo, hi = 1, 10
+	}
+	d0, d1 := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if d1 <= d0 {
+		d1 = d0 + 1
+	}
+	f := linear(d0, d1, bottom, top)
+	var ticks []float64
+	for d := d0; d <= d1; d++ {
+		ticks = append(ticks, math.Pow(10, d))
+	}
+	at := func(v float64) float64 {
+		if v <= 0 {
+			return bottom
+		}
+		return f(max(math.Log10(v), d0))
+	}
+	return yAxis{at: at, ticks: ticks, label: func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }}
+}
+
+// drawAxes draws a panel's title, grid, ticks with their labels, frame and unit; under the
+// last panel, the time axis's label.
+func drawAxes(b *bytes.Buffer, p panel, x func(float64) float64, y yAxis, span time.Duration, top float64, last bool) {
+	bottom := top + panelHeight
+	right := float64(plotWidth - plotRight)
+	fmt.Fprintf(b, `<text x="%d" y="%.1f" font-weight="bold">%s</text>`+"\n", plotLeft, top-6, html.EscapeString(p.title))
+	for _, v := range y.ticks {
+		fmt.Fprintf(b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e0e0e0"/>`+"\n", plotLeft, right, y.at(v), y.at(v))
+		fmt.Fprintf(b, `<text class="tick-y" x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", plotLeft-5, y.at(v)+4, y.label(v))
 	}
 	xStep := niceStep(span.Seconds() / 8)
-	for t := 0.0; t <= span.Seconds()+xStep/2; t += xStep {
+	for t := 0.0; t <= span.Seconds(); t += xStep {
 		fmt.Fprintf(b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#e0e0e0"/>`+"\n", x(t), x(t), top, bottom+4)
 		fmt.Fprintf(b, `<text class="tick-x" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x(t), bottom+15, tickLabel(t, xStep))
 	}
@@ -147,27 +218,25 @@ func drawPanel(b *bytes.Buffer, p panel, x func(float64) float64, span time.Dura
 	if last {
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle">seconds from the start of each server's run</text>`+"\n", (plotLeft+right)/2, bottom+32)
 	}
-	for _, g := range p.goals {
-		fmt.Fprintf(b, `<line id="%s" class="goal" x1="%d" x2="%.1f" y1="%.2f" y2="%.2f" stroke="#000" stroke-dasharray="6,4"/>`+"\n", g.id, plotLeft, right, y(g.value), y(g.value))
-		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="end" font-size="10">%s</text>`+"\n", right-4, y(g.value)-3, html.EscapeString(g.label))
+}
+
+// drawSeries draws one server's line in a panel; a short one (the reference runs) also gets
+// markers, so that one or two points show.
+func drawSeries(b *bytes.Buffer, panelID string, s series, x, y func(float64) float64) {
+	if len(s.points) == 0 {
+		return
 	}
-	for _, s := range p.series {
-		if len(s.points) == 0 {
-			continue
-		}
-		var pts []string
+	var pts []string
+	for _, pt := range s.points {
+		pts = append(pts, fmt.Sprintf("%.2f,%.2f", x(pt.at.Seconds()), y(pt.value)))
+	}
+	color := seriesColor[s.label]
+	fmt.Fprintf(b, `<polyline id="%s-%s" class="series" fill="none" stroke="%s" stroke-width="1.8" points="%s"/>`+"\n", panelID, s.label, color, strings.Join(pts, " "))
+	if len(s.points) <= 3 {
 		for _, pt := range s.points {
-			pts = append(pts, fmt.Sprintf("%.2f,%.2f", x(pt.at.Seconds()), y(pt.value)))
-		}
-		color := seriesColor[s.label]
-		fmt.Fprintf(b, `<polyline id="%s-%s" class="series" fill="none" stroke="%s" stroke-width="1.8" points="%s"/>`+"\n", p.id, s.label, color, strings.Join(pts, " "))
-		if len(s.points) <= 3 { // the short reference runs: markers, so that one or two points show
-			for _, pt := range s.points {
-				fmt.Fprintf(b, `<circle cx="%.2f" cy="%.2f" r="3" fill="%s"/>`+"\n", x(pt.at.Seconds()), y(pt.value), color)
-			}
+			fmt.Fprintf(b, `<circle cx="%.2f" cy="%.2f" r="3" fill="%s"/>`+"\n", x(pt.at.Seconds()), y(pt.value), color)
 		}
 	}
-	b.WriteString("</g>\n")
 }
 
 // drawLegend lists every server drawn, in the order they first appear.
@@ -175,7 +244,7 @@ func drawLegend(b *bytes.Buffer, panels []panel) {
 	var labels []string
 	for _, p := range panels {
 		for _, s := range p.series {
-			if !strings.Contains(strings.Join(labels, "\n")+"\n", s.label+"\n") {
+			if !slices.Contains(labels, s.label) {
 				labels = append(labels, s.label)
 			}
 		}
