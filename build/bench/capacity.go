@@ -101,6 +101,7 @@ type capacityRun struct {
 	servers []*capacityServer
 
 	queries, baselineQueries string // dnsperf queries files for N and for baselineNames
+	zoneFile                 string // the N names for the file plugin
 	reg                      *server
 	endpoint                 string // reg's etcd
 	tokens                   []string
@@ -110,6 +111,7 @@ type capacityRun struct {
 // returns the plot.
 func capacity(ctx context.Context, l *lab, o options, r *reporter) ([]byte, error) {
 	run := &capacityRun{l: l, r: r, plan: planCapacity(o)}
+	run.zoneFile = filepath.Join(l.dir, fmt.Sprintf("zone-%d.db", run.plan.n))
 	err := run.all(ctx)
 	r.capacityReport(run)
 	if len(run.servers) == 0 {
@@ -160,7 +162,8 @@ func (run *capacityRun) queriesFile(n int) (string, error) {
 
 // populatedRegistry starts a registry named label on an empty embedded etcd with production
 // settings and writes n names in steady state into it; it returns the registry, its etcd and
-// the tokens. The registry may use both CPUs meanwhile: nothing is measured.
+// the tokens. The registry may use both CPUs meanwhile (its Go scheduler keeps the one P it
+// sized for CPU 0): nothing is measured.
 func (run *capacityRun) populatedRegistry(ctx context.Context, label, dataDir string, n int) (*server, registryOptions, []int, []string, error) {
 	l := run.l
 	etcdPorts, err := l.freePorts(2)
@@ -176,7 +179,7 @@ func (run *capacityRun) populatedRegistry(ctx context.Context, label, dataDir st
 	if err != nil {
 		return nil, opts, nil, nil, err
 	}
-	if err := l.moveTo(reg, fmt.Sprintf("%d,%d", serverCPU, loadCPU)); err != nil {
+	if err := l.pinProcess(reg.pid(), fmt.Sprintf("%d,%d", serverCPU, loadCPU)); err != nil {
 		return reg, opts, nil, nil, err
 	}
 	cli, err := etcdClient(fmt.Sprintf("http://127.0.0.1:%d", etcdPorts[0]))
@@ -189,28 +192,35 @@ func (run *capacityRun) populatedRegistry(ctx context.Context, label, dataDir st
 	tokens, err := populateRecords(ctx, cli, n, steadyRecord(time.Now()))
 	run.r.progressf("capacity: %d names written in %.1f s", n, time.Since(begin).Seconds())
 	if err == nil {
-		err = l.moveTo(reg, strconv.Itoa(serverCPU))
+		err = l.pinProcess(reg.pid(), strconv.Itoa(serverCPU))
 	}
 	return reg, opts, ports, tokens, err
 }
 
-// moveTo pins every thread of s to cpus (a taskset list), when the lab pins at all.
-func (l *lab) moveTo(s *server, cpus string) error {
+// pinProcess pins every thread of process pid to cpus (a taskset list), when the lab pins.
+func (l *lab) pinProcess(pid int, cpus string) error {
 	if !l.pin {
 		return nil
 	}
-	if b, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(s.pid())).CombinedOutput(); err != nil {
-		return fmt.Errorf("moving %s to CPUs %s: %v %s", s.label, cpus, err, b)
+	if b, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
+		return fmt.Errorf("pinning process %d to CPUs %s: %v %s", pid, cpus, err, b)
 	}
 	return nil
 }
 
 // registry measures the registry with its embedded etcd at N, restarted after populating so
-// that its cold start is measured and its heap holds what a restarted server's does.
+// that its cold start is measured and its heap holds what a restarted server's does. Until
+// then nothing is measured: the names are written (the registry's etcd on both CPUs), and
+// meanwhile the zone file of the same names.
 func (run *capacityRun) registry(ctx context.Context) error {
+	zoneWritten := make(chan error, 1)
+	go func() { zoneWritten <- writeZoneFile(run.zoneFile, run.plan.n) }()
 	reg, opts, ports, tokens, err := run.populatedRegistry(ctx, "capacity-registry-empty", "capacity-registry", run.plan.n)
 	if reg != nil {
 		reg.stop()
+	}
+	if zerr := <-zoneWritten; err == nil {
+		err = zerr
 	}
 	if err != nil {
 		return err
@@ -231,7 +241,7 @@ func (run *capacityRun) registry(ctx context.Context) error {
 func (run *capacityRun) replica(ctx context.Context) error {
 	l := run.l
 	note := "the registry serving its etcd stays up"
-	if err := l.moveTo(run.reg, strconv.Itoa(loadCPU)); err != nil {
+	if err := l.pinProcess(run.reg.pid(), strconv.Itoa(loadCPU)); err != nil {
 		return err
 	}
 	if l.pin {
@@ -258,11 +268,7 @@ func (run *capacityRun) replica(ctx context.Context) error {
 func (run *capacityRun) references(ctx context.Context) error {
 	l, n := run.l, run.plan.n
 	run.r.progressf("capacity: the file plugin on a zone file of the same %d names", n)
-	zf := filepath.Join(l.dir, fmt.Sprintf("zone-%d.db", n))
-	if err := writeZoneFile(zf, n); err != nil {
-		return err
-	}
-	file, err := l.startFile(ctx, "capacity-file", zf)
+	file, err := l.startFile(ctx, "capacity-file", run.zoneFile)
 	if err != nil {
 		return err
 	}
