@@ -221,8 +221,12 @@ func goalChecks(servers []*capacityServer) []goalCheck {
 			add(fmt.Sprintf("q/s >= %.0f%% of registry-10k's", 100*goalQPSShare), share >= goalQPSShare,
 				"%s (median %.0f vs %.0f)", percent(share), s.medianQPS, baseline.medianQPS)
 		}
+		lag := ""
+		if s.pings.lagP99 > goalPingP99/10 {
+			lag = fmt.Sprintf(" (the generator's own lag p99 is %s ms: the load CPU was busy, the figure is not the server's alone)", ms(float64(s.pings.lagP99)))
+		}
 		add(fmt.Sprintf("pings p99 <= %v and none refused", goalPingP99), s.pings.p99 <= goalPingP99 && s.pings.failed == 0 && s.pings.scheduled > 0,
-			"p99 %s ms, %d of %d refused or failed", ms(float64(s.pings.p99)), s.pings.failed, s.pings.scheduled)
+			"p99 %s ms, %d of %d refused or failed%s", ms(float64(s.pings.p99)), s.pings.failed, s.pings.scheduled, lag)
 		add(fmt.Sprintf("peak RSS <= %s", bytesOf(float64(rssGoal))), s.peak.total() <= rssGoal && len(cs.memory) > 0,
 			"%s (process %s, children %s)", bytesOf(float64(s.peak.total())), bytesOf(float64(s.peak.rss)), bytesOf(float64(s.peak.childRSS)))
 		add(fmt.Sprintf("cold start <= %v", goalColdStart), cs.coldStart > 0 && cs.coldStart <= goalColdStart,

@@ -27,7 +27,7 @@ const (
 // Bulk writing: etcd allows 128 operations per transaction (--max-txn-ops), two per name.
 const (
 	namesPerTxn     = 64
-	populateWorkers = 8
+	populateWorkers = 32
 	// checkUpTo is the largest zone whose consistency is checked after populating: the check
 	// reads every key into memory, and the layout is the same at any size.
 	checkUpTo = 100_000
