@@ -4,13 +4,21 @@ package main
 //go:generate go run ./gen -in ../plugin.cfg -out zplugins.go
 
 import (
+	"os"
+
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/coremain"
 
 	"github.com/regdns/regdns/build/version"
+	"github.com/regdns/regdns/etcdstore"
 )
 
 func main() {
+	// The registry runs its embedded etcd as a child process of this binary (etcdstore/process.go).
+	if etcdstore.IsEmbeddedProcess() {
+		os.Exit(etcdstore.ServeEmbeddedProcess())
+	}
+	etcdstore.EnableEmbeddedProcess()
 	nameBuild()
 	coremain.Run()
 }

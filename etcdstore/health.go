@@ -120,6 +120,11 @@ func setAlarmGauges(active []*pb.AlarmMember) {
 	for _, a := range active {
 		count[a.Alarm]++
 	}
+	setAlarmCounts(count)
+}
+
+// setAlarmCounts sets the alarm gauges from how many members raise each alarm.
+func setAlarmCounts(count map[pb.AlarmType]int) {
 	for t, name := range pb.AlarmType_name {
 		if pb.AlarmType(t) != pb.AlarmType_NONE {
 			etcdAlarms.WithLabelValues(name).Set(float64(count[pb.AlarmType(t)]))

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -432,5 +433,33 @@ func TestSmoke(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("-out kept no %s: %v", f, err)
 		}
+	}
+}
+
+// TestProcessTree: a shell's child shows in its tree, and the tree's memory is the sum of both.
+func TestProcessTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	s := &server{label: "sh", cmd: cmd}
+	var tree []int
+	deadline := time.Now().Add(5 * time.Second)
+	for tree = processTree(cmd.Process.Pid); len(tree) < 2 && time.Now().Before(deadline); tree = processTree(cmd.Process.Pid) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(tree) != 2 || tree[0] != cmd.Process.Pid {
+		t.Fatalf("tree of sh: %v, want sh and its sleep", tree)
+	}
+	defer exec.Command("kill", strconv.Itoa(tree[1])).Run()
+	sum, err := s.status("VmRSS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, _ := statusOf(tree[0])
+	child, _ := statusOf(tree[1])
+	if sum["VmRSS"] != parent["VmRSS"]+child["VmRSS"] || child["VmRSS"] == 0 {
+		t.Errorf("tree VmRSS %d, want %d + %d", sum["VmRSS"], parent["VmRSS"], child["VmRSS"])
 	}
 }

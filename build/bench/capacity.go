@@ -179,7 +179,7 @@ func (run *capacityRun) populatedRegistry(ctx context.Context, label, dataDir st
 	if err != nil {
 		return nil, opts, nil, nil, err
 	}
-	if err := l.pinProcess(reg.pid(), fmt.Sprintf("%d,%d", serverCPU, loadCPU)); err != nil {
+	if err := l.pinTree(reg.pid(), fmt.Sprintf("%d,%d", serverCPU, loadCPU)); err != nil {
 		return reg, opts, nil, nil, err
 	}
 	cli, err := etcdClient(fmt.Sprintf("http://127.0.0.1:%d", etcdPorts[0]))
@@ -192,18 +192,21 @@ func (run *capacityRun) populatedRegistry(ctx context.Context, label, dataDir st
 	tokens, err := populateRecords(ctx, cli, n, steadyRecord(time.Now()))
 	run.r.progressf("capacity: %d names written in %.1f s", n, time.Since(begin).Seconds())
 	if err == nil {
-		err = l.pinProcess(reg.pid(), strconv.Itoa(serverCPU))
+		err = l.pinTree(reg.pid(), strconv.Itoa(serverCPU))
 	}
 	return reg, opts, ports, tokens, err
 }
 
-// pinProcess pins every thread of process pid to cpus (a taskset list), when the lab pins.
-func (l *lab) pinProcess(pid int, cpus string) error {
+// pinTree pins every thread of process pid and of its descendants (the registry's embedded
+// etcd may run in one) to cpus (a taskset list), when the lab pins.
+func (l *lab) pinTree(pid int, cpus string) error {
 	if !l.pin {
 		return nil
 	}
-	if b, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(pid)).CombinedOutput(); err != nil {
-		return fmt.Errorf("pinning process %d to CPUs %s: %v %s", pid, cpus, err, b)
+	for _, p := range processTree(pid) {
+		if b, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(p)).CombinedOutput(); err != nil {
+			return fmt.Errorf("pinning process %d to CPUs %s: %v %s", p, cpus, err, b)
+		}
 	}
 	return nil
 }
@@ -241,11 +244,11 @@ func (run *capacityRun) registry(ctx context.Context) error {
 func (run *capacityRun) replica(ctx context.Context) error {
 	l := run.l
 	note := "the registry serving its etcd stays up"
-	if err := l.pinProcess(run.reg.pid(), strconv.Itoa(loadCPU)); err != nil {
+	if err := l.pinTree(run.reg.pid(), strconv.Itoa(loadCPU)); err != nil {
 		return err
 	}
 	if l.pin {
-		note = fmt.Sprintf("the registry serving its etcd was moved to CPU %d (taskset -a -p) before the replica started, and shares it with the load", loadCPU)
+		note = fmt.Sprintf("the registry serving its etcd (and its etcd process, if a child) was moved to CPU %d (taskset -a -p) before the replica started, and shares it with the load", loadCPU)
 	}
 	run.r.progressf("capacity: cold start of a replica following the registry's etcd")
 	opts := registryOptions{dataDir: filepath.Join(l.dir, "capacity-replica"), endpoint: run.endpoint, production: true}

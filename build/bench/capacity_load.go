@@ -167,41 +167,22 @@ func sampleMemory(ctx context.Context, pid int, t0 time.Time) []memSample {
 	}
 }
 
-// readMemory reads VmRSS and RssFile of pid and of each of its descendants; a descendant that
-// exits meanwhile is left out.
+// readMemory reads VmRSS and RssFile of pid and of each of its descendants (processTree); a
+// descendant that exits meanwhile is left out.
 func readMemory(pid int) (memSample, error) {
-	st, err := procStatus(pid, "VmRSS", "RssFile")
+	tree := processTree(pid)
+	st, err := statusOf(tree[0])
 	if err != nil {
 		return memSample{}, err
 	}
 	m := memSample{rss: st["VmRSS"], file: st["RssFile"]}
-	for _, c := range descendants(pid) {
-		if st, err := procStatus(c, "VmRSS", "RssFile"); err == nil {
+	for _, c := range tree[1:] {
+		if st, err := statusOf(c); err == nil {
 			m.childRSS += st["VmRSS"]
 			m.childFile += st["RssFile"]
 		}
 	}
 	return m, nil
-}
-
-// descendants are the pids of every process below pid, from /proc/PID/task/*/children (the
-// children a thread started, for each thread).
-func descendants(pid int) []int {
-	lists, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	var out []int
-	for _, l := range lists {
-		b, err := os.ReadFile(l)
-		if err != nil {
-			continue
-		}
-		for f := range strings.FieldsSeq(string(b)) {
-			if c, err := strconv.Atoi(f); err == nil {
-				out = append(out, c)
-				out = append(out, descendants(c)...)
-			}
-		}
-	}
-	return out
 }
 
 // dnsWindow is one dnsperf run of a capacity run: its time span from the start of the run,

@@ -171,8 +171,9 @@ func TestAggregatePutsPingsAndMemoryInTheirWindows(t *testing.T) {
 	}
 }
 
-// descendants and readMemory on real processes: a shell with a child and a grandchild.
-func TestDescendantsAreReadFromProc(t *testing.T) {
+// readMemory on real processes: a shell with a child and a grandchild, the process and its
+// descendants apart.
+func TestMemoryOfAProcessAndItsDescendants(t *testing.T) {
 	cmd := exec.Command("sh", "-c", `sleep 60 & sh -c 'sleep 60; true' & wait`)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -183,7 +184,7 @@ func TestDescendantsAreReadFromProc(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(pids) < 3 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		pids = descendants(cmd.Process.Pid)
+		pids = processTree(cmd.Process.Pid)[1:]
 	}
 	var comms []string
 	for _, p := range pids {
@@ -203,7 +204,7 @@ func TestDescendantsAreReadFromProc(t *testing.T) {
 	}
 	var sum int64
 	for _, p := range pids {
-		st, err := procStatus(p, "VmRSS")
+		st, err := statusOf(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,8 +215,15 @@ func TestDescendantsAreReadFromProc(t *testing.T) {
 	if m.rss <= 0 || m.childRSS <= 0 || m.childRSS < sum/2 || m.childRSS > 2*sum || m.total() != m.rss+m.childRSS {
 		t.Errorf("memory %+v, children's VmRSS summed apart %d", m, sum)
 	}
-	if len(descendants(1<<30)) != 0 {
-		t.Error("a process that does not exist has descendants")
+	own, err := statusOf(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.rss < own["VmRSS"]/2 || m.rss > 2*own["VmRSS"] {
+		t.Errorf("the shell's own RSS %d, read apart %d", m.rss, own["VmRSS"])
+	}
+	if _, err := readMemory(1 << 30); err == nil {
+		t.Error("a process that does not exist has memory")
 	}
 }
 

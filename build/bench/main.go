@@ -45,6 +45,7 @@ type options struct {
 	out          string
 	binary       string
 	save         bool
+	etcdProcess  string // etcd_process of the registry's embedded etcd
 	args         []string
 
 	// The capacity scenario (capacity.go) instead of the side-by-side benchmark.
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	quick := fs.Bool("quick", false, "smoke run: 10000 names, short runs (flags given explicitly still apply)")
 	fs.StringVar(&o.out, "out", "", "keep zone, query, Corefile, log and dnsperf files in this directory (default: a temporary one, deleted)")
 	fs.StringVar(&o.binary, "binary", "./coredns", "the coredns binary under test")
+	fs.StringVar(&o.etcdProcess, "etcd-process", "child", "where the registry's embedded etcd runs: child (the default) or inline (in the server's process)")
 	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
 	fs.BoolVar(&o.capacity, "capacity", false, "run the capacity scenario instead: N names under DNS and ping load (default N 1000000, -quick 100000)")
 	fs.DurationVar(&o.capacityDuration, "capacity-duration", 0, "capacity: the registry's and the replica's run (default 4m, -quick 60s)")
@@ -111,6 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("-duration must be at least 1s (dnsperf counts whole seconds)")
 	case o.runs < 1, o.concurrency < 1, o.rate < 1, o.queries < 100:
 		return o, errors.New("-runs, -concurrency, -rate must be positive and -queries at least 100")
+	case o.etcdProcess != "child" && o.etcdProcess != "inline":
+		return o, fmt.Errorf("-etcd-process: %q is neither child nor inline", o.etcdProcess)
 	case o.apiDuration <= 0, o.propDuration <= 0:
 		return o, errors.New("-api-duration and -propagation-duration must be positive")
 	case o.capacity && (len(o.names) != 1 || o.capacityOutstanding < 1 || o.capacityDuration < 0):
@@ -180,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	w := io.MultiWriter(stdout, &report)
 	r := &reporter{w: w, progress: stderr, o: o, start: time.Now(), binarySum: sum}
 	r.header(pin)
-	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}}
+	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}, etcdProcess: o.etcdProcess}
 	defer l.stopAll()
 	var plot []byte
 	if o.capacity {

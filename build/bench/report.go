@@ -46,6 +46,11 @@ func (r *reporter) header(pin bool) {
 	} else {
 		fmt.Fprintf(r.w, "pinning:  none: fewer than 2 CPUs, so server and load share them\n")
 	}
+	etcdWhere := "in a child process of the server (etcd_process child): CPU and memory figures are the two processes' sums"
+	if r.o.etcdProcess == "inline" {
+		etcdWhere = "inside the server's process (etcd_process inline)"
+	}
+	fmt.Fprintf(r.w, "registry: embedded etcd %s\n", etcdWhere)
 }
 
 // results writes the tables of every size: DNS, the conditions of the DNS runs, scale, and

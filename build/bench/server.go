@@ -55,6 +55,8 @@ type lab struct {
 	pin     bool // taskset is used: two or more CPUs
 	ports   map[int]bool
 	servers []*server
+	// etcdProcess is the embedded etcds' etcd_process: child (the default) or inline.
+	etcdProcess string
 }
 
 // freePort returns a loopback port that nobody holds over TCP or UDP. CoreDNS binds with
@@ -182,9 +184,23 @@ func (s *server) port() int {
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
-// cpuTime is the CPU time (user and system) the process has used so far.
+// cpuTime is the CPU time (user and system) the process and its children (the registry's
+// embedded etcd runs in one) have used so far.
 func (s *server) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.pid()))
+	var total time.Duration
+	for _, pid := range processTree(s.pid()) {
+		t, err := cpuTimeOf(pid)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", s.label, err)
+		}
+		total += t
+	}
+	return total, nil
+}
+
+// cpuTimeOf is the CPU time one process has used so far.
+func cpuTimeOf(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -193,11 +209,28 @@ func (s *server) cpuTime() (time.Duration, error) {
 	i := bytes.LastIndexByte(b, ')')
 	f := strings.Fields(string(b[i+1:]))
 	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("%s: unexpected /proc/%d/stat", s.label, s.pid())
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// processTree is pid and its descendants, from /proc/PID/task/*/children.
+func processTree(pid int) []int {
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", out[i]))
+		for _, task := range tasks {
+			b, _ := os.ReadFile(task)
+			for _, f := range strings.Fields(string(b)) {
+				if n, err := strconv.Atoi(f); err == nil {
+					out = append(out, n)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // cpuBusy is the time CPU cpu has spent on anything but idling, from /proc/stat.
@@ -244,7 +277,8 @@ func (s *server) cpuShare(fn func() error) (float64, error) {
 	return float64(c1-c0) / float64(wall), nil
 }
 
-// memory returns the resident set (VmRSS) and its peak (VmHWM) in bytes.
+// memory returns the resident set (VmRSS) and its peak (VmHWM) in bytes, of the process and
+// its children.
 func (s *server) memory() (rss, peak int64, err error) {
 	st, err := s.status("VmRSS", "VmHWM")
 	return st["VmRSS"], st["VmHWM"], err
@@ -258,17 +292,29 @@ func (s *server) fileBacked() (int64, error) {
 	return st["RssFile"], err
 }
 
-// status reads the named kB fields of the process's /proc/PID/status, in bytes.
+// status reads the named kB fields of /proc/PID/status, in bytes, summed over the process and
+// its children (the registry's embedded etcd runs in one); each must be there. Summed peaks
+// (VmHWM) are an upper bound of the tree's peak: its processes may peak at different times.
 func (s *server) status(keys ...string) (map[string]int64, error) {
-	st, err := procStatus(s.pid(), keys...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.label, err)
+	out := map[string]int64{}
+	for _, pid := range processTree(s.pid()) {
+		st, err := statusOf(pid)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.label, err)
+		}
+		for _, k := range keys {
+			v, ok := st[k]
+			if !ok {
+				return nil, fmt.Errorf("%s: no %s in /proc/%d/status", s.label, k, pid)
+			}
+			out[k] += v
+		}
 	}
-	return st, nil
+	return out, nil
 }
 
-// procStatus reads the named kB fields of /proc/PID/status, in bytes; each must be there.
-func procStatus(pid int, keys ...string) (map[string]int64, error) {
+// statusOf reads the kB fields of /proc/PID/status, in bytes.
+func statusOf(pid int) (map[string]int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return nil, err
@@ -285,15 +331,7 @@ func procStatus(pid int, keys ...string) (map[string]int64, error) {
 		kb, _ := strconv.ParseInt(fields[0], 10, 64)
 		out[k] = kb << 10
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	for _, k := range keys {
-		if _, ok := out[k]; !ok {
-			return nil, fmt.Errorf("no %s in /proc/%d/status", k, pid)
-		}
-	}
-	return out, nil
+	return out, sc.Err()
 }
 
 // settledMemory waits for the process to settle after loading (the view's decoding garbage
@@ -389,6 +427,9 @@ func (l *lab) startRegistry(ctx context.Context, label string, cpu int, o regist
 // unless the options ask for production settings.
 func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o registryOptions, ports []int) (*server, error) {
 	etcd := fmt.Sprintf("etcd_listen http://127.0.0.1:%d http://127.0.0.1:%d", o.etcdClient, o.etcdPeer)
+	if l.etcdProcess != "" {
+		etcd += "\n        etcd_process " + l.etcdProcess
+	}
 	if o.endpoint != "" {
 		etcd = "etcd " + o.endpoint
 	}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -125,8 +126,14 @@ func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string, wrap ...s
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
+		// The embedded etcd's process closes etcd when its server dies; the test's directory is
+		// removed only once it has.
+		etcd := childPIDs(p.cmd.Process.Pid)
 		p.cmd.Process.Kill()
 		<-p.done
+		for _, pid := range etcd {
+			waitUntil(t, 30*time.Second, fmt.Sprintf("exit of the embedded etcd's process %d", pid), func() bool { return !alive(pid) })
+		}
 		if t.Failed() {
 			t.Logf("coredns output:\n%s", p.log.String())
 		}
@@ -144,6 +151,31 @@ func runCorefile(t *testing.T, dir, corefile, dnsAddr, apiAddr string, wrap ...s
 		time.Sleep(100 * time.Millisecond)
 	}
 	return p
+}
+
+// childPIDs are the processes pid started (the embedded etcd's), read from /proc.
+func childPIDs(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// alive reports whether process pid exists (and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(after, "Z")
 }
 
 func (p *product) call(path string, params url.Values, header http.Header) (int, string) {

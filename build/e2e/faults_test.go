@@ -72,11 +72,22 @@ func startServing(t *testing.T, dir, corefile, dnsAddr, apiAddr string) *product
 	return p
 }
 
-// killHard SIGKILLs p and waits for it; p's cleanup still finds its exit status.
+// killHard SIGKILLs p and its embedded etcd's process together, as a power cut or the OOM
+// killer taking the whole service would (on its own the child closes etcd cleanly when its
+// server dies), and waits for both; p's cleanup still finds its exit status.
 func killHard(p *product) {
+	etcd := childPIDs(p.cmd.Process.Pid)
 	p.cmd.Process.Signal(syscall.SIGKILL)
+	for _, pid := range etcd {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 	err := <-p.done
 	p.done <- err
+	for _, pid := range etcd {
+		for alive(pid) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // stopGracefully SIGTERMs p and waits for it to exit.
@@ -804,5 +815,54 @@ func TestReloadBrokenAndGood(t *testing.T) {
 	serves("after the good reload", "192.0.2.81")
 	if problems := storeProblems(t, "http://"+addrs[2]); len(problems) > 0 {
 		t.Errorf("consistency check: %d problems:\n%s", len(problems), strings.Join(problems, "\n"))
+	}
+}
+
+// TestEtcdProcessKilled kills the embedded etcd's process (SIGKILL) under a serving server:
+// DNS keeps answering from the view meanwhile, the server starts etcd again on its data and
+// says so in its log, the API works again with the names registered before, and once the
+// server has stopped no etcd process is left.
+func TestEtcdProcessKilled(t *testing.T) {
+	addrs := dnstest.FreeAddrs(t, 2)
+	dir := t.TempDir()
+	_, dnsPort, _ := net.SplitHostPort(addrs[0])
+	corefile := zoneBlock(dnsPort, "", fmt.Sprintf("        api %s\n        data %s\n        tunnel %s",
+		addrs[1], filepath.Join(dir, "data"), faultTunnel))
+	p := runCorefile(t, dir, corefile, addrs[0], addrs[1])
+	var sub struct{ Token string }
+	if err := jsonInto(p.ok("/subscribe", url.Values{"name": {"gw"}}), &sub); err != nil {
+		t.Fatal(err)
+	}
+	first := childPIDs(p.cmd.Process.Pid)
+	if len(first) != 1 {
+		t.Fatalf("server's child processes: %v, want the embedded etcd's alone", first)
+	}
+	if err := syscall.Kill(first[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if r := p.query("udp", "gw.example.org.", dns.TypeA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+			t.Fatalf("DNS while etcd is away: %v", r)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitUntil(t, 30*time.Second, "new embedded etcd process", func() bool {
+		now := childPIDs(p.cmd.Process.Pid)
+		return len(now) == 1 && now[0] != first[0]
+	})
+	waitUntil(t, 30*time.Second, "/ping answered 200 again", func() bool {
+		code, _ := p.call("/ping", url.Values{"token": {sub.Token}}, nil)
+		return code == http.StatusOK
+	})
+	p.fails("/subscribe", url.Values{"name": {"gw"}}, 400, "UnavailableName")
+	for _, want := range []string{"embedded etcd process exited", "embedded etcd process serving again"} {
+		if !strings.Contains(p.log.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	second := childPIDs(p.cmd.Process.Pid)
+	stopGracefully(t, p)
+	if alive(second[0]) {
+		t.Errorf("embedded etcd process %d still running after the server stopped", second[0])
 	}
 }

@@ -24,6 +24,9 @@ type Config struct {
 	// configured by Embedded (its Dir and Log filled in at start) is started.
 	Etcd     etcdstore.Config
 	Embedded etcdstore.EmbeddedConfig
+	// EtcdInline runs the embedded etcd inside this process (`etcd_process inline`) rather
+	// than in a child process, where the binary allows one.
+	EtcdInline bool
 
 	SOA SOA
 	NS  []NameServer
@@ -134,8 +137,8 @@ func (cfg *Config) validate() error {
 	if len(cfg.Etcd.Endpoints) == 0 && (cfg.Etcd.Username != "" || cfg.Etcd.CAFile != "") {
 		return fmt.Errorf("etcd_auth and etcd_tls are for an external etcd: add etcd ENDPOINT")
 	}
-	if len(cfg.Etcd.Endpoints) > 0 && cfg.Embedded != (etcdstore.EmbeddedConfig{}) {
-		return fmt.Errorf("etcd_listen and etcd_quota configure the embedded etcd and cannot be combined with etcd ENDPOINT")
+	if len(cfg.Etcd.Endpoints) > 0 && (cfg.Embedded != (etcdstore.EmbeddedConfig{}) || cfg.EtcdInline) {
+		return fmt.Errorf("etcd_listen, etcd_quota and etcd_process configure the embedded etcd and cannot be combined with etcd ENDPOINT")
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ import (
 const loadWait = 10 * time.Second
 
 var (
-	embeds    shared[*etcdstore.Embedded]
+	embeds    shared[embeddedEtcd]
 	stores    shared[*etcdstore.Store]
 	listeners shared[*api.Listener]
 )
@@ -173,11 +173,11 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 		ec := r.cfg.Embedded
 		ec.Dir, ec.Log = etcdstore.EmbeddedDir(r.cfg.DataDir), log
 		key := r.cfg.embeddedKey()
-		e, err := embeds.acquire(key, func() (*etcdstore.Embedded, func(), error) {
+		e, err := embeds.acquire(key, func() (embeddedEtcd, func(), error) {
 			if err := os.MkdirAll(r.cfg.DataDir, 0o700); err != nil {
 				return nil, nil, err
 			}
-			e, err := etcdstore.StartEmbedded(ec)
+			e, err := startEmbedded(ec, r.cfg.EtcdInline)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -190,7 +190,10 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		ecfg.Endpoints, ecfg.Local = e.Endpoints(), e
+		// In this process, the store calls the member directly; in a child process, through
+		// its socket, as any client.
+		ecfg.Endpoints = e.Endpoints()
+		ecfg.Local, _ = e.(*etcdstore.Embedded)
 		release = func() { embeds.release(key) }
 	}
 	s, err := etcdstore.Open(context.Background(), ecfg)
@@ -199,6 +202,32 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 		return nil, nil, err
 	}
 	return s, func() { s.Close(); release() }, nil
+}
+
+// embeddedEtcd is the embedded etcd of a data directory: an *etcdstore.Embedded in this
+// process, or an *etcdstore.EmbeddedProcess.
+type embeddedEtcd interface {
+	Endpoints() []string
+	Close()
+}
+
+// startEmbedded runs the embedded etcd in a child process when the binary allows it (the
+// server's does: build/main.go) and inline is false, so that its heap is not the DNS
+// process's; else in this one.
+func startEmbedded(ec etcdstore.EmbeddedConfig, inline bool) (embeddedEtcd, error) {
+	if etcdstore.EmbeddedProcessEnabled() && !inline {
+		p, err := etcdstore.StartEmbeddedProcess(ec)
+		if err != nil {
+			return nil, err
+		}
+		log.Infof("embedded etcd runs in process %d", p.PID())
+		return p, nil
+	}
+	e, err := etcdstore.StartEmbedded(ec)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 func (r *Registry) mailer() (api.Mailer, error) {

@@ -29,6 +29,15 @@ func parseEtcdProperty(cfg *Config, prop string, args []string) error {
 		cfg.Etcd.Endpoints = args
 	case "etcd_listen", "etcd_quota":
 		return parseEmbedded(prop, args, &cfg.Embedded)
+	case "etcd_process":
+		return parseOne(args, func(s string) error {
+			switch s {
+			case "child", "inline":
+				cfg.EtcdInline = s == "inline"
+				return nil
+			}
+			return fmt.Errorf("%q: want child or inline", s)
+		})
 	case "etcd_tls":
 		if err := argCount(args, 3, 3); err != nil {
 			return err

@@ -43,6 +43,16 @@ func TestParse(t *testing.T) {
 				t.Errorf("embedded etcd %+v", c.Embedded)
 			}
 		}},
+		{name: "etcd inline", input: "registry {\netcd_process inline\n}", check: func(t *testing.T, c Config) {
+			if !c.EtcdInline {
+				t.Errorf("EtcdInline false")
+			}
+		}},
+		{name: "etcd child", input: "registry {\netcd_process child\n}", check: func(t *testing.T, c Config) {
+			if c.EtcdInline {
+				t.Errorf("EtcdInline true")
+			}
+		}},
 		{name: "embedded etcd peer", input: "registry {\netcd_listen http://127.0.0.1:1 https://127.0.0.1:2\netcd_quota 2GB\n}", check: func(t *testing.T, c Config) {
 			if c.Embedded.PeerURL != "https://127.0.0.1:2" || c.Embedded.QuotaBytes != 2e9 {
 				t.Errorf("embedded etcd %+v", c.Embedded)
@@ -230,6 +240,8 @@ func TestParse(t *testing.T) {
 		{name: "etcd_auth without etcd", input: "registry {\netcd_auth u p\n}", wantErr: "external etcd"},
 		{name: "etcd_listen with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_listen http://127.0.0.1:1 http://127.0.0.1:2\n}", wantErr: "embedded"},
 		{name: "etcd_quota with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_quota 1GiB\n}", wantErr: "embedded"},
+		{name: "etcd_process with etcd", input: "registry {\netcd http://127.0.0.1:2379\netcd_process inline\n}", wantErr: "embedded"},
+		{name: "etcd_process unknown", input: "registry {\netcd_process thread\n}", wantErr: "want child or inline"},
 		{name: "etcd_quota too small", input: "registry {\netcd_quota 100KiB\n}", wantErr: "at least 1MiB"},
 		{name: "etcd_quota not a size", input: "registry {\netcd_quota lots\n}", wantErr: "at least 1MiB"},
 		{name: "etcd_listen not a URL", input: "registry {\netcd_listen 127.0.0.1:23790\n}", wantErr: "not a URL"},
