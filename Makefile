@@ -12,7 +12,7 @@ COMMIT   := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -X github.com/regdns/regdns/build/version.Version=$(VERSION) \
             -X github.com/regdns/regdns/build/version.Commit=$(COMMIT)
 
-.PHONY: all build generate run test test-deps vet fmt bench bench-deps fuzz soak release image clean
+.PHONY: all build generate run test test-deps vet fmt bench bench-capacity bench-deps fuzz soak release image clean
 
 all: build
 
@@ -81,14 +81,22 @@ fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
 # Go benchmarks of the DNS hot paths, then dnsperf against ./coredns (registry plugin vs file
-# plugin, N = 10k and 1M), API load and replica propagation: see build/bench/README.md.
-# `make bench BENCHFLAGS=-quick` for a short run.
+# plugin, N = 10k and 1M), API load and replica propagation, then the capacity scenario: see
+# build/bench/README.md. `make bench BENCHFLAGS=-quick` for a short run (the capacity scenario
+# takes -quick and -save from BENCHFLAGS; CAPACITYFLAGS sets its flags apart).
 BENCH_PACKAGES := dnsperf util-linux knot
 BENCHFLAGS ?=
+CAPACITYFLAGS ?= $(filter -quick -save,$(BENCHFLAGS))
 bench: build bench-deps
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/registry/
 	$(GO) test -run '^$$' -bench '^BenchmarkImport$$' -benchtime 1x ./build/regdnsctl/
 	$(GO) run ./build/bench -binary ./$(BINARY) $(BENCHFLAGS)
+	$(MAKE) --no-print-directory bench-capacity
+
+# The capacity scenario alone (issue 14): a million names under DNS load and the pings of a
+# million gateways, 13 minutes; `make bench-capacity CAPACITYFLAGS=-quick` in under 3.
+bench-capacity: build bench-deps
+	$(GO) run ./build/bench -binary ./$(BINARY) -capacity $(CAPACITYFLAGS)
 
 bench-deps:
 	@missing=$$(for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

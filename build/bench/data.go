@@ -54,13 +54,17 @@ func newToken() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// gatewayAddr is the address the i-th name's gateway pings from, recorded as its IPv4, in
+// 198.18.0.0/16 (benchmarking addresses, RFC 2544: nothing is ever sent there).
+func gatewayAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}) }
+
 // domain is the stored record of the i-th name, as the API's /subscribe would write it.
 func domain(i int, token string, now time.Time) etcdstore.Record {
 	d := etcdstore.Record{
 		Name:     name(i),
 		Token:    token,
 		Mode:     etcdstore.ModeTunnel,
-		IPv4:     netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
+		IPv4:     gatewayAddr(i),
 		Created:  now,
 		LastPing: now,
 	}

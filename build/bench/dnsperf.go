@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -116,18 +117,18 @@ func parseDnsperf(r io.Reader) (perfResult, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "> "); ok {
-			f := strings.Fields(rest)
-			// A timed-out query is reported as "> T name type", without a latency.
-			if len(f) >= 4 {
-				if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+		// A run has millions of per-query lines: they are read without copying them.
+		if rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("> ")); ok {
+			// A timed-out query is reported as "> T name type", without a latency: its last
+			// field is a type, not a number.
+			if i := bytes.LastIndexByte(rest, ' '); i >= 0 {
+				if v, err := strconv.ParseFloat(string(rest[i+1:]), 64); err == nil {
 					lat = append(lat, v)
 				}
 			}
 			continue
 		}
-		key, val, ok := strings.Cut(strings.TrimSpace(line), ":")
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
 		if !ok {
 			continue
 		}

@@ -48,6 +48,12 @@ type options struct {
 	etcdProcess  string // etcd_process of the registry's embedded etcd
 	multicore    bool   // the multi-core scenario instead of the others
 	args         []string
+
+	// The capacity scenario (capacity.go) instead of the side-by-side benchmark.
+	capacity            bool
+	quick               bool
+	capacityDuration    time.Duration // main run of the registry and the replica
+	capacityOutstanding int           // dnsperf -q of the capacity runs
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -69,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.etcdProcess, "etcd-process", "child", "where the registry's embedded etcd runs: child (the default) or inline (in the server's process)")
 	fs.BoolVar(&o.save, "save", false, "also write the report to "+resultsDir+"/results-<date>.txt")
 	fs.BoolVar(&o.multicore, "multicore", false, "only the multi-core scenario: servers and dnsperf on every CPU, multisocket and Knot's UDP workers (default -names "+multicoreNames+")")
+	fs.BoolVar(&o.capacity, "capacity", false, "run the capacity scenario instead: N names under DNS and ping load (default N 1000000, -quick 100000)")
+	fs.DurationVar(&o.capacityDuration, "capacity-duration", 0, "capacity: the registry's and the replica's run (default 4m, -quick 60s)")
+	fs.IntVar(&o.capacityOutstanding, "capacity-outstanding", perfOutstanding, "capacity: dnsperf -q, queries outstanding")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -77,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.quick = *quick
 	if *quick {
 		quickDefaults := map[string]func(){
 			"names":                func() { *names = "10000" },
@@ -92,6 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.multicore && !set["names"] && !*quick {
 		*names = multicoreNames
+	}
+	if o.capacity && !set["names"] {
+		*names = strconv.Itoa(capacityNames(o.quick))
 	}
 	for s := range strings.SplitSeq(*names, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -109,6 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-etcd-process: %q is neither child nor inline", o.etcdProcess)
 	case o.apiDuration <= 0, o.propDuration <= 0:
 		return o, errors.New("-api-duration and -propagation-duration must be positive")
+	case o.capacity && (len(o.names) != 1 || o.capacityOutstanding < 1 || o.capacityDuration < 0):
+		return o, errors.New("-capacity takes one zone size in -names, a positive -capacity-outstanding and -capacity-duration")
 	}
 	return o, nil
 }
@@ -176,9 +191,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r.header(pin)
 	l := &lab{dir: dir, binary: bin, pin: pin, ports: map[int]bool{}, etcdProcess: o.etcdProcess}
 	defer l.stopAll()
-	if o.multicore {
+	var plot []byte
+	switch {
+	case o.multicore:
 		err = multicore(ctx, l, o, r)
-	} else {
+	case o.capacity:
+		plot, err = capacity(ctx, l, o, r)
+	default:
 		var results []sizeResult
 		results, err = benchmark(ctx, l, o, r)
 		r.results(results, pin)
@@ -193,6 +212,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stderr, "bench: report saved to %s\n", path)
+		if plot != nil {
+			md, werr := saveCapacityReport(r.start, report.Bytes(), plot)
+			if werr != nil {
+				fmt.Fprintf(stderr, "bench: saving the capacity report: %v\n", werr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "bench: capacity report and its plot saved to %s\n", md)
+		}
 	}
 	if err != nil {
 		return 1

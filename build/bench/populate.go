@@ -27,7 +27,7 @@ const (
 // Bulk writing: etcd allows 128 operations per transaction (--max-txn-ops), two per name.
 const (
 	namesPerTxn     = 64
-	populateWorkers = 8
+	populateWorkers = 32
 	// checkUpTo is the largest zone whose consistency is checked after populating: the check
 	// reads every key into memory, and the layout is the same at any size.
 	checkUpTo = 100_000
@@ -48,14 +48,21 @@ func hashOf(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// populate registers names 0..n-1 with fresh tokens, which it returns, in transactions of
-// namesPerTxn names (each record with its token index) from several writers at once.
+// populate registers names 0..n-1 with fresh tokens, which it returns, all created and
+// pinged now.
 func populate(ctx context.Context, cli *clientv3.Client, n int) ([]string, error) {
+	now := time.Now()
+	return populateRecords(ctx, cli, n, func(i int, token string) etcdstore.Record { return domain(i, token, now) })
+}
+
+// populateRecords registers names 0..n-1 as record makes them, with fresh tokens, which it
+// returns, in transactions of namesPerTxn names (each record with its token index) from
+// several writers at once.
+func populateRecords(ctx context.Context, cli *clientv3.Client, n int, record func(i int, token string) etcdstore.Record) ([]string, error) {
 	tokens := make([]string, n)
 	for i := range tokens {
 		tokens[i] = newToken()
 	}
-	now := time.Now()
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(populateWorkers)
 	for lo := 0; lo < n; lo += namesPerTxn {
@@ -63,7 +70,7 @@ func populate(ctx context.Context, cli *clientv3.Client, n int) ([]string, error
 		g.Go(func() error {
 			ops := make([]clientv3.Op, 0, 2*(hi-lo))
 			for i := lo; i < hi; i++ {
-				rec, err := json.Marshal(domain(i, tokens[i], now))
+				rec, err := json.Marshal(record(i, tokens[i]))
 				if err != nil {
 					return err
 				}

@@ -30,14 +30,17 @@ const startTimeout = 5 * time.Minute
 
 // server is one running process under test: ./coredns or knotd.
 type server struct {
-	label   string
-	dns     string   // UDP and TCP address
-	ready   string   // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
-	api     string   // base URL of the registration API, "" if none
-	env     []string // added to the environment of the process
-	sockets int      // UDP sockets it opens on its port (multisocket, Knot's UDP workers); 0 is one
-	cpu     int      // the CPU it runs on, or allCPUs
-	logPath string
+	label string
+	dns   string // UDP and TCP address
+	ready string // URL of the ready plugin; "" for knotd, which is ready once it answers SOA
+	// refusing: a server block without any plugin answering, serving once ready and
+	// answering REFUSED, not SOA.
+	refusing bool
+	api      string   // base URL of the registration API, "" if none
+	env      []string // added to the environment of the process
+	sockets  int      // UDP sockets it opens on its port (multisocket, Knot's UDP workers); 0 is one
+	cpu      int      // the CPU it runs on, or allCPUs
+	logPath  string
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -168,6 +171,9 @@ func (s *server) waitServing(ctx context.Context) error {
 	}
 	return poll(func() bool {
 		r, err := exchange(s.dns, zone, dns.TypeSOA, 200*time.Millisecond)
+		if s.refusing {
+			return err == nil && r.Rcode == dns.RcodeRefused
+		}
 		return err == nil && r.Rcode == dns.RcodeSuccess && r.Authoritative && len(r.Answer) == 1
 	})
 }
@@ -410,6 +416,8 @@ type registryOptions struct {
 	env                  []string // added to the process's environment
 	etcdProcess          string   // etcd_process of an embedded etcd: child or inline ("": the lab's)
 	sockets              int      // multisocket's number of DNS sockets; 0 or 1: one, without the plugin
+	// production keeps the plugin's default write_limit, which the benchmark otherwise turns off.
+	production bool
 }
 
 // startRegistry starts ./coredns serving the zone with the registry plugin.
@@ -423,7 +431,8 @@ func (l *lab) startRegistry(ctx context.Context, label string, cpu int, o regist
 
 // startRegistryOn starts the registry on given DNS, ready and API ports; a restart reuses
 // them, and must, since the embedded etcd's member keeps its URLs. The bench measures how many
-// changes etcd takes, so the per-name write limit, which would refuse most of them, is off.
+// changes etcd takes, so the per-name write limit, which would refuse most of them, is off
+// unless the options ask for production settings.
 func (l *lab) startRegistryOn(ctx context.Context, label string, cpu int, o registryOptions, ports []int) (*server, error) {
 	if o.etcdProcess == "" {
 		o.etcdProcess = l.etcdProcess
@@ -440,6 +449,10 @@ func registryCorefile(o registryOptions, ports []int) string {
 	if o.endpoint != "" {
 		etcd = "etcd " + o.endpoint
 	}
+	writeLimit := "write_limit off"
+	if o.production {
+		writeLimit = ""
+	}
 	prefix := ""
 	if o.prefix != "" {
 		prefix = "etcd_prefix " + o.prefix
@@ -454,10 +467,10 @@ func registryCorefile(o registryOptions, ports []int) string {
         %s
         tunnel %s
         trusted_proxy 127.0.0.1
-        write_limit off
+        %s
     }
 }
-`, zone, ports[0], ports[1], multisocketLine(o.sockets), ports[2], o.dataDir, etcd, prefix, tunnelAddr)
+`, zone, ports[0], ports[1], multisocketLine(o.sockets), ports[2], o.dataDir, etcd, prefix, tunnelAddr, writeLimit)
 }
 
 // startFile starts ./coredns serving zoneFile with the file plugin: the baseline.
