@@ -213,3 +213,29 @@ func BenchmarkViewFold(b *testing.B) {
 		}
 	}
 }
+
+// Lookups allocate nothing, whether the record is in the base's arena (with challenges),
+// kept aside, or in the overlay, and when it is missing: the DNS path depends on it.
+func TestLookupAllocatesNothing(t *testing.T) {
+	v := viewOfValues(1000, func(i int) []byte {
+		b, _ := json.Marshal(typicalRecord(i))
+		return b
+	})
+	changed := typicalRecord(2)
+	change(t, v, "gw2", &changed, 1001)
+	for _, name := range []string{"gw1", "gw2", "gw64", "gw5", "missing"} {
+		token := typicalRecord(0).Token
+		if d, ok := v.Lookup(name); ok {
+			token = d.Token
+		}
+		if allocs := testing.AllocsPerRun(100, func() {
+			d, ok := v.Lookup(name)
+			e, _ := v.LookupToken(token)
+			if ok && (len(d.Challenges) != len(e.Challenges) || d.Name != e.Name) {
+				t.Fatalf("%s: by name %+v, by token %+v", name, d, e)
+			}
+		}); allocs != 0 {
+			t.Errorf("lookup of %s: %v allocations", name, allocs)
+		}
+	}
+}
