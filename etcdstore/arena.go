@@ -201,6 +201,30 @@ func (a *arena) record(r ref) Record {
 	return d
 }
 
+// each calls fn with every record of the arena, in the order they were put, until fn
+// returns false: in memory order, which a pass over a large arena needs to be fast.
+func (a *arena) each(fn func(ref) bool) bool {
+	for i, chunk := range a.chunks {
+		for at := 0; at < len(chunk); at += recordSize(chunk[at:]) {
+			if !fn(ref(i<<refChunk | at>>refShift)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// recordSize is how many bytes the record at the start of buf takes, as compactSize counted.
+func recordSize(buf []byte) int {
+	h := (*recordHeader)(unsafe.Pointer(&buf[0]))
+	size := headerBytes + int(h.challenges)*challengeBytes +
+		int(h.nameLen) + int(h.tokenLen) + int(h.descLen) + int(h.emailLen) + int(h.continentLen)
+	for _, c := range challengesAt(buf, int(h.challenges)) {
+		size += len(c.Value)
+	}
+	return (size + 7) &^ 7
+}
+
 // name returns the name of the record at r, and its token.
 func (a *arena) name(r ref) (name, token string) {
 	buf := a.at(r)

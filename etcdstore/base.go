@@ -80,15 +80,10 @@ func (b *base) each(fn func(name string, d Record) bool) bool {
 			return false
 		}
 	}
-	for _, slot := range b.byName {
-		if slot != 0 {
-			d := b.records.record(ref(uint32(slot) - 1))
-			if !fn(d.Name, d) {
-				return false
-			}
-		}
-	}
-	return true
+	return b.records.each(func(r ref) bool {
+		d := b.records.record(r)
+		return fn(d.Name, d)
+	})
 }
 
 // builder builds a base, record after record; build ends it.
