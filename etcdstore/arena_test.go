@@ -74,25 +74,34 @@ func TestBaseKeepsEveryField(t *testing.T) {
 		t.Fatalf("base of %d names holds %d, %d aside, in %d chunks", n, b.Len(), len(b.aside), len(b.records.chunks))
 	}
 	for key, w := range want {
-		got, ok := b.lookup(key)
+		got, ok := recordOf(b, key)
 		if !ok || !reflect.DeepEqual(got, w) {
 			t.Errorf("record %s:\n got %+v\nwant %+v", key, got, w)
 		}
-		if name, ok := b.lookupToken(w.Token); !ok || name != key {
+		if name, ok := b.nameOfToken(w.Token); !ok || name != key {
 			t.Errorf("token of %s finds %q, %v", key, name, ok)
 		}
 		_ = append(got.Challenges, Challenge{Value: "overflow"})
 	}
 	for key, w := range want {
-		if got, _ := b.lookup(key); !reflect.DeepEqual(got, w) {
+		if got, _ := recordOf(b, key); !reflect.DeepEqual(got, w) {
 			t.Errorf("record %s changed by an append to a copy's challenges: %+v", key, got)
 		}
 	}
 	for _, missing := range []string{"gw", "gw" + fmt.Sprint(n), "not-its-key", ""} {
-		if d, ok := b.lookup(missing); ok {
+		if d, ok := recordOf(b, missing); ok {
 			t.Errorf("lookup of %q found %+v", missing, d)
 		}
 	}
+}
+
+// recordOf is the record of name in b.
+func recordOf(b *base, name string) (Record, bool) {
+	at, ok := b.find(name)
+	if !ok {
+		return Record{}, false
+	}
+	return at.record(), true
 }
 
 // The bulk of a base (its arena's chunks and its tables) holds no pointers, so that the
@@ -152,6 +161,7 @@ func BenchmarkViewGC(b *testing.B) {
 			{"base", func(values [][]byte) any {
 				return viewOfValues(n, func(i int) []byte { return values[i] })
 			}},
+			{"no-view", func([][]byte) any { return nil }}, // the floor: the process itself
 		} {
 			b.Run(fmt.Sprintf("%s/%d", bc.name, n), func(b *testing.B) {
 				values := make([][]byte, n)
@@ -243,14 +253,14 @@ func FuzzCompactRecord(f *testing.F) {
 		bl.add("gw2", &neighbours[1])
 		d = Record{} // the base must not share the Record it was given
 		b := bl.build()
-		if got, ok := b.lookup(key); !ok || !reflect.DeepEqual(got, want) {
+		if got, ok := recordOf(b, key); !ok || !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %q stored as %s:\n got %+v, %v\nwant %+v", key, stored, got, ok, want)
 		}
-		if name, ok := b.lookupToken(want.Token); !ok || name != key && want.Token != neighbours[0].Token && want.Token != neighbours[1].Token {
+		if name, ok := b.nameOfToken(want.Token); !ok || name != key && want.Token != neighbours[0].Token && want.Token != neighbours[1].Token {
 			t.Errorf("its token finds %q, %v", name, ok)
 		}
 		for i, n := range neighbours {
-			if got, ok := b.lookup(n.Name); n.Name != key && (!ok || !reflect.DeepEqual(got, n)) {
+			if got, ok := recordOf(b, n.Name); n.Name != key && (!ok || !reflect.DeepEqual(got, n)) {
 				t.Errorf("neighbour %d: %+v, %v", i, got, ok)
 			}
 		}

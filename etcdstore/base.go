@@ -31,24 +31,23 @@ func emptyBase() *base { return newBuilder(0).build() }
 // Len is the number of names in the base.
 func (b *base) Len() int { return b.compact + len(b.aside) }
 
-// lookup returns the record of name.
-func (b *base) lookup(name string) (Record, bool) {
-	if d, ok := b.aside[name]; ok {
-		return *d, true
+// find returns where the record of name is.
+func (b *base) find(name string) (place, bool) {
+	if len(b.aside) > 0 {
+		if d, ok := b.aside[name]; ok {
+			return place{d: d}, true
+		}
 	}
-	r, ok := b.find(b.byName, name, false)
-	if !ok {
-		return Record{}, false
-	}
-	return b.records.record(r), true
+	r, ok := b.lookup(b.byName, name, false)
+	return place{base: b, ref: r}, ok
 }
 
-// lookupToken returns the name of the record whose API token is token.
-func (b *base) lookupToken(token string) (string, bool) {
+// nameOfToken returns the name of the record whose API token is token.
+func (b *base) nameOfToken(token string) (string, bool) {
 	if name, ok := b.asideByToken[token]; ok {
 		return name, true
 	}
-	r, ok := b.find(b.byToken, token, true)
+	r, ok := b.lookup(b.byToken, token, true)
 	if !ok {
 		return "", false
 	}
@@ -56,8 +55,11 @@ func (b *base) lookupToken(token string) (string, bool) {
 	return name, true
 }
 
-// find looks key up in table, a table of names or (token true) of tokens.
-func (b *base) find(table []uint64, key string, token bool) (ref, bool) {
+// lookup looks key up in table, a table of names or (token true) of tokens.
+func (b *base) lookup(table []uint64, key string, token bool) (ref, bool) {
+	if b.compact == 0 {
+		return 0, false // a view before its first load, or of recent names only: no hashing
+	}
 	h := maphash.String(b.seed, key)
 	tag, mask := h>>32, uint64(len(table)-1)
 	for i := h & mask; table[i] != 0; i = (i + 1) & mask {

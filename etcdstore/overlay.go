@@ -35,7 +35,7 @@ func foldSize(size int) int { return max(4096, size/8) }
 func fold(b *base, o *overlay) *base {
 	var replaced []ref
 	for name := range o.byName {
-		if r, ok := b.find(b.byName, name, false); ok {
+		if r, ok := b.lookup(b.byName, name, false); ok {
 			replaced = append(replaced, r)
 		}
 	}

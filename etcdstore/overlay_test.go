@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
@@ -13,7 +14,7 @@ import (
 )
 
 // change applies to v the watch event that puts d as name's record (nil: deletes name).
-func change(t *testing.T, v *View, name string, d *Record, rev int64) {
+func change(t testing.TB, v *View, name string, d *Record, rev int64) {
 	t.Helper()
 	ev := &clientv3.Event{Type: clientv3.EventTypeDelete, Kv: &mvccpb.KeyValue{ModRevision: rev}}
 	if d != nil {
@@ -251,5 +252,50 @@ func TestLookupAllocatesNothing(t *testing.T) {
 		}); allocs != 0 {
 			t.Errorf("lookup of %s: %v allocations", name, allocs)
 		}
+	}
+}
+
+// BenchmarkViewLookup times lookups in a view of a million records, by name (found in the
+// base, found in the overlay, missing) and by token, over names in random order as queries
+// come: at this size, what counts is the cache misses of a lookup.
+func BenchmarkViewLookup(b *testing.B) {
+	const n = 1_000_000
+	v := viewOfValues(n, func(i int) []byte {
+		b, _ := json.Marshal(typicalRecord(i))
+		return b
+	})
+	order := rand.Perm(n)
+	changed := make([]Record, 4096)
+	for i := range changed {
+		changed[i] = typicalRecord(order[i])
+		change(b, v, changed[i].Name, &changed[i], int64(n+i+1))
+	}
+	names := func(name func(i int) string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = name(order[i])
+		}
+		return out
+	}
+	for _, bc := range []struct {
+		name   string
+		keys   []string
+		lookup func(string) (Record, bool)
+		found  bool
+	}{
+		{"base", names(func(i int) string { return fmt.Sprintf("gw%d", i) })[len(changed):], v.Lookup, true},
+		{"overlay", names(func(i int) string { return fmt.Sprintf("gw%d", i) })[:len(changed)], v.Lookup, true},
+		{"missing", names(func(i int) string { return fmt.Sprintf("gx%d", i) }), v.Lookup, false},
+		{"token", names(func(i int) string { return typicalRecord(i).Token }), v.LookupToken, true},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				if _, ok := bc.lookup(bc.keys[i%len(bc.keys)]); ok != bc.found {
+					b.Fatalf("lookup of %s: %v", bc.keys[i%len(bc.keys)], ok)
+				}
+				i++
+			}
+		})
 	}
 }
