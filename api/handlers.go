@@ -209,7 +209,7 @@ func (s *Server) ping(_ http.ResponseWriter, r *http.Request) error {
 		return now.Sub(d.LastPing) < s.pingGranularity && hasAddrs(d, addrs)
 	}
 	if token, err := requiredSecret(q, "token"); err == nil {
-		if d, ok := s.store.LookupToken(token); ok && !d.IsDisabled() && recorded(d) {
+		if d, ok := s.store.LookupToken(token); ok && !d.IsDisabled() && recorded(&d) {
 			audited(r.Context()).quiet = true
 			return nil
 		}

@@ -28,7 +28,7 @@ type Store interface {
 	Update(ctx context.Context, sel etcdstore.Selector, fn func(*etcdstore.Record) error) (etcdstore.Record, error)
 	Delete(ctx context.Context, sel etcdstore.Selector, check func(*etcdstore.Record) error) (etcdstore.Record, error)
 	// LookupToken is the record of an API token as this replica's view holds it (maybe slightly behind).
-	LookupToken(token string) (*etcdstore.Record, bool)
+	LookupToken(token string) (etcdstore.Record, bool)
 }
 
 // Config holds the settings of a Server.

@@ -9,13 +9,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// populate writes n records (fullRecord) under prefix's names, 100 to a transaction.
+// populate writes n records (typicalRecord) under prefix's names, 100 to a transaction.
 func populate(tb testing.TB, cli *clientv3.Client, k keys, n int) {
 	tb.Helper()
 	for at := 0; at < n; at += 100 {
 		var ops []clientv3.Op
 		for i := at; i < min(at+100, n); i++ {
-			d := fullRecord(i)
+			d := typicalRecord(i)
 			v, _ := json.Marshal(d)
 			ops = append(ops, clientv3.OpPut(k.name(d.Name), string(v)))
 		}

@@ -196,7 +196,7 @@ func (cfg Config) tls() (*tls.Config, error) {
 
 // LookupToken returns the record the local View holds for the API token, without asking etcd: it
 // may be behind etcd by the watch latency, so use it only where that is harmless.
-func (s *Store) LookupToken(token string) (*Record, bool) { return s.view.LookupToken(token) }
+func (s *Store) LookupToken(token string) (Record, bool) { return s.view.LookupToken(token) }
 
 // View is the in-memory copy of the zone that DNS answers from.
 func (s *Store) View() *View { return s.view }

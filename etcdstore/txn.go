@@ -131,19 +131,19 @@ func (s *Keyspace) cached(sel Selector) (Record, int64) {
 	if s.view == nil {
 		return Record{}, 0
 	}
-	var d *Record
+	var d Record
 	var ok bool
 	switch sel.kind {
 	case byToken:
 		d, ok = s.view.LookupToken(sel.value)
 	case byName:
 		d, ok = s.view.Lookup(sel.value)
-		ok = ok && sel.matches(d)
+		ok = ok && sel.matches(&d)
 	}
 	if !ok {
 		return Record{}, 0
 	}
-	return *d, d.rev
+	return d, d.rev
 }
 
 // Create stores d with every index of its secrets if no record of its name exists (else

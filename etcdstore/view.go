@@ -3,10 +3,12 @@ package etcdstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -26,9 +28,15 @@ type View struct {
 	// and timeout the view uses.
 	ks *Keyspace
 
-	mu       sync.RWMutex
-	byName   map[string]*Record
-	byToken  map[string]*Record // the same records by API token
+	mu sync.RWMutex
+	// The records are those of base as changed by folding, then by overlay: the watch
+	// writes to overlay, which is folded into a new base in the background once it grows
+	// (maybeFold); folding is the overlay being folded, nil when no fold runs.
+	base             *base
+	overlay, folding *overlay
+	names            int // how many names base, folding and overlay hold together
+	folds            sync.WaitGroup
+
 	rev      int64
 	advanced chan struct{} // closed and replaced whenever rev moves
 	// offset is the serial key's value; serial the SOA serial, which never goes back.
@@ -52,8 +60,8 @@ type View struct {
 func newView(ks *Keyspace) *View {
 	return &View{
 		ks:       ks,
-		byName:   map[string]*Record{},
-		byToken:  map[string]*Record{},
+		base:     emptyBase(),
+		overlay:  newOverlay(),
 		advanced: make(chan struct{}),
 		done:     make(chan struct{}),
 		wentBack: make(chan struct{}, 1),
@@ -61,54 +69,155 @@ func newView(ks *Keyspace) *View {
 }
 
 // StaticView is a loaded view of records with serial, fed by no etcd: it answers as a
-// view of a store does, for tests and tools that hold the records themselves.
+// view of a store does, for tests and tools that hold the records themselves. Of records of
+// the same name, the last counts.
 func StaticView(serial uint32, records ...*Record) *View {
 	v := newView(&Keyspace{})
-	for _, d := range records {
-		v.byName[d.Name] = d
-		v.byToken[d.Token] = d
+	bl, seen := newBuilder(len(records)), map[string]bool{}
+	for _, d := range slices.Backward(records) {
+		if !seen[d.Name] {
+			seen[d.Name] = true
+			bl.add(d.Name, d)
+		}
 	}
+	v.base = bl.build()
+	v.names = v.base.Len()
 	v.serial, v.hasSerial = serial, true
 	v.loaded.Store(true)
 	return v
 }
 
-// Lookup returns the record of name (lower case, no zone), or false.
-func (v *View) Lookup(name string) (*Record, bool) {
+// Lookup returns the record of name (lower case, no zone), or false. It allocates nothing:
+// the record's strings and challenges are the view's, and must not be modified.
+func (v *View) Lookup(name string) (Record, bool) {
 	v.mu.RLock()
-	d, ok := v.byName[name]
+	at, ok := v.find(name)
 	v.mu.RUnlock()
-	return d, ok
+	if !ok {
+		return Record{}, false
+	}
+	return at.record(), true
 }
 
 // LookupToken returns the record whose API token is token, as the view last saw it, or false.
 // Empty tokens match nothing.
-func (v *View) LookupToken(token string) (*Record, bool) {
+func (v *View) LookupToken(token string) (Record, bool) {
 	if token == "" {
-		return nil, false
+		return Record{}, false
 	}
 	v.mu.RLock()
-	d, ok := v.byToken[token]
+	at, ok := v.findToken(token)
 	v.mu.RUnlock()
-	return d, ok && ByToken(token).matches(d)
+	if !ok {
+		return Record{}, false
+	}
+	d := at.record()
+	return d, ByToken(token).matches(&d)
+}
+
+// place is where a record of the view is: an ordinary record (of the overlay, or kept aside by
+// the base), or a ref of the base's arena. Both are immutable, so a place found under the lock
+// is read after it: the record is copied out of the lock, whose atomic operations would
+// otherwise wait for every store of the copy (it doubled the time of a lookup).
+type place struct {
+	d    *Record
+	base *base
+	ref  ref
+}
+
+// record is the record at p.
+func (p place) record() Record {
+	if p.d != nil {
+		return *p.d
+	}
+	return p.base.records.record(p.ref)
+}
+
+// token is the API token of the record at p.
+func (p place) token() string {
+	if p.d != nil {
+		return p.d.Token
+	}
+	_, token := p.base.records.name(p.ref)
+	return token
+}
+
+// find returns where the record of name is; v.mu must be held.
+func (v *View) find(name string) (place, bool) {
+	for _, o := range [...]*overlay{v.overlay, v.folding} {
+		if o == nil {
+			continue
+		}
+		if d, ok := o.byName[name]; ok {
+			return place{d: d}, d != nil
+		}
+	}
+	return v.base.find(name)
+}
+
+// findToken returns where the record whose API token is token is: the current record of the
+// name the newest layer indexes under token, if it still has that token; v.mu must be held.
+func (v *View) findToken(token string) (place, bool) {
+	name, ok := "", false
+	for _, o := range [...]*overlay{v.overlay, v.folding} {
+		if o != nil && !ok {
+			name, ok = o.byToken[token]
+		}
+	}
+	if !ok {
+		name, ok = v.base.nameOfToken(token)
+	}
+	if !ok {
+		return place{}, false
+	}
+	at, ok := v.find(name)
+	return at, ok && at.token() == token
 }
 
 // Len is the number of names in the view.
 func (v *View) Len() int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return len(v.byName)
+	return v.names
 }
 
 // Snapshot returns every record and the zone's serial with them, in one consistent cut.
 func (v *View) Snapshot() (uint32, []*Record) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	out := make([]*Record, 0, len(v.byName))
-	for _, d := range v.byName {
-		out = append(out, d)
+	out := make([]*Record, 0, v.names)
+	for _, d := range v.overlay.byName {
+		if d != nil {
+			out = append(out, d)
+		}
 	}
+	if v.folding != nil {
+		for name, d := range v.folding.byName {
+			if _, changed := v.overlay.byName[name]; d != nil && !changed {
+				out = append(out, d)
+			}
+		}
+	}
+	// One slab for the records the base holds by value, allocated at its final size so that
+	// the records do not move.
+	records := make([]Record, 0, v.base.Len())
+	v.base.each(func(name string, d Record) bool {
+		if !v.changed(name) {
+			records = append(records, d)
+			out = append(out, &records[len(records)-1])
+		}
+		return true
+	})
 	return v.serial, out
+}
+
+// changed reports whether the overlay or the one being folded holds name; v.mu must be held.
+func (v *View) changed(name string) bool {
+	_, ok := v.overlay.byName[name]
+	if !ok && v.folding != nil {
+		_, ok = v.folding.byName[name]
+	}
+	return ok
 }
 
 // Serial is the zone's SOA serial as of the view (serial.go): it grows with each change the
@@ -179,6 +288,7 @@ func (v *View) start(ctx context.Context) error {
 func (v *View) stop() {
 	v.cancel()
 	<-v.done
+	v.folds.Wait()
 	views.Delete(v)
 }
 
@@ -204,21 +314,17 @@ func (v *View) run(ctx context.Context) {
 
 // load reads every record at one revision and replaces the view's content with it.
 func (v *View) load(ctx context.Context) (int64, error) {
-	// Maps sized for the zone up front are not rehashed again and again as they grow, which
-	// is a good part of a large zone's cold start.
-	size := v.Len()
-	if size == 0 {
-		size = v.count(ctx)
-	}
-	fresh := make(map[string]*Record, size)
-	byToken := make(map[string]*Record, size)
-	var l loader
+	bl := newBuilder(v.Len())
 	prefix := len(v.ks.keys.names())
+	var d Record
 	add := func(kv *mvccpb.KeyValue) {
-		if name, d := l.decode(kv, kv.Key[prefix:]); d != nil {
-			fresh[name] = d
-			byToken[d.Token] = d
+		// The builder copies d, so one Record serves every key.
+		if d = (Record{}); decodeRecord(kv.Value, &d) != nil {
+			return // left out of the view; the consistency check reports it
 		}
+		d.rev = kv.ModRevision
+		name := kv.Key[prefix:]
+		bl.add(unsafe.String(unsafe.SliceData(name), len(name)), &d)
 	}
 	// A load reads etcd's history as it is now: what was found gone back before is taken in.
 	select {
@@ -233,9 +339,11 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	fresh := bl.build()
 	viewReloads.Inc()
 	v.mu.Lock()
-	v.byName, v.byToken, v.offset = fresh, byToken, offset
+	// A fold still running finds its base replaced and drops its work (install).
+	v.base, v.overlay, v.folding, v.names, v.offset = fresh, newOverlay(), nil, fresh.Len(), offset
 	if rev < v.rev {
 		// etcd was restored from a snapshot: the watch follows its revisions from there.
 		v.rev = rev - 1
@@ -244,18 +352,6 @@ func (v *View) load(ctx context.Context) (int64, error) {
 	v.advance(rev)
 	v.mu.Unlock()
 	return rev, nil
-}
-
-// count is how many records etcd holds, to size the maps of a first load; 0 if etcd cannot
-// say (the load then reports why).
-func (v *View) count(ctx context.Context) int {
-	cctx, cancel := v.ks.ctx(ctx)
-	defer cancel()
-	resp, err := v.ks.cli.Get(cctx, v.ks.keys.names(), clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0
-	}
-	return int(resp.Count)
 }
 
 // scan hands fn every key under prefix, in key order, as of one revision, which it returns.
@@ -374,6 +470,7 @@ func (v *View) apply(resp clientv3.WatchResponse) bool {
 		}
 		v.advance(ev.Kv.ModRevision)
 	}
+	v.maybeFold()
 	if resp.IsProgressNotify() {
 		v.advance(resp.Header.Revision)
 	}
@@ -391,15 +488,50 @@ func (v *View) applyOffset(ev *clientv3.Event) {
 
 // applyName applies a change of the record of name; v.mu must be held.
 func (v *View) applyName(name string, ev *clientv3.Event) {
-	if old, ok := v.byName[name]; ok {
-		delete(v.byToken, old.Token)
-		delete(v.byName, name)
-	}
+	_, had := v.find(name)
+	var d *Record
 	if ev.Type == clientv3.EventTypePut {
-		if d := decode(name, ev.Kv); d != nil {
-			v.byName[name] = d
-			v.byToken[d.Token] = d
-		}
+		d = decode(name, ev.Kv)
+	}
+	if d == nil && !had {
+		return
+	}
+	v.overlay.set(name, d)
+	switch {
+	case had && d == nil:
+		v.names--
+	case !had && d != nil:
+		v.names++
+	}
+}
+
+// maybeFold starts folding the overlay into a new base, once it has grown to foldSize and
+// unless a fold is running; v.mu must be held. The fold reads only what no one changes (the
+// base, and the overlay, which the watch no longer writes once it is folding), so it runs
+// without the lock, which it takes only to install its base: lookups wait for a fold no
+// longer than for a watch event.
+func (v *View) maybeFold() {
+	if v.folding != nil || len(v.overlay.byName) < foldSize(v.base.Len()) {
+		return
+	}
+	old, o := v.startFold()
+	v.folds.Go(func() { v.install(old, o, fold(old, o)) })
+}
+
+// startFold makes the overlay the one being folded, and starts a new one, returning the base
+// and the overlay to fold; v.mu must be held.
+func (v *View) startFold() (*base, *overlay) {
+	v.folding, v.overlay = v.overlay, newOverlay()
+	return v.base, v.folding
+}
+
+// install makes b, the fold of o into old, the view's base, unless a full load replaced them
+// meanwhile (its base is newer).
+func (v *View) install(old *base, o *overlay, b *base) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.base == old && v.folding == o {
+		v.base, v.folding = b, nil
 	}
 }
 
@@ -454,7 +586,7 @@ func (v *View) advance(rev int64) {
 	close(v.advanced)
 	v.advanced = make(chan struct{})
 	viewRevision.Set(float64(rev))
-	viewNames.Set(float64(len(v.byName)))
+	viewNames.Set(float64(v.names))
 }
 
 // decode parses a stored record; a record that does not parse is left out of the view

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -295,10 +296,10 @@ func TestStaticView(t *testing.T) {
 	if !v.Loaded() || v.Serial() != 7 || v.Len() != 1 {
 		t.Fatalf("loaded %v, serial %d, %d names; want loaded, 7, 1", v.Loaded(), v.Serial(), v.Len())
 	}
-	if d, ok := v.Lookup("gw"); !ok || d != gw {
+	if d, ok := v.Lookup("gw"); !ok || !reflect.DeepEqual(d, *gw) {
 		t.Errorf("Lookup(gw) = %v, %v; want the record", d, ok)
 	}
-	if d, ok := v.LookupToken("tok"); !ok || d != gw {
+	if d, ok := v.LookupToken("tok"); !ok || !reflect.DeepEqual(d, *gw) {
 		t.Errorf("LookupToken(tok) = %v, %v; want the record", d, ok)
 	}
 	if _, ok := v.Lookup("other"); ok {

@@ -48,7 +48,7 @@ func benchRegistryIn(b testing.TB, zone string, names int) (*Registry, *etcdstor
 	}
 	r.view.Store(store.View())
 	d, _ := store.View().Lookup("gw0")
-	return r, d
+	return r, &d
 }
 
 // benchWriters lets the benchmarks' writer, which drops the message in WriteMsg, recycle

@@ -128,11 +128,11 @@ func (r *Registry) lookupStatic(q *query, s map[uint16][]dns.RR) (rrs []dns.RR, 
 // hidden): its addresses, and the `name_record` records every name carries.
 func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(label)
-	if !ok || r.hidden(d) {
+	if !ok || r.hidden(&d) {
 		return nil, false
 	}
 	var buf [2]netip.Addr
-	addrs := r.addresses(d, buf[:0])
+	addrs := r.addresses(&d, buf[:0])
 	if q.qtype == dns.TypeA || q.qtype == dns.TypeAAAA {
 		return q.rep.address(q.owner, q.qtype, addrs, r.cfg.AddressTTL), true
 	}
@@ -148,13 +148,13 @@ func (r *Registry) lookupRegistered(q *query, label string) (rrs []dns.RR, exist
 // and ACME clients look up a CNAME there before they set the value.
 func (r *Registry) lookupChallenge(q *query, parent string) (rrs []dns.RR, exists bool) {
 	d, ok := q.view.Lookup(parent)
-	if !ok || r.hidden(d) {
+	if !ok || r.hidden(&d) {
 		return nil, false
 	}
 	if q.qtype != dns.TypeTXT && q.qtype != dns.TypeANY {
 		return nil, true
 	}
-	return q.rep.challenges(q.owner, d, time.Now(), r.cfg.ChallengeExpiry, r.cfg.ChallengeTTL), true
+	return q.rep.challenges(q.owner, &d, time.Now(), r.cfg.ChallengeExpiry, r.cfg.ChallengeTTL), true
 }
 
 // apex answers the zone's own SOA and NS (glue is added by answer); other types come from
