@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -326,5 +327,36 @@ func TestNoteRevisionSeesHistoryGoBack(t *testing.T) {
 	case <-v.wentBack:
 	default:
 		t.Error("revision 4, read after the view had applied 10, not taken for a restore")
+	}
+}
+
+// TestSelect: Select copies the records it is asked for, from the base a full load built and
+// from the overlay of later changes (a changed record as changed, a deleted one not at all),
+// and nothing else.
+func TestSelect(t *testing.T) {
+	e := startEtcd(t)
+	first := openStore(t, e, "/select/")
+	for _, name := range []string{"a1", "a2", "a3", "b1"} {
+		if err := first.Create(t.Context(), newRecord(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := openStore(t, e, "/select/") // its full load puts the four in the base
+	if err := s.View().WaitLoaded(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(t.Context(), ByName("a2"), func(d *Record) error { d.Description = "changed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(t.Context(), ByName("a3"), func(*Record) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, d := range s.View().Select(func(d *Record) bool { return strings.HasPrefix(d.Name, "a") }) {
+		got[d.Name] = d.Description
+	}
+	want := map[string]string{"a1": "gateway a1", "a2": "changed"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Select(a*) = %v, want %v", got, want)
 	}
 }

@@ -27,10 +27,12 @@ func (r *Registry) sweepExpired(ctx context.Context, store *etcdstore.Store) {
 		case <-time.After(interval):
 		}
 		cutoff := time.Now().Add(-r.cfg.Expire - r.cfg.ExpireGrace)
-		_, domains := store.View().Snapshot()
-		for _, d := range domains {
-			if !d.LastPing.Before(cutoff) || d.IsDisabled() || ctx.Err() != nil {
-				continue
+		expired := store.View().Select(func(d *etcdstore.Record) bool {
+			return d.LastPing.Before(cutoff) && !d.IsDisabled()
+		})
+		for _, d := range expired {
+			if ctx.Err() != nil {
+				return
 			}
 			_, err := store.Delete(ctx, etcdstore.ByName(d.Name), func(cur *etcdstore.Record) error {
 				if !cur.LastPing.Before(cutoff) || cur.IsDisabled() {
