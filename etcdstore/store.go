@@ -48,6 +48,10 @@ type Config struct {
 	// then calls it directly rather than through a connection, and full loads of the view
 	// read its store, without encoding the zone for a client.
 	Local *Embedded
+	// EmbeddedProcess says Endpoints are those of an EmbeddedProcess this process runs: its
+	// database figures and alarms come from the child (published as endpoint "embedded"), so
+	// the store does not read them again from the endpoints' status.
+	EmbeddedProcess bool
 	// Log hears when etcd is lost and when it returns; nil discards it.
 	Log Logger
 }
@@ -127,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // startHealth follows whether etcd answers and, for an external cluster, its members' status.
 func (s *Store) startHealth(cfg Config) {
 	h := &health{cli: s.cli, probeKey: s.keys.names(), timeout: s.timeout, log: loggerOrDiscard(cfg.Log), view: s.view}
-	if cfg.Local == nil {
+	if cfg.Local == nil && !cfg.EmbeddedProcess {
 		h.endpoints = cfg.Endpoints
 	}
 	var ctx context.Context

@@ -194,6 +194,7 @@ func (r *Registry) openStore() (*etcdstore.Store, func(), error) {
 		// its socket, as any client.
 		ecfg.Endpoints = e.Endpoints()
 		ecfg.Local, _ = e.(*etcdstore.Embedded)
+		ecfg.EmbeddedProcess = ecfg.Local == nil
 		release = func() { embeds.release(key) }
 	}
 	s, err := etcdstore.Open(context.Background(), ecfg)
