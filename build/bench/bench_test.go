@@ -390,36 +390,40 @@ func TestPopulatedNamesAreWhatTheRegistryReads(t *testing.T) {
 	}
 }
 
-// smokeBinary is $COREDNS_BINARY, or ./coredns built into a temporary directory.
-func smokeBinary(t *testing.T) string {
+// runSmoke runs the harness with args against $COREDNS_BINARY (or ./coredns built into a
+// temporary directory), keeping its files in a temporary directory, and returns the report and
+// that directory; it fails the test if the harness exits with an error. Smoke runs take real
+// CPU time, so they run only when REGDNS_BENCH_SMOKE=1.
+func runSmoke(t *testing.T, args ...string) (report, out string) {
+	t.Helper()
+	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
+		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the harness against ./coredns and dnsperf")
+	}
 	bin := os.Getenv("COREDNS_BINARY")
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "coredns")
-		if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
+		if b, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
+			t.Fatalf("go build: %v\n%s", err, b)
 		}
 	}
-	return bin
+	out = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	code := run(ctx, append(args, "-binary", bin, "-out", out), &stdout, &stderr)
+	report = stdout.String()
+	if code != 0 {
+		t.Fatalf("exit %d\nreport:\n%s\nprogress:\n%s", code, report, stderr.String())
+	}
+	return report, out
 }
 
 // TestSmoke runs the whole harness in -quick mode with very short runs against the real
 // ./coredns and dnsperf. It takes about a minute of both CPUs, so it runs only when asked:
 // REGDNS_BENCH_SMOKE=1 go test ./build/bench -run Smoke
 func TestSmoke(t *testing.T) {
-	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
-		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the harness against ./coredns and dnsperf")
-	}
-	bin := smokeBinary(t)
-	out := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	code := run(ctx, []string{"-quick", "-duration", "1s", "-runs", "1", "-queries", "5000",
-		"-api-duration", "1s", "-propagation-duration", "1s", "-binary", bin, "-out", out}, &stdout, &stderr)
-	report := stdout.String()
-	if code != 0 {
-		t.Fatalf("exit %d\nreport:\n%s\nprogress:\n%s", code, report, stderr.String())
-	}
+	report, out := runSmoke(t, "-quick", "-duration", "1s", "-runs", "1", "-queries", "5000",
+		"-api-duration", "1s", "-propagation-duration", "1s")
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^\s+10000\s+registry\s+\d+ `),
 		regexp.MustCompile(`(?m)^\s+10000\s+file\s+\d+ .*\s1\.00\s+[\d.]+ [KMG]iB\s*$`), // vs file, then RSS after

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/xml"
 	"os"
 	"os/exec"
@@ -362,26 +361,7 @@ func TestGoalChecksPassAndFailOnTheFigures(t *testing.T) {
 // dnsperf (about 70 s of both CPUs), only when asked:
 // REGDNS_BENCH_SMOKE=1 go test ./build/bench -run CapacitySmoke
 func TestCapacitySmoke(t *testing.T) {
-	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
-		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the capacity scenario against ./coredns and dnsperf")
-	}
-	bin := os.Getenv("COREDNS_BINARY")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "coredns")
-		if out, err := exec.Command("go", "build", "-o", bin, "..").CombinedOutput(); err != nil {
-			t.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
-	out := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	code := run(ctx, []string{"-capacity", "-names", "3000", "-capacity-duration", "10s", "-queries", "5000",
-		"-binary", bin, "-out", out}, &stdout, &stderr)
-	report := stdout.String()
-	if code != 0 {
-		t.Fatalf("exit %d\nreport:\n%s\nprogress:\n%s", code, report, stderr.String())
-	}
+	report, out := runSmoke(t, "-capacity", "-names", "3000", "-capacity-duration", "10s", "-queries", "5000")
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^registry, N=3000, cold start [\d.]+ s \(CPU 0\)$`),
 		regexp.MustCompile(`(?m)^\s+0-10\s+\d+\s+[\d.]+\s+[\d.]+\s+\d+%\s+\d+\s+[\d.]+\s+\d+\s+0\s+`),  // a window with pings, none refused

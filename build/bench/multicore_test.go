@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -146,19 +145,7 @@ func TestMulticoreConfigsAndCPUs(t *testing.T) {
 // TestMulticoreSmoke runs the -multicore scenario with very short runs against the real
 // ./coredns, dnsperf and knotd (if installed): REGDNS_BENCH_SMOKE=1 go test ./build/bench -run Smoke
 func TestMulticoreSmoke(t *testing.T) {
-	if os.Getenv("REGDNS_BENCH_SMOKE") != "1" {
-		t.Skip("set REGDNS_BENCH_SMOKE=1 to run the harness against ./coredns and dnsperf")
-	}
-	bin := smokeBinary(t)
-	out := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	code := run(ctx, []string{"-multicore", "-quick", "-duration", "1s", "-runs", "1", "-queries", "5000", "-binary", bin, "-out", out}, &stdout, &stderr)
-	report := stdout.String()
-	if code != 0 {
-		t.Fatalf("exit %d\nreport:\n%s\nprogress:\n%s", code, report, stderr.String())
-	}
+	report, out := runSmoke(t, "-multicore", "-quick", "-duration", "1s", "-runs", "1", "-queries", "5000")
 	_, knot := exec.LookPath("knotd")
 	for _, c := range multicoreConfigs(runtime.NumCPU(), knot == nil) {
 		row := fmt.Sprintf(`(?m)^\s+10000\s+%s\s+%d\s+\d+\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+%%\s+\d+%%\s+\d+%%\s+\d+\s+[\d.]+\s`, regexp.QuoteMeta(c.String()), c.cores)
