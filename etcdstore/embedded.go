@@ -54,7 +54,7 @@ type EmbeddedConfig struct {
 	// 5 minutes.
 	History time.Duration
 	// Log receives the few events an operator must see (NOSPACE handled); nil discards them.
-	Log Logger
+	Log Logger `json:"-"`
 	// Fast shortens heartbeats and elections and skips fsync: for tests only.
 	Fast bool
 }

@@ -36,7 +36,7 @@ import (
 // or systemd's stop send to the whole process group or cgroup: the server decides when etcd
 // stops, after its own shutdown, rather than seeing etcd vanish under it and start it again.
 
-// processEnv carries a child's processConfig; its presence makes the binary's main run
+// processEnv carries a child's EmbeddedConfig, as JSON (without its Log); its presence makes the binary's main run
 // ServeEmbeddedProcess instead of the server.
 const processEnv = "REGDNS_EMBEDDED_ETCD"
 
@@ -56,14 +56,6 @@ func EmbeddedProcessEnabled() bool { return processBinary.Load() != nil }
 
 // IsEmbeddedProcess reports whether this process was started to be an embedded etcd's process.
 func IsEmbeddedProcess() bool { return os.Getenv(processEnv) != "" }
-
-// processConfig is the part of EmbeddedConfig a child is given.
-type processConfig struct {
-	Dir, ClientURL, PeerURL string
-	QuotaBytes              int64
-	History                 time.Duration
-	Fast                    bool
-}
 
 // processEvent is one line a child writes.
 type processEvent struct {
@@ -94,7 +86,7 @@ const (
 // EmbeddedProcess is an embedded etcd running in a child process, restarted when it exits
 // until Close.
 type EmbeddedProcess struct {
-	cfg       processConfig
+	cfg       EmbeddedConfig // as given, Log aside: the child logs through its events
 	exe       string
 	log       Logger
 	endpoints []string
@@ -124,7 +116,7 @@ func StartEmbeddedProcess(c EmbeddedConfig) (*EmbeddedProcess, error) {
 		return nil, errors.New("embedded etcd process: not enabled in this binary")
 	}
 	p := &EmbeddedProcess{
-		cfg: processConfig{Dir: c.Dir, ClientURL: c.ClientURL, PeerURL: c.PeerURL, QuotaBytes: c.QuotaBytes, History: c.History, Fast: c.Fast},
+		cfg: c,
 		exe: *exe, log: loggerOrDiscard(c.Log), closing: make(chan struct{}), done: make(chan struct{}),
 	}
 	ch, ready, err := p.spawn()
@@ -317,14 +309,14 @@ func (p *EmbeddedProcess) respawn() *child {
 // until its standard input closes, and returns the exit status.
 func ServeEmbeddedProcess() int {
 	out := &eventWriter{w: os.Stdout}
-	var pc processConfig
+	var pc EmbeddedConfig
 	if err := json.Unmarshal([]byte(os.Getenv(processEnv)), &pc); err != nil {
 		out.write(processEvent{Error: fmt.Sprintf("embedded etcd process: bad %s: %v", processEnv, err)})
 		return 2
 	}
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
-	e, err := StartEmbedded(EmbeddedConfig{Dir: pc.Dir, ClientURL: pc.ClientURL, PeerURL: pc.PeerURL,
-		QuotaBytes: pc.QuotaBytes, History: pc.History, Fast: pc.Fast, Log: eventLogger{out}})
+	pc.Log = eventLogger{out}
+	e, err := StartEmbedded(pc)
 	if err != nil {
 		out.write(processEvent{Error: err.Error()})
 		return 1
